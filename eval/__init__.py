@@ -1,0 +1,4 @@
+"""Evaluation: suites, repeated runs with confidence intervals, eval-gated promotion.
+
+Filled by the evaluation issue; it imports ``genai`` only.
+"""

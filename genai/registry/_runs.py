@@ -1,0 +1,301 @@
+"""Runs (training and processing jobs, with metrics per step) and evaluation runs."""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+import subprocess
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from genai._names import check_metric_name, check_resource_name
+from genai.errors import ConflictError, ValidationError
+from genai.registry._refs import KINDS, Ref, add_edge, label, lock_project, resolve
+from genai.registry._types import EvalRunInfo, MetricPoint, RunInfo
+from genai.store import _schema as t
+from genai.tenancy._rbac import Action
+
+if TYPE_CHECKING:
+    from genai._context import Context
+
+__all__ = ["ActiveRun", "Evals", "Runs", "code_version"]
+
+_STATUSES = ("running", "finished", "failed", "cancelled")
+
+
+def code_version(cwd: str | None = None) -> str:
+    """The git commit of ``cwd`` (``-dirty`` when it has changes), or '' outside git."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        if sha.returncode != 0:
+            return ""
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _inputs(session: Session, kind: str, row: Any) -> builtins.list[str]:
+    edges = session.scalars(
+        select(t.LineageEdge).where(
+            t.LineageEdge.child_kind == kind, t.LineageEdge.child_id == row.id
+        )
+    ).all()
+    out = []
+    for edge in edges:
+        parent = session.get(KINDS[edge.parent_kind], edge.parent_id)
+        if parent is not None:
+            out.append(label(edge.parent_kind, parent))
+    return sorted(out)
+
+
+class Runs:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def start(
+        self,
+        project: str,
+        name: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        datasets: Sequence[str] = (),
+        base_model: str | None = None,
+        kind: str = "training",
+        code: str | None = None,
+    ) -> ActiveRun:
+        """Open a run; use it as a context manager to have it finished (or failed) for you."""
+        check_resource_name(name, kind="run name")
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, Action.REGISTRY_WRITE)
+            lock_project(s, proj.id)
+            parents = [
+                ("dataset", resolve(s, proj.id, Ref.parse(d, kind="dataset"))) for d in datasets
+            ]
+            if base_model is not None:
+                parents.append(("model", resolve(s, proj.id, Ref.parse(base_model, kind="model"))))
+            row = t.Run(
+                uid=secrets.token_hex(6),
+                project_id=proj.id,
+                name=name,
+                kind=kind,
+                params=dict(params or {}),
+                code_version=code_version() if code is None else code,
+                created_by=me.label,
+            )
+            s.add(row)
+            s.flush()
+            for parent in parents:
+                relation = "input" if parent[0] == "dataset" else "base model"
+                add_edge(s, proj.id, parent, ("run", row), relation)
+            self._ctx.audit(s, me, "run.start", project=proj, resource=f"run:{row.uid}", name=name)
+            return ActiveRun(self, project, row.uid)
+
+    def log(self, project: str, run: str, metrics: Mapping[str, float], *, step: int) -> None:
+        """Record metric values at a step; a (metric, step) pair is written once."""
+        with self._ctx.store.session() as s:
+            row = self._row(s, project, run, Action.REGISTRY_WRITE)
+            if row.status != "running":
+                raise ConflictError(f"run {run} is {row.status}: metrics go to running runs")
+            for key, value in metrics.items():
+                check_metric_name(key)
+                if s.get(t.RunMetric, (row.id, key, step)) is not None:
+                    raise ConflictError(f"run {run} already has {key} at step {step}")
+                s.add(t.RunMetric(run_id=row.id, key=key, step=int(step), value=float(value)))
+
+    def finish(self, project: str, run: str, *, status: str = "finished") -> RunInfo:
+        if status not in _STATUSES[1:]:
+            raise ValidationError(
+                f"a run ends as one of {', '.join(_STATUSES[1:])}, not {status!r}"
+            )
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, Action.REGISTRY_WRITE)
+            row = resolve(s, proj.id, Ref("run", run))
+            if row.status != "running":
+                raise ConflictError(f"run {run} has already ended as {row.status}")
+            row.status, row.ended_at = status, t.utcnow()
+            self._ctx.audit(s, me, "run.finish", project=proj, resource=f"run:{run}", status=status)
+            return self._info(s, row)
+
+    def get(self, project: str, run: str) -> RunInfo:
+        with self._ctx.store.session() as s:
+            return self._info(s, self._row(s, project, run, Action.REGISTRY_READ))
+
+    def list(
+        self, project: str, *, name: str | None = None, status: str | None = None
+    ) -> builtins.list[RunInfo]:
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, Action.REGISTRY_READ)
+            query = select(t.Run).where(t.Run.project_id == proj.id)
+            if name is not None:
+                query = query.where(t.Run.name == name)
+            if status is not None:
+                query = query.where(t.Run.status == status)
+            return [self._info(s, r) for r in s.scalars(query.order_by(t.Run.id.desc()))]
+
+    def metrics(
+        self, project: str, run: str, *, key: str | None = None
+    ) -> builtins.list[MetricPoint]:
+        """Every recorded value, by metric and step."""
+        with self._ctx.store.session() as s:
+            row = self._row(s, project, run, Action.REGISTRY_READ)
+            query = select(t.RunMetric).where(t.RunMetric.run_id == row.id)
+            if key is not None:
+                query = query.where(t.RunMetric.key == key)
+            points = s.scalars(query.order_by(t.RunMetric.key, t.RunMetric.step))
+            return [MetricPoint(key=p.key, step=p.step, value=p.value, ts=p.ts) for p in points]
+
+    def _row(self, s: Session, project: str, run: str, action: Action) -> t.Run:
+        me = self._ctx.me(s)
+        proj = self._ctx.project(s, me, project, action)
+        row: t.Run = resolve(s, proj.id, Ref("run", run))
+        return row
+
+    def _info(self, s: Session, row: t.Run) -> RunInfo:
+        latest: dict[str, float] = {}
+        for point in s.scalars(
+            select(t.RunMetric).where(t.RunMetric.run_id == row.id).order_by(t.RunMetric.step)
+        ):
+            latest[point.key] = point.value
+        return RunInfo(
+            id=row.uid,
+            name=row.name,
+            kind=row.kind,
+            status=row.status,
+            params=dict(row.params),
+            code_version=row.code_version,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            created_by=row.created_by,
+            metrics=latest,
+            inputs=_inputs(s, "run", row),
+        )
+
+
+class ActiveRun:
+    """A run in progress: ``log`` metrics, then ``finish`` (or leave the ``with`` block)."""
+
+    def __init__(self, runs: Runs, project: str, run_id: str) -> None:
+        self._runs = runs
+        self.project = project
+        self.id = run_id
+        self.ref = f"run:{run_id}"
+
+    def log(self, metrics: Mapping[str, float], *, step: int) -> None:
+        self._runs.log(self.project, self.id, metrics, step=step)
+
+    def finish(self, status: str = "finished") -> RunInfo:
+        return self._runs.finish(self.project, self.id, status=status)
+
+    def info(self) -> RunInfo:
+        return self._runs.get(self.project, self.id)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runs.get(self.project, self.id).status == "running":
+            self.finish("finished" if exc_type is None else "failed")
+
+
+class Evals:
+    """Evaluation runs: a suite's metrics against the artifacts it evaluated."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def record(
+        self,
+        project: str,
+        suite: str,
+        *,
+        metrics: Mapping[str, Any],
+        inputs: Sequence[str] = (),
+        config: Mapping[str, Any] | None = None,
+        status: str = "finished",
+    ) -> EvalRunInfo:
+        """Record a finished evaluation; ``inputs`` are the references it evaluated
+        (deployment, adapter, prompt version, dataset…) and become its lineage parents."""
+        check_resource_name(suite, kind="suite name")
+        if status not in _STATUSES:
+            raise ValidationError(f"status must be one of {', '.join(_STATUSES)}", field="status")
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, Action.REGISTRY_WRITE)
+            lock_project(s, proj.id)
+            parents = []
+            for text in inputs:
+                ref = Ref.parse(text)
+                parents.append((ref.kind, resolve(s, proj.id, ref)))
+            row = t.EvalRun(
+                uid=secrets.token_hex(6),
+                project_id=proj.id,
+                suite=suite,
+                status=status,
+                metrics=dict(metrics),
+                config=dict(config or {}),
+                ended_at=None if status == "running" else t.utcnow(),
+                created_by=me.label,
+            )
+            s.add(row)
+            s.flush()
+            for parent in parents:
+                add_edge(s, proj.id, parent, ("eval", row), "evaluated")
+            self._ctx.audit(
+                s, me, "eval.record", project=proj, resource=f"eval:{row.uid}", suite=suite
+            )
+            return self._info(s, row)
+
+    def get(self, project: str, eval_id: str) -> EvalRunInfo:
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, Action.REGISTRY_READ)
+            return self._info(s, resolve(s, proj.id, Ref("eval", eval_id)))
+
+    def list(self, project: str, *, suite: str | None = None) -> builtins.list[EvalRunInfo]:
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, Action.REGISTRY_READ)
+            query = select(t.EvalRun).where(t.EvalRun.project_id == proj.id)
+            if suite is not None:
+                query = query.where(t.EvalRun.suite == suite)
+            return [self._info(s, r) for r in s.scalars(query.order_by(t.EvalRun.id.desc()))]
+
+    def _info(self, s: Session, row: t.EvalRun) -> EvalRunInfo:
+        return EvalRunInfo(
+            id=row.uid,
+            suite=row.suite,
+            status=row.status,
+            metrics=dict(row.metrics),
+            config=dict(row.config),
+            inputs=_inputs(s, "eval", row),
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            created_by=row.created_by,
+        )

@@ -1,0 +1,145 @@
+"""What the registry APIs return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "AdapterVersion",
+    "AliasChange",
+    "DatasetVersion",
+    "DeploymentRevision",
+    "EvalRunInfo",
+    "LineageEdgeInfo",
+    "LineageGraph",
+    "MetricPoint",
+    "ModelVersion",
+    "PromptVersionInfo",
+    "RunInfo",
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class _VersionInfo(_Record):
+    kind: str
+    name: str
+    version: int
+    description: str
+    created_at: datetime
+    created_by: str
+    aliases: list[str]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.name}@{self.version}"
+
+
+class ModelVersion(_VersionInfo):
+    source: str
+    revision: str
+    license: str
+    metadata: dict[str, Any]
+
+
+class DatasetVersion(_VersionInfo):
+    sha256: str
+    format: str
+    rows: int
+    schema_: dict[str, str]
+    stats: dict[str, Any]
+    splits: dict[str, Any]
+    created: bool = True  # False when the same content was registered before
+
+
+class AdapterVersion(_VersionInfo):
+    base_model: str
+    method: str
+    rank: int
+    alpha: float
+    target_modules: list[str]
+    run: str | None
+    artifact: str
+
+
+class PromptVersionInfo(_VersionInfo):
+    template_kind: str
+    template: dict[str, Any]
+    content_hash: str
+
+
+class DeploymentRevision(_VersionInfo):
+    model: str | None
+    adapter: str | None
+    spec: dict[str, Any]
+
+
+class RunInfo(_Record):
+    id: str
+    name: str
+    kind: str
+    status: str
+    params: dict[str, Any]
+    code_version: str
+    started_at: datetime
+    ended_at: datetime | None
+    created_by: str
+    metrics: dict[str, float]  # the latest value of each metric
+    inputs: list[str]
+
+    @property
+    def ref(self) -> str:
+        return f"run:{self.id}"
+
+
+class MetricPoint(_Record):
+    key: str
+    step: int
+    value: float
+    ts: datetime
+
+
+class EvalRunInfo(_Record):
+    id: str
+    suite: str
+    status: str
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    inputs: list[str]
+    started_at: datetime
+    ended_at: datetime | None
+    created_by: str
+
+    @property
+    def ref(self) -> str:
+        return f"eval:{self.id}"
+
+
+class AliasChange(_Record):
+    kind: str
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    ts: datetime
+    actor: str
+
+
+class LineageEdgeInfo(_Record):
+    parent: str
+    child: str
+    relation: str
+
+
+class LineageGraph(_Record):
+    """Everything an artifact came from (ancestors) and everything made from it."""
+
+    root: str
+    ancestors: list[str]
+    descendants: list[str]
+    edges: list[LineageEdgeInfo]

@@ -1,0 +1,126 @@
+"""Platform settings: one object, read from ``GENAI_*`` environment variables, passed down.
+
+Nothing in the platform reads the environment on its own: the composition root (the CLI,
+the gateway process, a notebook) builds one :class:`Settings` and hands it to
+:func:`genai.connect` or to the parts it wires together.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["DEFAULT_LICENSES", "Settings"]
+
+#: Licences a base model may carry unless ``GENAI_LICENSE_ALLOWLIST`` says otherwise
+#: (SPDX-style ids, lower case).
+DEFAULT_LICENSES: tuple[str, ...] = (
+    "apache-2.0",
+    "mit",
+    "bsd-2-clause",
+    "bsd-3-clause",
+    "cc-by-4.0",
+    "cc-by-sa-4.0",
+    "openrail",
+    "llama3",
+    "llama3.1",
+    "llama3.2",
+    "llama3.3",
+    "gemma",
+)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _default_user() -> str:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        name = os.environ.get("USER", "") or "local"
+    return name.lower()
+
+
+class Settings(BaseSettings):
+    """Every setting of the platform. Each field is read from ``GENAI_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="GENAI_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default_factory=lambda: Path("~/.genai").expanduser(),
+        description="Directory for the embedded database, artifacts and vectors.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata store; SQLite under home when unset. "
+        "PostgreSQL: postgresql+psycopg://user@host:5432/db",
+    )
+    artifact_root: str | None = Field(
+        default=None,
+        description="Where artifacts live: a directory or any fsspec URL (s3://, gs://); "
+        "home/artifacts when unset.",
+    )
+    vector_path: Path | None = Field(
+        default=None, description="Chroma persistent directory; home/chroma when unset."
+    )
+    chroma_url: str | None = Field(
+        default=None, description="A Chroma server (http://host:port) instead of the embedded one."
+    )
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="Embedding model: 'all-MiniLM-L6-v2' (bundled, offline) or a local path.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for shared counters (rate limits, quotas)."
+    )
+    user: str = Field(
+        default_factory=_default_user,
+        description="The local user the CLI and Python API act as.",
+    )
+    license_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_LICENSES),
+        description="Licences a registered base model may carry (comma-separated).",
+    )
+    protected_aliases: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["production"],
+        description="Aliases only maintainers and owners may move (comma-separated).",
+    )
+    self_service_projects: bool = Field(
+        default=True, description="Whether any registered user may create projects."
+    )
+
+    @field_validator("license_allowlist", "protected_aliases", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("license_allowlist", mode="after")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [item.lower() for item in value]
+
+    @field_validator("home", "vector_path", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in use: the configured one, or SQLite under ``home``."""
+        return self.database_url or f"sqlite:///{self.home / 'genai.db'}"
+
+    @property
+    def resolved_artifact_root(self) -> str:
+        return self.artifact_root or str(self.home / "artifacts")
+
+    @property
+    def resolved_vector_path(self) -> Path:
+        return self.vector_path or self.home / "chroma"

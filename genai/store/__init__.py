@@ -1,0 +1,10 @@
+"""The metadata store: SQLAlchemy 2 tables, sessions and Alembic migrations.
+
+SQLite (WAL, foreign keys on) under ``GENAI_HOME`` by default; PostgreSQL when
+``GENAI_DATABASE_URL`` names one.
+"""
+
+from genai.store._engine import Store, mask_url
+from genai.store._migrate import check_schema, current_revision, head_revision, upgrade
+
+__all__ = ["Store", "check_schema", "current_revision", "head_revision", "mask_url", "upgrade"]

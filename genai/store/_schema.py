@@ -1,0 +1,404 @@
+"""The metadata store's tables (SQLAlchemy 2 declarative).
+
+Every table that holds a tenant's data carries ``project_id`` with ``ON DELETE CASCADE``:
+deleting a project deletes everything of it, in one transaction. The audit log is the
+exception: it outlives the project it speaks of.
+
+Alembic migrations under ``migrations/versions`` must produce exactly these tables; a test
+compares them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Adapter",
+    "Alias",
+    "AliasEvent",
+    "ApiKey",
+    "AuditEvent",
+    "Base",
+    "Counter",
+    "Dataset",
+    "Deployment",
+    "EvalRun",
+    "LineageEdge",
+    "Membership",
+    "Model",
+    "Principal",
+    "Project",
+    "PromptVersion",
+    "Quota",
+    "Run",
+    "RunMetric",
+    "UsageRecord",
+    "utcnow",
+]
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass a timezone-aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _project_fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(default=utcnow)
+
+
+# --------------------------------------------------------------------------- tenancy
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    # Never reuse a deleted project's id: the audit log and quota counters keep it.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class Principal(Base):
+    """A user (platform-wide) or a service account (belongs to one project)."""
+
+    __tablename__ = "principals"
+    __table_args__ = (
+        Index(
+            "uq_principals_user_name",
+            "name",
+            unique=True,
+            sqlite_where=text("kind = 'user'"),
+            postgresql_where=text("kind = 'user'"),
+        ),
+        Index(
+            "uq_principals_service_name",
+            "project_id",
+            "name",
+            unique=True,
+            sqlite_where=text("kind = 'service'"),
+            postgresql_where=text("kind = 'service'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(100))
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=True
+    )
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    principal_id: Mapped[int] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = _created()
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    salt: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = _created()
+    created_by: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Quota(Base):
+    __tablename__ = "quotas"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    budget_usd_per_month: Mapped[float | None] = mapped_column(Float, nullable=True)
+    adapter_slots: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Counter(Base):
+    """A shared counter for quota windows; the key names project, metric and window."""
+
+    __tablename__ = "counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class UsageRecord(Base):
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_project_day", "project_id", "day"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    ts: Mapped[datetime] = _created()
+    day: Mapped[date] = mapped_column(Date)
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    key_id: Mapped[int | None] = mapped_column(nullable=True)
+    principal: Mapped[str] = mapped_column(String(100), default="")
+    model: Mapped[str] = mapped_column(String(200))
+    adapter: Mapped[str] = mapped_column(String(200), default="")
+    prompt_version: Mapped[str] = mapped_column(String(200), default="")
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(40), default="ok")
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ts: Mapped[datetime] = _created()
+    actor: Mapped[str] = mapped_column(String(120))
+    project_id: Mapped[int | None] = mapped_column(nullable=True, index=True)
+    project: Mapped[str] = mapped_column(String(40), default="")
+    action: Mapped[str] = mapped_column(String(60))
+    resource: Mapped[str] = mapped_column(String(300), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class _Versioned:
+    """Columns every immutable, versioned registry entry has."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = _created()
+    created_by: Mapped[str] = mapped_column(String(120))
+
+
+class Model(_Versioned, Base):
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("project_id", "name", "version"),)
+
+    project_id: Mapped[int] = _project_fk()
+    source: Mapped[str] = mapped_column(String(500))
+    revision: Mapped[str] = mapped_column(String(100), default="")
+    license: Mapped[str] = mapped_column(String(60))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+
+
+class Dataset(_Versioned, Base):
+    __tablename__ = "datasets"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name", "version"),
+        UniqueConstraint("project_id", "name", "sha256"),
+    )
+
+    project_id: Mapped[int] = _project_fk()
+    sha256: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(20))
+    rows: Mapped[int] = mapped_column(Integer)
+    schema_: Mapped[dict[str, Any]] = mapped_column("schema", default=dict)
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    splits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Run(Base):
+    """A training or processing run. Not versioned: its status and metrics grow."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    project_id: Mapped[int] = _project_fk()
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(40), default="training")
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    code_version: Mapped[str] = mapped_column(String(100), default="")
+    started_at: Mapped[datetime] = _created()
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_by: Mapped[str] = mapped_column(String(120))
+
+
+class RunMetric(Base):
+    __tablename__ = "run_metrics"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    ts: Mapped[datetime] = _created()
+
+
+class Adapter(_Versioned, Base):
+    __tablename__ = "adapters"
+    __table_args__ = (UniqueConstraint("project_id", "name", "version"),)
+
+    project_id: Mapped[int] = _project_fk()
+    base_model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    method: Mapped[str] = mapped_column(String(20), default="lora")
+    rank: Mapped[int] = mapped_column(Integer)
+    alpha: Mapped[float] = mapped_column(Float)
+    target_modules: Mapped[list[Any]] = mapped_column(default=list)
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
+    )
+    artifact: Mapped[str] = mapped_column(String(64), default="")
+
+
+class PromptVersion(_Versioned, Base):
+    __tablename__ = "prompt_versions"
+    __table_args__ = (UniqueConstraint("project_id", "name", "version"),)
+
+    project_id: Mapped[int] = _project_fk()
+    kind: Mapped[str] = mapped_column(String(10), default="text")
+    template: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Deployment(_Versioned, Base):
+    """A deployment revision: each change of what a deployment serves is a new version."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("project_id", "name", "version"),)
+
+    project_id: Mapped[int] = _project_fk()
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), nullable=True)
+    adapter_id: Mapped[int | None] = mapped_column(ForeignKey("adapters.id"), nullable=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class EvalRun(Base):
+    __tablename__ = "eval_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    project_id: Mapped[int] = _project_fk()
+    suite: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = _created()
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_by: Mapped[str] = mapped_column(String(120))
+
+
+class Alias(Base):
+    __tablename__ = "aliases"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = _created()
+    updated_by: Mapped[str] = mapped_column(String(120))
+
+
+class AliasEvent(Base):
+    """The audit trail of alias moves: which version an alias pointed at, and when."""
+
+    __tablename__ = "alias_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(100))
+    alias: Mapped[str] = mapped_column(String(100))
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ts: Mapped[datetime] = _created()
+    actor: Mapped[str] = mapped_column(String(120))
+
+
+class LineageEdge(Base):
+    """parent → child: a dataset feeds a run, a run produces an adapter, and so on."""
+
+    __tablename__ = "lineage_edges"
+    __table_args__ = (Index("ix_lineage_child", "child_kind", "child_id"),)
+
+    project_id: Mapped[int] = _project_fk()
+    parent_kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    parent_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    child_kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    child_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    relation: Mapped[str] = mapped_column(String(40))

@@ -1,0 +1,141 @@
+"""What the tenancy APIs return: plain, typed, JSON-ready records."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from genai.tenancy._rbac import Role
+
+__all__ = [
+    "ApiKeyInfo",
+    "AuditEntry",
+    "CreatedKey",
+    "MemberInfo",
+    "ProjectInfo",
+    "QuotaLimits",
+    "QuotaStatus",
+    "UsageEvent",
+    "UsageReport",
+    "UsageRow",
+    "UserInfo",
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ProjectInfo(_Record):
+    name: str
+    description: str
+    created_at: datetime
+    created_by: str
+    role: Role | None = Field(description="The caller's role here; None for a platform admin.")
+    members: int
+
+
+class MemberInfo(_Record):
+    name: str
+    kind: str
+    role: Role
+    since: datetime
+
+
+class UserInfo(_Record):
+    name: str
+    is_admin: bool
+    created_at: datetime
+
+
+class ApiKeyInfo(_Record):
+    id: int
+    name: str
+    prefix: str
+    project: str
+    role: Role
+    owner: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def status(self) -> str:
+        from genai.store._schema import utcnow
+
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= utcnow():
+            return "expired"
+        return "active"
+
+
+class CreatedKey(ApiKeyInfo):
+    secret: str = Field(description="The key itself. Shown once: it is not stored.")
+
+
+class QuotaLimits(_Record):
+    """A project's limits; None means unlimited."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_day: int | None = Field(default=None, ge=1)
+    budget_usd_per_month: float | None = Field(default=None, gt=0)
+    adapter_slots: int | None = Field(default=None, ge=0)
+
+
+class QuotaStatus(_Record):
+    limits: QuotaLimits
+    requests_this_minute: int
+    tokens_today: int
+    spend_usd_this_month: float
+
+
+class UsageEvent(_Record):
+    """One request's usage, as the gateway (or any caller) records it in the ledger."""
+
+    model: str
+    adapter: str = ""
+    prompt_version: str = ""
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0)
+    gpu_seconds: float = Field(default=0.0, ge=0)
+    latency_ms: float = Field(default=0.0, ge=0)
+    cache_hit: bool = False
+    status: str = "ok"
+    request_id: str = ""
+    ts: datetime | None = None
+
+
+class UsageRow(_Record):
+    project: str | None = None
+    model: str | None = None
+    adapter: str | None = None
+    day: date | None = None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    gpu_seconds: float
+    cache_hits: int
+    errors: int
+    avg_latency_ms: float
+
+
+class UsageReport(_Record):
+    group_by: tuple[str, ...]
+    since: date | None
+    until: date | None
+    rows: list[UsageRow]
+    total: UsageRow
+
+
+class AuditEntry(_Record):
+    ts: datetime
+    actor: str
+    project: str
+    action: str
+    resource: str
+    details: dict[str, object]

@@ -1,0 +1,195 @@
+"""The usage ledger (a row per request) and the showback report; the audit log reader."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Integer, case, func, insert, select
+from sqlalchemy.orm import Session
+
+from genai.errors import Forbidden, ValidationError
+from genai.store import _schema as t
+from genai.tenancy._quotas import QuotaEnforcer
+from genai.tenancy._rbac import Action
+from genai.tenancy._types import AuditEntry, UsageEvent, UsageReport, UsageRow
+
+if TYPE_CHECKING:
+    from genai._context import Context
+
+__all__ = ["GROUPS", "Audit", "Usage", "write_usage"]
+
+#: What a showback report can be grouped by.
+GROUPS = ("project", "model", "adapter", "day")
+
+
+def write_usage(
+    session: Session,
+    project_id: int,
+    events: Sequence[UsageEvent],
+    *,
+    principal: str = "",
+    key_id: int | None = None,
+) -> None:
+    """Insert ledger rows in the caller's transaction (one statement for the batch)."""
+    if not events:
+        return
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        ts = event.ts or now
+        rows.append(
+            {
+                **event.model_dump(exclude={"ts"}),
+                "project_id": project_id,
+                "principal": principal,
+                "key_id": key_id,
+                "ts": ts,
+                "day": ts.astimezone(UTC).date(),
+            }
+        )
+    session.execute(insert(t.UsageRecord), rows)
+
+
+class Usage:
+    """Record usage and report it back grouped by project, model, adapter and day."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def record(self, project: str, events: UsageEvent | Sequence[UsageEvent]) -> int:
+        """Add ledger rows (and count their tokens and cost against the quotas)."""
+        batch = [events] if isinstance(events, UsageEvent) else list(events)
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, Action.USAGE_RECORD)
+            write_usage(s, proj.id, batch, principal=me.label, key_id=me.key_id)
+        enforcer = QuotaEnforcer(self._ctx.counters)
+        billable = [e for e in batch if not e.cache_hit]
+        enforcer.record_spend(
+            proj.id,
+            tokens=sum(e.prompt_tokens + e.completion_tokens for e in billable),
+            cost_usd=sum(e.cost_usd for e in billable),
+        )
+        return len(batch)
+
+    def report(
+        self,
+        project: str | None = None,
+        *,
+        group_by: Sequence[str] = GROUPS,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> UsageReport:
+        """Showback: requests, tokens, cost, GPU time, cache hits and errors per group.
+
+        Without ``project`` the report spans every project the caller may read usage of.
+        ``since`` and ``until`` are inclusive UTC days.
+        """
+        groups = tuple(dict.fromkeys(group_by))
+        unknown = [g for g in groups if g not in GROUPS]
+        if unknown:
+            raise ValidationError(
+                f"cannot group usage by {', '.join(unknown)}: use any of {', '.join(GROUPS)}",
+                field="group_by",
+            )
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            if project is not None:
+                projects = [self._ctx.project(s, me, project, Action.USAGE_READ)]
+            else:
+                projects = self._ctx.visible_projects(s, me, Action.USAGE_READ)
+            names = {p.id: p.name for p in projects}
+            columns: dict[str, Any] = {
+                "project": t.UsageRecord.project_id,
+                "model": t.UsageRecord.model,
+                "adapter": t.UsageRecord.adapter,
+                "day": t.UsageRecord.day,
+            }
+            keys = [columns[g] for g in groups]
+            where: builtins.list[Any] = [t.UsageRecord.project_id.in_(builtins.list(names))]
+            if since is not None:
+                where.append(t.UsageRecord.day >= since)
+            if until is not None:
+                where.append(t.UsageRecord.day <= until)
+            rows = (
+                s.execute(
+                    select(*keys, *_aggregates()).where(*where).group_by(*keys).order_by(*keys)
+                ).all()
+                if keys
+                else []
+            )
+            total = s.execute(select(*_aggregates()).where(*where)).one()
+        out = []
+        for row in rows:
+            labels = dict(zip(groups, row[: len(groups)], strict=True))
+            if "project" in labels:
+                labels["project"] = names[labels["project"]]
+            out.append(_usage_row(labels, row[len(groups) :]))
+        return UsageReport(
+            group_by=groups, since=since, until=until, rows=out, total=_usage_row({}, tuple(total))
+        )
+
+
+def _aggregates() -> builtins.list[Any]:
+    rec = t.UsageRecord
+    return [
+        func.count(),
+        func.coalesce(func.sum(rec.prompt_tokens), 0),
+        func.coalesce(func.sum(rec.completion_tokens), 0),
+        func.coalesce(func.sum(rec.cost_usd), 0.0),
+        func.coalesce(func.sum(rec.gpu_seconds), 0.0),
+        func.coalesce(func.sum(case((rec.cache_hit, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((rec.status != "ok", 1), else_=0).cast(Integer)), 0),
+        func.coalesce(func.avg(rec.latency_ms), 0.0),
+    ]
+
+
+def _usage_row(labels: dict[str, Any], values: Sequence[Any]) -> UsageRow:
+    requests, prompt, completion, cost, gpu, hits, errors, latency = values
+    return UsageRow(
+        **labels,
+        requests=int(requests),
+        prompt_tokens=int(prompt),
+        completion_tokens=int(completion),
+        cost_usd=round(float(cost), 8),
+        gpu_seconds=float(gpu),
+        cache_hits=int(hits),
+        errors=int(errors),
+        avg_latency_ms=round(float(latency), 3),
+    )
+
+
+class Audit:
+    """Read the audit log: who did what, in which project, when."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def list(
+        self, project: str | None = None, *, action: str | None = None, limit: int = 100
+    ) -> builtins.list[AuditEntry]:
+        """Newest first. Without ``project``: platform admins only (every event)."""
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            query = select(t.AuditEvent).order_by(t.AuditEvent.id.desc()).limit(max(1, limit))
+            if project is not None:
+                proj = self._ctx.project(s, me, project, Action.AUDIT_READ)
+                query = query.where(t.AuditEvent.project_id == proj.id)
+            elif not me.is_admin:
+                raise Forbidden("only platform admins may read the whole audit log: name a project")
+            if action is not None:
+                query = query.where(t.AuditEvent.action == action)
+            return [
+                AuditEntry(
+                    ts=e.ts,
+                    actor=e.actor,
+                    project=e.project,
+                    action=e.action,
+                    resource=e.resource,
+                    details=dict(e.details),
+                )
+                for e in s.scalars(query)
+            ]
