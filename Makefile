@@ -21,8 +21,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Re-installs only when the dependencies or the constraints change.
+# torch first, pinned: pip then takes the CPU wheel the machine keeps (see constraints.txt).
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
 	touch $(STAMP)
 
 lint: install

@@ -47,6 +47,7 @@ __all__ = [
     "UnknownBackendError",
     "UsageError",
     "ValidationError",
+    "error_body",
     "http_status",
 ]
 
@@ -194,3 +195,28 @@ def http_status(error: GenAIError) -> int:
         if cls in HTTP_STATUS:
             return HTTP_STATUS[cls]
     return 500
+
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(error: GenAIError) -> dict[str, dict[str, object]]:
+    """The OpenAI-style error body for ``error``: ``{"error": {message, type, param, code}}``."""
+    status = http_status(error)
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {
+        "error": {
+            "message": error.message,
+            "type": kind,
+            "param": getattr(error, "field", None),
+            "code": error.code,
+        }
+    }

@@ -67,7 +67,8 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
 
 def test_import_genai_is_light() -> None:
     code = (
-        "import sys, genai, genai.registry, genai.tenancy, genai.store;"
+        "import sys, genai, genai.registry, genai.tenancy, genai.store, genai.models;"
+        "import genai.testing;"
         f"heavy = [m for m in sys.modules if m.split('.')[0] in {HEAVY!r}];"
         "print(','.join(sorted(heavy)))"
     )
@@ -76,7 +77,15 @@ def test_import_genai_is_light() -> None:
 
 
 def test_every_package_declares_its_public_api() -> None:
-    for package in ("genai", "genai.store", "genai.tenancy", "genai.registry"):
+    for package in (
+        "genai",
+        "genai.store",
+        "genai.tenancy",
+        "genai.registry",
+        "genai.models",
+        "genai.serving",
+        "genai.testing",
+    ):
         module = __import__(package, fromlist=["__all__"])
         assert module.__all__, package
         missing = [name for name in module.__all__ if not hasattr(module, name)]

@@ -1,0 +1,129 @@
+"""The contracts every model backend keeps, and the registry that finds them by name."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from genai.errors import UnknownBackendError
+from genai.models._types import Generation, GenerationChunk, GenerationRequest, LoadedAdapter
+
+__all__ = [
+    "Embedder",
+    "LLMBackend",
+    "backend_names",
+    "collect",
+    "create_backend",
+    "register_backend",
+]
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    """A generative model, optionally with LoRA adapters chosen per request.
+
+    Heavy work (loading weights, opening engines) happens in :meth:`start`, not in the
+    constructor. Errors are translated at this boundary: a bad request raises a
+    :class:`~genai.errors.UsageError`, an unknown adapter :class:`~genai.errors.NotFoundError`,
+    an upstream failure :class:`~genai.errors.BackendError`.
+    """
+
+    @property
+    def model_id(self) -> str:
+        """The name the base model is served under."""
+        ...
+
+    @property
+    def context_window(self) -> int | None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def generate(self, request: GenerationRequest) -> Generation: ...
+
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        """Chunks of the generation; closing the iterator cancels the generation."""
+        ...
+
+    async def count_tokens(self, request: GenerationRequest) -> int:
+        """Prompt tokens the request would use (chat template applied)."""
+        ...
+
+    def adapters(self) -> list[LoadedAdapter]: ...
+
+    async def load_adapter(self, name: str, path: str, *, replace: bool = False) -> LoadedAdapter:
+        """Load a LoRA adapter at run time; ``replace`` reloads a name already loaded."""
+        ...
+
+    async def unload_adapter(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Text → unit-length vectors."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """A float32 array of shape (len(texts), dimension), rows L2-normalised."""
+        ...
+
+
+async def collect(chunks: AsyncIterator[GenerationChunk]) -> Generation:
+    """The whole generation a stream of chunks adds up to (backends' ``generate``)."""
+    parts: list[str] = []
+    last = GenerationChunk()
+    async for chunk in chunks:
+        parts.append(chunk.text)
+        last = chunk
+    if last.finish_reason is None:
+        raise RuntimeError("the stream ended without a finish reason")
+    return Generation(
+        text="".join(parts),
+        finish_reason=last.finish_reason,
+        prompt_tokens=last.prompt_tokens or 0,
+        completion_tokens=last.completion_tokens or 0,
+        tool_calls=last.tool_calls,
+    )
+
+
+BackendFactory = Callable[..., LLMBackend]
+_BACKENDS: dict[str, BackendFactory | str] = {
+    "transformers": "genai.models.transformers:TransformersBackend",
+    "openai": "genai.models._openai:OpenAIBackend",
+    "vllm": "genai.models._vllm:VLLMBackend",
+    "extractive": "genai.models._extractive:ExtractiveBackend",
+}
+_ENTRY_POINT_GROUP = "genai.llm_backends"
+
+
+def register_backend(name: str, factory: BackendFactory | str) -> None:
+    """Make a backend available by name (a callable, or ``"module:attribute"``)."""
+    _BACKENDS[name] = factory
+
+
+def _discover() -> None:
+    for entry in entry_points(group=_ENTRY_POINT_GROUP):
+        _BACKENDS.setdefault(entry.name, entry.value)
+
+
+def backend_names() -> list[str]:
+    _discover()
+    return sorted(_BACKENDS)
+
+
+def create_backend(name: str, /, **options: Any) -> LLMBackend:
+    """Build the backend registered as ``name`` with its keyword options (not started)."""
+    _discover()
+    factory = _BACKENDS.get(name)
+    if factory is None:
+        raise UnknownBackendError("LLM", name, list(_BACKENDS))
+    if isinstance(factory, str):
+        module_name, _, attribute = factory.partition(":")
+        module = __import__(module_name, fromlist=[attribute])
+        factory = getattr(module, attribute)
+        _BACKENDS[name] = factory
+    return factory(**options)
