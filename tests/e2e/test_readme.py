@@ -5,22 +5,43 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 BIN = Path(sys.executable).parent
 
 
-def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+def _section(title: str) -> str:
+    start = README.index(f"## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end > 0 else None]
+
+
+def _blocks(language: str, text: str = README) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
 
 
 def _env(home: Path, user: str = "alice") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENAI_")}
     return env | {"GENAI_HOME": str(home), "GENAI_USER": user, "PATH": f"{BIN}:{env['PATH']}"}
+
+
+def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=_env(cwd),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=cwd,
+    )
 
 
 def test_readme_shows_the_two_commands() -> None:
@@ -29,15 +50,8 @@ def test_readme_shows_the_two_commands() -> None:
 
 
 def test_python_example_runs(tmp_path: Path) -> None:
-    (code,) = _blocks("python")
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    (code,) = _blocks("python", _section("The Python API"))
+    result = _run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "key, shown once: gk_" in result.stdout
     assert "'adapter:faq-lora@1', 'deployment:chat@1'" in result.stdout
@@ -57,3 +71,56 @@ def test_cli_example_runs(tmp_path: Path) -> None:
             timeout=60,
         )
         assert result.returncode == 0, f"{line}\n{result.stderr}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serving_example_runs(tmp_path: Path) -> None:
+    section = _section("Serving models")
+    setup, calls = _blocks("bash", section)
+    (client_code,) = _blocks("python", section)
+    port = str(_free_port())
+    make, serve_line = setup.strip().splitlines()
+    assert make.startswith("python -c ") and serve_line.endswith("&")
+    built = _run_python(shlex.split(make)[2], tmp_path)
+    assert built.returncode == 0, built.stderr
+    args = shlex.split(serve_line.rstrip("&").replace("8000", port))
+    server = subprocess.Popen(
+        [str(BIN / args[0]), *args[1:]],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                time.sleep(0.2)
+        result = _run_python(client_code.replace("8000", port), tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "['tiny-llama', 'support']" in result.stdout
+        assert "completion_tokens=16" in result.stdout
+        shell = subprocess.run(
+            ["bash", "-c", calls.replace("8000", port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shell.returncode == 0, shell.stderr
+        assert "Success: LoRA adapter 'faq' added successfully." in shell.stdout
+        assert "Success: LoRA adapter 'faq' removed successfully." in shell.stdout
+        assert "genai_serve_batch_rows_count" in shell.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

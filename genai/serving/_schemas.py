@@ -1,0 +1,204 @@
+"""OpenAI's request bodies, checked as OpenAI checks them, and turned into backend requests.
+
+Unknown fields are refused with OpenAI's own wording; known fields that a backend cannot
+honour (log-probabilities, logit bias, JSON mode…) are refused by name instead of ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticError
+
+from genai.errors import ValidationError
+from genai.models import ChatMessage, ContextPassage, GenerationRequest, SamplingParams
+
+__all__ = [
+    "ChatCompletionRequest",
+    "CompletionRequest",
+    "LoadAdapterRequest",
+    "TokenizeRequest",
+    "UnloadAdapterRequest",
+    "parse_body",
+]
+
+MAX_N = 8
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=MAX_N)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    logprobs: Any = None
+    user: str | None = None
+    context: list[ContextPassage] | None = None  # an extension: passages for grounded answers
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    def sampling(self, max_tokens: int | None, index: int = 0) -> SamplingParams:
+        if self.logit_bias:
+            raise ValidationError("logit_bias is not supported by this server", field="logit_bias")
+        if self.logprobs not in (None, False, 0):
+            raise ValidationError("logprobs are not supported by this server", field="logprobs")
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            stop=stops,
+            seed=None if self.seed is None else self.seed + index,
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+        )
+
+    @property
+    def include_usage(self) -> bool:
+        return bool((self.stream_options or {}).get("include_usage"))
+
+
+class ChatCompletionRequest(_Body):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    top_logprobs: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    service_tier: str | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    reasoning_effort: str | None = None
+    modalities: list[str] | None = None
+
+    def requests(self, adapter: str | None) -> list[GenerationRequest]:
+        if self.response_format and self.response_format.get("type", "text") != "text":
+            raise ValidationError(
+                "response_format other than text is not supported by this server",
+                field="response_format",
+            )
+        limit = self.max_completion_tokens or self.max_tokens
+        return [
+            GenerationRequest(
+                messages=self.messages,
+                adapter=adapter,
+                params=self.sampling(limit, i),
+                tools=self.tools,
+                context=self.context,
+            )
+            for i in range(self.n)
+        ]
+
+
+class CompletionRequest(_Body):
+    prompt: str | list[str]
+    max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's default for completions
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = Field(default=None, ge=1)
+
+    def requests(self, adapter: str | None) -> list[GenerationRequest]:
+        if self.suffix:
+            raise ValidationError("suffix is not supported by this server", field="suffix")
+        if self.best_of not in (None, 1, self.n):
+            raise ValidationError(
+                "best_of other than n is not supported by this server", field="best_of"
+            )
+        prompts = [self.prompt] if isinstance(self.prompt, str) else self.prompt
+        if not prompts:
+            raise ValidationError("prompt must not be empty", field="prompt")
+        return [
+            GenerationRequest(
+                prompt=p,
+                adapter=adapter,
+                params=self.sampling(self.max_tokens, i),
+                context=self.context,
+            )
+            for p in prompts
+            for i in range(self.n)
+        ]
+
+
+class TokenizeRequest(BaseModel):
+    """vLLM's ``/tokenize`` body (a prompt, or chat messages with the template applied)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+
+    def generation(self, adapter: str | None) -> GenerationRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValidationError("give exactly one of prompt and messages", field="prompt")
+        return GenerationRequest(prompt=self.prompt, messages=self.messages, adapter=adapter)
+
+
+class LoadAdapterRequest(BaseModel):
+    """vLLM's ``/v1/load_lora_adapter`` body."""
+
+    lora_name: str = Field(min_length=1)
+    lora_path: str = Field(min_length=1)
+    load_inplace: bool = False
+
+
+class UnloadAdapterRequest(BaseModel):
+    lora_name: str = Field(min_length=1)
+    lora_int_id: int | None = None
+
+
+def parse_body(raw: bytes, model: type[BaseModel]) -> Any:
+    """Decode and check a JSON body, or raise a :class:`ValidationError` naming the field."""
+    try:
+        data = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValidationError(f"the request body is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ValidationError("the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except PydanticError as error:
+        first = error.errors()[0]
+        field = _field_path(data, first["loc"], missing=first["type"] == "missing")
+        if first["type"] == "extra_forbidden":
+            raise ValidationError(
+                f"Unrecognized request argument supplied: {field}", field=field
+            ) from None
+        kind: Literal["missing", "other"] = "missing" if first["type"] == "missing" else "other"
+        detail = "is required" if kind == "missing" else first["msg"]
+        raise ValidationError(f"invalid request: '{field}' {detail}", field=field) from None
+
+
+def _field_path(data: Any, loc: tuple[int | str, ...], *, missing: bool) -> str | None:
+    """The dotted path of the offending field in the request (``messages.0.role``), without
+    the member names pydantic adds to the location of a union's error (``prompt.str``)."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        inside = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        )
+        if not inside:
+            if missing and isinstance(node, dict):
+                parts.append(str(part))  # the field that is absent
+            break
+        node = node[part]
+        parts.append(str(part))
+    return ".".join(parts) or None
