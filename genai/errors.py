@@ -7,7 +7,8 @@ Every error the platform raises on purpose is a :class:`GenAIError`::
     │   ├── ConfigError            a setting is missing or malformed
     │   ├── ValidationError        an argument or a document is malformed
     │   ├── MissingDependencyError an optional extra is not installed
-    │   └── UnknownBackendError    a backend name that is not registered
+    │   ├── UnknownBackendError    a backend name that is not registered
+    │   └── PayloadTooLarge        a request body over the configured limit
     ├── NotFoundError              the thing does not exist (or the caller may not know it does)
     ├── ConflictError              the thing exists already, or changed under the caller
     ├── PermissionDenied
@@ -40,6 +41,7 @@ __all__ = [
     "LicenseNotAllowed",
     "MissingDependencyError",
     "NotFoundError",
+    "PayloadTooLarge",
     "PermissionDenied",
     "PolicyViolation",
     "QuotaExceeded",
@@ -98,6 +100,10 @@ class UnknownBackendError(UsageError):
         super().__init__(f"unknown {family} backend {name!r}; known backends: {names}")
         self.name = name
         self.known = sorted(known)
+
+
+class PayloadTooLarge(UsageError):
+    code = "payload_too_large"
 
 
 class NotFoundError(GenAIError):
@@ -177,6 +183,7 @@ class ArtifactIntegrityError(BackendError):
 HTTP_STATUS: dict[type[GenAIError], int] = {
     GenAIError: 500,
     UsageError: 400,
+    PayloadTooLarge: 413,
     NotFoundError: 404,
     ConflictError: 409,
     PermissionDenied: 403,

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_LICENSES", "Settings"]
@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     protected_aliases: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["production"],
         description="Aliases only maintainers and owners may move (comma-separated).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="The operator token of the gateway: /metrics and platform-wide admin API.",
     )
     self_service_projects: bool = Field(
         default=True, description="Whether any registered user may create projects."

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -16,8 +14,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.background import BackgroundTask
 
 from genai.errors import GenAIError, NotFoundError, ValidationError, error_body, http_status
-from genai.models import Generation, GenerationChunk, GenerationRequest, LLMBackend
+from genai.models import Generation, GenerationRequest, LLMBackend
 from genai.serving._metrics import ServerMetrics
+from genai.serving._render import prime, render_response, render_sse
 from genai.serving._schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -145,8 +144,10 @@ def create_app(
 
         try:
             if req.stream:
-                primed = await _until_gone(request, _prime([backend.stream(g) for g in gens]))
-                stream = _sse(endpoint, req, gens, primed, metrics, started)
+                primed = await _until_gone(request, prime([backend.stream(g) for g in gens]))
+                stream = render_sse(
+                    endpoint, req, gens, primed, _Observer(metrics, req.model, started)
+                )
                 metrics.requests.labels(endpoint, req.model, "200").inc()
                 streaming = True  # answered when the stream ends, or its client leaves
                 return StreamingResponse(
@@ -160,7 +161,7 @@ def create_app(
             )
             _count(metrics, req.model, gens, results)
             metrics.requests.labels(endpoint, req.model, "200").inc()
-            return JSONResponse(_response(endpoint, req, gens, results))
+            return JSONResponse(render_response(endpoint, req, gens, results))
         except _ClientGone:
             metrics.disconnects.inc()
             return Response(status_code=499)
@@ -215,68 +216,6 @@ async def _until_gone(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-async def _prime(
-    streams: Sequence[AsyncIterator[GenerationChunk]],
-) -> list[tuple[AsyncIterator[GenerationChunk], GenerationChunk]]:
-    """Each stream with its first chunk, so a bad request fails before the 200 is sent."""
-    primed = []
-    try:
-        for stream in streams:
-            primed.append((stream, await anext(stream)))
-    except BaseException:
-        for stream in streams:
-            await stream.aclose()  # type: ignore[attr-defined]
-        raise
-    return primed
-
-
-async def _merged(
-    primed: list[tuple[AsyncIterator[GenerationChunk], GenerationChunk]],
-) -> AsyncIterator[tuple[int, GenerationChunk]]:
-    queue: asyncio.Queue[tuple[int, GenerationChunk | BaseException | None]] = asyncio.Queue()
-
-    async def pump(
-        index: int, stream: AsyncIterator[GenerationChunk], first: GenerationChunk
-    ) -> None:
-        try:
-            await queue.put((index, first))
-            if first.finish_reason is None:
-                async for chunk in stream:
-                    await queue.put((index, chunk))
-            await queue.put((index, None))
-        except BaseException as error:
-            await queue.put((index, error))
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-
-    tasks = [asyncio.ensure_future(pump(i, s, f)) for i, (s, f) in enumerate(primed)]
-    open_streams = len(tasks)
-    try:
-        while open_streams:
-            index, item = await queue.get()
-            if item is None:
-                open_streams -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield index, item
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
-def _usage(
-    gens: Sequence[GenerationRequest], prompt: Sequence[int], completion: Sequence[int], n: int
-) -> dict[str, int]:
-    prompt_total = sum(p for i, p in enumerate(prompt) if i % n == 0)
-    completion_total = sum(completion)
-    return {
-        "prompt_tokens": prompt_total,
-        "completion_tokens": completion_total,
-        "total_tokens": prompt_total + completion_total,
-    }
-
-
 def _count(
     metrics: ServerMetrics,
     model: str,
@@ -287,135 +226,18 @@ def _count(
     metrics.generated_tokens.labels(model).inc(sum(r.completion_tokens for r in results))
 
 
-def _response(
-    endpoint: str, req: Any, gens: Sequence[GenerationRequest], results: Sequence[Generation]
-) -> dict[str, Any]:
-    created = int(time.time())
-    usage = _usage(
-        gens, [r.prompt_tokens for r in results], [r.completion_tokens for r in results], req.n
-    )
-    if endpoint == "chat":
-        choices = []
-        for i, r in enumerate(results):
-            message: dict[str, Any] = {"role": "assistant", "content": r.text, "refusal": None}
-            if r.tool_calls:
-                message["tool_calls"] = [c.model_dump() for c in r.tool_calls]
-                message["content"] = r.text or None
-            choices.append(
-                {"index": i, "message": message, "logprobs": None, "finish_reason": r.finish_reason}
-            )
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": created,
-            "model": req.model,
-            "choices": choices,
-            "usage": usage,
-            "system_fingerprint": None,
-        }
-    texts = [
-        (g.prompt or "") + r.text if req.echo else r.text
-        for g, r in zip(gens, results, strict=True)
-    ]
-    return {
-        "id": f"cmpl-{uuid.uuid4().hex}",
-        "object": "text_completion",
-        "created": created,
-        "model": req.model,
-        "system_fingerprint": None,
-        "usage": usage,
-        "choices": [
-            {"index": i, "text": t, "logprobs": None, "finish_reason": r.finish_reason}
-            for i, (t, r) in enumerate(zip(texts, results, strict=True))
-        ],
-    }
+class _Observer:
+    """Feeds a stream's progress into the server's metrics."""
 
+    def __init__(self, metrics: ServerMetrics, model: str, started: float) -> None:
+        self._metrics, self._model, self._started = metrics, model, started
 
-def _event(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    def first_token(self) -> None:
+        self._metrics.first_token.observe(time.monotonic() - self._started)
 
+    def tokens(self, prompt: int, completion: int) -> None:
+        self._metrics.prompt_tokens.labels(self._model).inc(prompt)
+        self._metrics.generated_tokens.labels(self._model).inc(completion)
 
-async def _sse(
-    endpoint: str,
-    req: Any,
-    gens: Sequence[GenerationRequest],
-    primed: list[tuple[AsyncIterator[GenerationChunk], GenerationChunk]],
-    metrics: ServerMetrics,
-    started: float,
-) -> AsyncIterator[bytes]:
-    """OpenAI's stream: chunks, a final chunk per choice, usage when asked, ``[DONE]``."""
-    chat = endpoint == "chat"
-    base: dict[str, Any] = {
-        "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
-        "object": "chat.completion.chunk" if chat else "text_completion",
-        "created": int(time.time()),
-        "model": req.model,
-        "system_fingerprint": None,
-    }
-    if req.include_usage:
-        base["usage"] = None
-    prompt = [0] * len(gens)
-    completion = [0] * len(gens)
-
-    def choice(
-        index: int, text: str | None, finish: str | None, first: bool = False
-    ) -> dict[str, Any]:
-        if chat:
-            delta: dict[str, Any] = {} if text is None else {"content": text}
-            if first:
-                delta = {"role": "assistant", "content": ""}
-            return {
-                **base,
-                "choices": [
-                    {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-        return {
-            **base,
-            "choices": [
-                {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
-            ],
-        }
-
-    first_token_seen = False
-    try:
-        if chat:
-            for i in range(len(gens)):
-                yield _event(choice(i, None, None, first=True))
-        elif req.echo:
-            for i, g in enumerate(gens):
-                yield _event(choice(i, g.prompt or "", None))
-        async for index, chunk in _merged(primed):
-            if chunk.text:
-                if not first_token_seen:
-                    metrics.first_token.observe(time.monotonic() - started)
-                    first_token_seen = True
-                yield _event(choice(index, chunk.text, None))
-            if chunk.finish_reason is not None:
-                prompt[index], completion[index] = (
-                    chunk.prompt_tokens or 0,
-                    chunk.completion_tokens or 0,
-                )
-                yield _event(choice(index, None if chat else "", chunk.finish_reason))
-        if req.include_usage:
-            yield _event({**base, "choices": [], "usage": _usage(gens, prompt, completion, req.n)})
-        metrics.prompt_tokens.labels(req.model).inc(sum(prompt))
-        metrics.generated_tokens.labels(req.model).inc(sum(completion))
-        yield b"data: [DONE]\n\n"
-    except asyncio.CancelledError:
-        metrics.disconnects.inc()
-        raise
-    except GenAIError as error:
-        yield _event(error_body(error))
-    except Exception as error:  # an engine failure mid-stream ends the stream with an error event
-        log.exception("stream failed")
-        yield _event(
-            {
-                "error": {
-                    "message": f"generation failed: {error}",
-                    "type": "server_error",
-                    "param": None,
-                    "code": "generation_failed",
-                }
-            }
-        )
+    def cancelled(self) -> None:
+        self._metrics.disconnects.inc()

@@ -21,6 +21,7 @@ __all__ = [
     "LoadAdapterRequest",
     "TokenizeRequest",
     "UnloadAdapterRequest",
+    "check_body",
     "parse_body",
 ]
 
@@ -170,6 +171,11 @@ def parse_body(raw: bytes, model: type[BaseModel]) -> Any:
         data = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValidationError(f"the request body is not valid JSON: {error}") from None
+    return check_body(data, model)
+
+
+def check_body(data: Any, model: type[BaseModel]) -> Any:
+    """Check a decoded JSON body against ``model``, naming the offending field."""
     if not isinstance(data, dict):
         raise ValidationError("the request body must be a JSON object")
     try:

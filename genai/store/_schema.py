@@ -44,6 +44,7 @@ __all__ = [
     "Dataset",
     "Deployment",
     "EvalRun",
+    "Feedback",
     "LineageEdge",
     "Membership",
     "Model",
@@ -53,6 +54,7 @@ __all__ = [
     "Quota",
     "Run",
     "RunMetric",
+    "ShadowResult",
     "UsageRecord",
     "utcnow",
 ]
@@ -214,6 +216,7 @@ class UsageRecord(Base):
     key_id: Mapped[int | None] = mapped_column(nullable=True)
     principal: Mapped[str] = mapped_column(String(100), default="")
     model: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str] = mapped_column(String(100), default="", server_default="")
     adapter: Mapped[str] = mapped_column(String(200), default="")
     prompt_version: Mapped[str] = mapped_column(String(200), default="")
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -223,6 +226,48 @@ class UsageRecord(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(40), default="ok")
+
+
+class Feedback(Base):
+    """A caller's verdict on one answer (``POST /v1/feedback``): 0 is bad, 1 is good."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_arm", "project_id", "deployment", "target"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    deployment: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str] = mapped_column(String(100), default="")
+    score: Mapped[float] = mapped_column(Float)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    principal: Mapped[str] = mapped_column(String(120), default="")
+    ts: Mapped[datetime] = _created()
+
+
+class ShadowResult(Base):
+    """A shadow target's answer to a mirrored request, compared with what the caller got.
+    Never returned and never billed to the caller; texts are kept only when the project
+    enables prompt logging."""
+
+    __tablename__ = "shadow_results"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    request_id: Mapped[str] = mapped_column(String(64))
+    deployment: Mapped[str] = mapped_column(String(200))
+    primary_target: Mapped[str] = mapped_column(String(100))
+    shadow_target: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(40))
+    similarity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    primary_text: Mapped[str] = mapped_column(Text, default="")
+    shadow_text: Mapped[str] = mapped_column(Text, default="")
+    shadow_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    shadow_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    shadow_latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    ts: Mapped[datetime] = _created()
 
 
 class AuditEvent(Base):

@@ -1,10 +1,18 @@
 """AI Projects: principals, roles and the permission table, API keys, quotas, the usage
 ledger and showback, the audit log, and the one ``authorize`` every entry point calls."""
 
-from genai.tenancy._counters import Counters, MemoryCounters, RedisCounters, SqlCounters
+from genai.tenancy._counters import (
+    AsyncCounters,
+    AsyncMemoryCounters,
+    AsyncRedisCounters,
+    Counters,
+    MemoryCounters,
+    RedisCounters,
+    SqlCounters,
+)
 from genai.tenancy._keys import KEY_PATTERN, Keys, parse_duration, verify_key
 from genai.tenancy._projects import Projects, Users
-from genai.tenancy._quotas import QuotaEnforcer, Quotas, load_limits
+from genai.tenancy._quotas import AsyncQuotaEnforcer, QuotaEnforcer, Quotas, load_limits
 from genai.tenancy._rbac import (
     PERMISSIONS,
     Action,
@@ -35,6 +43,10 @@ __all__ = [
     "PERMISSIONS",
     "Action",
     "ApiKeyInfo",
+    "AsyncCounters",
+    "AsyncMemoryCounters",
+    "AsyncQuotaEnforcer",
+    "AsyncRedisCounters",
     "Audit",
     "AuditEntry",
     "Counters",

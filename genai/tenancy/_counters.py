@@ -19,7 +19,15 @@ from genai.errors import BackendError
 from genai.store import Store, mask_url
 from genai.store import _schema as t
 
-__all__ = ["Counters", "MemoryCounters", "RedisCounters", "SqlCounters"]
+__all__ = [
+    "AsyncCounters",
+    "AsyncMemoryCounters",
+    "AsyncRedisCounters",
+    "Counters",
+    "MemoryCounters",
+    "RedisCounters",
+    "SqlCounters",
+]
 
 
 @runtime_checkable
@@ -32,6 +40,17 @@ class Counters(Protocol):
         ...
 
     def get(self, key: str) -> int: ...
+
+
+@runtime_checkable
+class AsyncCounters(Protocol):
+    """:class:`Counters` for an event loop (the gateway's)."""
+
+    async def add(
+        self, key: str, amount: int, *, limit: int | None, ttl_s: int
+    ) -> tuple[bool, int]: ...
+
+    async def get(self, key: str) -> int: ...
 
 
 class MemoryCounters:
@@ -155,9 +174,60 @@ class RedisCounters:
         return int(value or 0)
 
     def _error(self, error: Exception) -> BackendError:
-        return BackendError(
-            f"Redis at {mask_url(self._url)} failed: {error}. Check that it runs and that "
-            "GENAI_REDIS_URL is right",
-            backend="redis",
-            retryable=True,
-        )
+        return _redis_error(mask_url(self._url), error)
+
+
+class AsyncMemoryCounters:
+    """In-process counters for an event loop (no I/O: the calls never wait)."""
+
+    def __init__(self) -> None:
+        self._counters = MemoryCounters()
+
+    async def add(
+        self, key: str, amount: int, *, limit: int | None, ttl_s: int
+    ) -> tuple[bool, int]:
+        return self._counters.add(key, amount, limit=limit, ttl_s=ttl_s)
+
+    async def get(self, key: str) -> int:
+        return self._counters.get(key)
+
+
+class AsyncRedisCounters:
+    """Counters in Redis through ``redis.asyncio``: shared by every gateway process."""
+
+    def __init__(self, url: str, *, prefix: str = "genai:") -> None:
+        from redis import asyncio as aioredis
+
+        self._url = mask_url(url)
+        self._prefix = prefix
+        self._client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._script = self._client.register_script(_LUA_ADD)
+
+    async def add(
+        self, key: str, amount: int, *, limit: int | None, ttl_s: int
+    ) -> tuple[bool, int]:
+        try:
+            added, value = await self._script(
+                keys=[self._prefix + key], args=[amount, -1 if limit is None else limit, ttl_s]
+            )
+        except Exception as error:
+            raise _redis_error(self._url, error) from error
+        return bool(added), int(value)
+
+    async def get(self, key: str) -> int:
+        try:
+            value = await self._client.get(self._prefix + key)
+        except Exception as error:
+            raise _redis_error(self._url, error) from error
+        return int(value or 0)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _redis_error(url: str, error: Exception) -> BackendError:
+    return BackendError(
+        f"Redis at {url} failed: {error}. Check that it runs and that GENAI_REDIS_URL is right",
+        backend="redis",
+        retryable=True,
+    )

@@ -7,6 +7,7 @@ the minute, the day, the month.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -14,20 +15,47 @@ from sqlalchemy.orm import Session
 
 from genai.errors import QuotaExceeded, ValidationError
 from genai.store import _schema as t
-from genai.tenancy._counters import Counters
+from genai.tenancy._counters import AsyncCounters, Counters
 from genai.tenancy._rbac import Action
 from genai.tenancy._types import QuotaLimits, QuotaStatus
 
 if TYPE_CHECKING:
     from genai._context import Context
 
-__all__ = ["QuotaEnforcer", "Quotas", "load_limits"]
+__all__ = ["AsyncQuotaEnforcer", "QuotaEnforcer", "Quotas", "load_limits"]
 
 _MICRO = 1_000_000  # budgets are counted in micro-dollars, exactly
 
 
-def _windows(now: datetime) -> tuple[str, str, str]:
-    return f"{now:%Y%m%d%H%M}", f"{now:%Y%m%d}", f"{now:%Y%m}"
+_TTL_RPM, _TTL_TOK, _TTL_USD = 120, 2 * 86400, 40 * 86400
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """The counter keys of a project's current minute, day and month."""
+
+    now: datetime
+    rpm: str
+    tok: str
+    usd: str
+
+    @classmethod
+    def of(cls, project_id: int, now: datetime | None) -> _Windows:
+        now = now or datetime.now(UTC)
+        return cls(
+            now,
+            f"q:{project_id}:rpm:{now:%Y%m%d%H%M}",
+            f"q:{project_id}:tok:{now:%Y%m%d}",
+            f"q:{project_id}:usd:{now:%Y%m}",
+        )
+
+    def spend_increments(self, tokens: int, cost_usd: float) -> list[tuple[str, int, int]]:
+        micro = round(cost_usd * _MICRO)
+        return [
+            (key, amount, ttl)
+            for key, amount, ttl in ((self.tok, tokens, _TTL_TOK), (self.usd, micro, _TTL_USD))
+            if amount
+        ]
 
 
 def _seconds_to_next_minute(now: datetime) -> float:
@@ -45,6 +73,34 @@ def _seconds_to_next_month(now: datetime) -> float:
     return (nxt - now).total_seconds()
 
 
+def _rpm_refused(project: str, rpm: int, now: datetime) -> QuotaExceeded:
+    wait = _seconds_to_next_minute(now)
+    return QuotaExceeded(
+        f"project {project!r} reached its limit of {rpm} requests per minute: retry in "
+        f"{wait:.0f} s, or ask an owner to raise it (`genai quota set`)",
+        retry_after=wait,
+    )
+
+
+def _spend_refusal(
+    project: str, limits: QuotaLimits, tokens: int, micro_usd: int, now: datetime
+) -> QuotaExceeded | None:
+    if limits.tokens_per_day is not None and tokens >= limits.tokens_per_day:
+        return QuotaExceeded(
+            f"project {project!r} used {tokens} of its {limits.tokens_per_day} tokens for "
+            "today (UTC): wait for tomorrow, or ask an owner to raise it",
+            retry_after=_seconds_to_next_day(now),
+        )
+    spent = micro_usd / _MICRO
+    if limits.budget_usd_per_month is not None and spent >= limits.budget_usd_per_month:
+        return QuotaExceeded(
+            f"project {project!r} spent ${spent:.2f} of its ${limits.budget_usd_per_month:.2f} "
+            "budget for this month: ask an owner to raise it",
+            retry_after=_seconds_to_next_month(now),
+        )
+    return None
+
+
 class QuotaEnforcer:
     """Checks and counts a project's use against its limits through shared counters."""
 
@@ -58,63 +114,67 @@ class QuotaEnforcer:
         rpm = limits.requests_per_minute
         if rpm is None:
             return
-        now = now or datetime.now(UTC)
-        minute, _, _ = _windows(now)
-        added, _ = self.counters.add(f"q:{project_id}:rpm:{minute}", 1, limit=rpm, ttl_s=120)
+        w = _Windows.of(project_id, now)
+        added, _ = self.counters.add(w.rpm, 1, limit=rpm, ttl_s=_TTL_RPM)
         if not added:
-            wait = _seconds_to_next_minute(now)
-            raise QuotaExceeded(
-                f"project {project!r} reached its limit of {rpm} requests per minute: retry in "
-                f"{wait:.0f} s, or ask an owner to raise it (`genai quota set`)",
-                retry_after=wait,
-            )
+            raise _rpm_refused(project, rpm, w.now)
 
     def check_spend(
         self, project_id: int, project: str, limits: QuotaLimits, *, now: datetime | None = None
     ) -> None:
         """Refuse a request once today's tokens or this month's budget are used up."""
-        now = now or datetime.now(UTC)
-        _, day, month = _windows(now)
-        if limits.tokens_per_day is not None:
-            used = self.counters.get(f"q:{project_id}:tok:{day}")
-            if used >= limits.tokens_per_day:
-                raise QuotaExceeded(
-                    f"project {project!r} used {used} of its {limits.tokens_per_day} tokens for "
-                    "today (UTC): wait for tomorrow, or ask an owner to raise it",
-                    retry_after=_seconds_to_next_day(now),
-                )
-        if limits.budget_usd_per_month is not None:
-            spent = self.counters.get(f"q:{project_id}:usd:{month}") / _MICRO
-            if spent >= limits.budget_usd_per_month:
-                raise QuotaExceeded(
-                    f"project {project!r} spent ${spent:.2f} of its "
-                    f"${limits.budget_usd_per_month:.2f} budget for this month: ask an owner "
-                    "to raise it",
-                    retry_after=_seconds_to_next_month(now),
-                )
+        w = _Windows.of(project_id, now)
+        tokens = self.counters.get(w.tok) if limits.tokens_per_day is not None else 0
+        usd = self.counters.get(w.usd) if limits.budget_usd_per_month is not None else 0
+        refusal = _spend_refusal(project, limits, tokens, usd, w.now)
+        if refusal is not None:
+            raise refusal
 
     def record_spend(
         self, project_id: int, *, tokens: int, cost_usd: float, now: datetime | None = None
     ) -> None:
-        now = now or datetime.now(UTC)
-        _, day, month = _windows(now)
-        if tokens:
-            self.counters.add(f"q:{project_id}:tok:{day}", tokens, limit=None, ttl_s=2 * 86400)
-        micro = round(cost_usd * _MICRO)
-        if micro:
-            self.counters.add(f"q:{project_id}:usd:{month}", micro, limit=None, ttl_s=40 * 86400)
+        for key, amount, ttl in _Windows.of(project_id, now).spend_increments(tokens, cost_usd):
+            self.counters.add(key, amount, limit=None, ttl_s=ttl)
 
     def status(
         self, project_id: int, limits: QuotaLimits, *, now: datetime | None = None
     ) -> QuotaStatus:
-        now = now or datetime.now(UTC)
-        minute, day, month = _windows(now)
+        w = _Windows.of(project_id, now)
         return QuotaStatus(
             limits=limits,
-            requests_this_minute=self.counters.get(f"q:{project_id}:rpm:{minute}"),
-            tokens_today=self.counters.get(f"q:{project_id}:tok:{day}"),
-            spend_usd_this_month=self.counters.get(f"q:{project_id}:usd:{month}") / _MICRO,
+            requests_this_minute=self.counters.get(w.rpm),
+            tokens_today=self.counters.get(w.tok),
+            spend_usd_this_month=self.counters.get(w.usd) / _MICRO,
         )
+
+
+class AsyncQuotaEnforcer:
+    """:class:`QuotaEnforcer` over async counters, for the gateway's event loop."""
+
+    def __init__(self, counters: AsyncCounters) -> None:
+        self.counters = counters
+
+    async def admit(
+        self, project_id: int, project: str, limits: QuotaLimits, *, now: datetime | None = None
+    ) -> None:
+        """Refuse when a spend limit is used up, then take a request slot (or refuse)."""
+        w = _Windows.of(project_id, now)
+        tokens = await self.counters.get(w.tok) if limits.tokens_per_day is not None else 0
+        usd = await self.counters.get(w.usd) if limits.budget_usd_per_month is not None else 0
+        refusal = _spend_refusal(project, limits, tokens, usd, w.now)
+        if refusal is not None:
+            raise refusal
+        rpm = limits.requests_per_minute
+        if rpm is not None:
+            added, _ = await self.counters.add(w.rpm, 1, limit=rpm, ttl_s=_TTL_RPM)
+            if not added:
+                raise _rpm_refused(project, rpm, w.now)
+
+    async def record_spend(
+        self, project_id: int, *, tokens: int, cost_usd: float, now: datetime | None = None
+    ) -> None:
+        for key, amount, ttl in _Windows.of(project_id, now).spend_increments(tokens, cost_usd):
+            await self.counters.add(key, amount, limit=None, ttl_s=ttl)
 
 
 def load_limits(session: Session, project_id: int) -> QuotaLimits:

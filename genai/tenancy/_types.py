@@ -96,6 +96,7 @@ class UsageEvent(_Record):
     """One request's usage, as the gateway (or any caller) records it in the ledger."""
 
     model: str
+    target: str = ""
     adapter: str = ""
     prompt_version: str = ""
     prompt_tokens: int = Field(default=0, ge=0)

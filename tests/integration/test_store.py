@@ -274,6 +274,11 @@ def _fill_project(admin: Any, project: str) -> None:
     reg.evals.record(project, "smoke", metrics={"score": 1.0}, inputs=["deployment:chat@1"])
     reg.aliases.set(project, "adapter:support@1", "production")
     admin.usage.record(project, UsageEvent(model="base", prompt_tokens=3, completion_tokens=4))
+    with admin.store.session() as s:  # what the gateway writes: feedback and shadow results
+        pid = s.scalar(select(t.Project.id).where(t.Project.name == project))
+        s.add(t.Feedback(project_id=pid, request_id="r1", deployment="chat", score=1.0))
+        s.add(t.ShadowResult(project_id=pid, request_id="r1", deployment="chat",
+                             primary_target="a", shadow_target="b", status="ok"))
 
 
 def test_deleting_a_project_deletes_everything_of_it_but_keeps_the_audit_log(platform: Any) -> None:

@@ -104,6 +104,7 @@ STATUS = {
     errors.ValidationError: 400,
     errors.MissingDependencyError: 400,
     errors.UnknownBackendError: 400,
+    errors.PayloadTooLarge: 413,
     errors.NotFoundError: 404,
     errors.ConflictError: 409,
     errors.PermissionDenied: 403,

@@ -1,0 +1,53 @@
+"""The gateway process: wires the stages of the capability packages into the gateway.
+
+``genai gateway`` runs :func:`create_app` under uvicorn (one call per worker process);
+options come from ``GENAI_*`` variables so every worker builds the same gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from fastapi import FastAPI
+
+from genai.gateway import GatewayOptions, Stages, create_gateway, create_gateway_app
+from genai.settings import Settings
+
+__all__ = ["create_app", "options_from_env"]
+
+
+def options_from_env() -> GatewayOptions:
+    env = os.environ
+    return GatewayOptions(
+        max_body_bytes=int(env.get("GENAI_GATEWAY_MAX_BODY_BYTES", 4 << 20)),
+        key_cache_ttl_s=float(env.get("GENAI_GATEWAY_CACHE_TTL_S", 10.0)),
+        route_cache_ttl_s=float(env.get("GENAI_GATEWAY_ROUTE_TTL_S", 5.0)),
+    )
+
+
+def stages_for(settings: Settings) -> Stages:
+    """The stages this platform runs (DLP, cache, prompts and knowledge bots plug in here)."""
+    return Stages()
+
+
+def _embedder(settings: Settings) -> object | None:
+    try:
+        from genai.models._embedders import create_embedder
+    except ImportError:
+        return None
+    try:
+        return create_embedder(settings)
+    except Exception as error:  # no embedding model here: the gateway serves without /v1/embeddings
+        logging.getLogger("genai.gateway").warning("local embeddings are off: %s", error)
+        return None
+
+
+def create_app() -> FastAPI:
+    settings = Settings()
+    gateway = create_gateway(settings, stages=stages_for(settings), options=options_from_env())
+    from apps.admin import mount_admin
+
+    return create_gateway_app(
+        gateway, settings=settings, embedder=_embedder(settings), admin=mount_admin
+    )

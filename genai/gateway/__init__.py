@@ -1,0 +1,75 @@
+"""The gateway: one OpenAI-compatible front door for every AI Project.
+
+Auth by project key, deployments as models, traffic policies (canary, A/B, bandit,
+shadow), retries, fallbacks and circuit breakers, quotas and rate limits, the usage
+ledger, metrics, and the stage protocols other packages plug into.
+"""
+
+from __future__ import annotations
+
+from genai.gateway._app import create_gateway_app
+from genai.gateway._gateway import Gateway, GatewayOptions, Stages
+from genai.gateway._observe import GatewayMetrics
+from genai.gateway._spec import (
+    BanditConfig,
+    CircuitConfig,
+    DeploymentSpec,
+    Price,
+    ShadowConfig,
+    TargetSpec,
+    parse_spec,
+)
+from genai.gateway._stages import (
+    CachedAnswer,
+    CacheStage,
+    GatewayRequest,
+    RequestStage,
+    ResponseStage,
+    StreamFilter,
+    TargetStage,
+)
+from genai.settings import Settings
+from genai.store import Store
+from genai.tenancy import AsyncMemoryCounters, AsyncQuotaEnforcer, AsyncRedisCounters
+
+__all__ = [
+    "BanditConfig",
+    "CacheStage",
+    "CachedAnswer",
+    "CircuitConfig",
+    "DeploymentSpec",
+    "Gateway",
+    "GatewayMetrics",
+    "GatewayOptions",
+    "GatewayRequest",
+    "Price",
+    "RequestStage",
+    "ResponseStage",
+    "ShadowConfig",
+    "Stages",
+    "StreamFilter",
+    "TargetSpec",
+    "TargetStage",
+    "create_gateway",
+    "create_gateway_app",
+    "parse_spec",
+]
+
+
+def create_gateway(
+    settings: Settings,
+    *,
+    stages: Stages | None = None,
+    options: GatewayOptions | None = None,
+    store: Store | None = None,
+) -> Gateway:
+    """A gateway on the settings' store, with counters in Redis when ``GENAI_REDIS_URL`` is
+    set (shared by every gateway process) and in this process otherwise."""
+    from genai.store import check_schema
+
+    store = store or Store(settings.resolved_database_url, pool_size=10)
+    check_schema(store)
+    counters = (
+        AsyncRedisCounters(settings.redis_url) if settings.redis_url else AsyncMemoryCounters()
+    )
+    return Gateway(store, AsyncQuotaEnforcer(counters), stages=stages, options=options)

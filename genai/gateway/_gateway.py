@@ -1,0 +1,639 @@
+"""The request path of the gateway: key → project → deployment → quota → stages → target
+(with retries, fallbacks and circuit breakers) → stages → client, and the ledger row."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from genai.errors import (
+    BackendError,
+    GenAIError,
+    NotFoundError,
+    ValidationError,
+    error_body,
+    http_status,
+)
+from genai.gateway._cache import Caller, CallerCache, Route, RouteTable
+from genai.gateway._checks import check_request
+from genai.gateway._ledger import LedgerWriter, UsageRow
+from genai.gateway._observe import GatewayMetrics, access_log, span
+from genai.gateway._spec import DeploymentSpec, TargetSpec
+from genai.gateway._stages import (
+    CacheStage,
+    GatewayRequest,
+    RequestStage,
+    ResponseStage,
+    TargetStage,
+)
+from genai.gateway._streaming import SseRelay, replay_events
+from genai.gateway._targets import TargetCall, TargetFailed, Targets
+from genai.gateway._traffic import Bandit, Circuits, choose, plan_attempts
+from genai.store import Store
+from genai.tenancy import Action, AsyncQuotaEnforcer, Resource, UsageEvent, authorize
+
+__all__ = ["Gateway", "GatewayOptions", "Stages"]
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    max_body_bytes: int = 4 << 20
+    key_cache_ttl_s: float = 10.0
+    route_cache_ttl_s: float = 5.0
+    ledger_interval_s: float = 0.2
+    max_shadow_in_flight: int = 64
+
+
+@dataclass
+class Stages:
+    """What ``apps/`` plugs in; the gateway runs with all of it empty."""
+
+    request: list[RequestStage] = field(default_factory=list)
+    response: list[ResponseStage] = field(default_factory=list)
+    cache: CacheStage | None = None
+    targets: dict[str, TargetStage] = field(default_factory=dict)
+
+
+@dataclass
+class _Outcome:
+    target: str = ""
+    adapter: str = ""
+    status: str = "ok"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    gpu_seconds: float = 0.0
+    upstream_s: float = 0.0
+    cache_hit: bool = False
+
+
+class Gateway:
+    def __init__(
+        self,
+        store: Store,
+        quota: AsyncQuotaEnforcer,
+        *,
+        stages: Stages | None = None,
+        options: GatewayOptions | None = None,
+        metrics: GatewayMetrics | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.options = options or GatewayOptions()
+        self.store = store
+        self.quota = quota
+        self.stages = stages or Stages()
+        self.metrics = metrics or GatewayMetrics()
+        self.callers = CallerCache(store, ttl_s=self.options.key_cache_ttl_s)
+        self.routes = RouteTable(store, ttl_s=self.options.route_cache_ttl_s)
+        self.ledger = LedgerWriter(store, interval_s=self.options.ledger_interval_s)
+        self.targets = Targets(self.stages.targets)
+        self.circuits = Circuits()
+        self.bandits: dict[tuple[int, str], Bandit] = {}
+        self.recent: dict[
+            str, tuple[int, str, str, float]
+        ] = {}  # request id → project, deployment, target, cost
+        self.rng = rng or random.Random()
+        self._shadows: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.targets.start()
+        self.ledger.start()
+
+    async def close(self) -> None:
+        for task in list(self._shadows):
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, timeout=5)
+        await self.targets.close()
+        await asyncio.to_thread(self.ledger.close)
+
+    # ------------------------------------------------------------ entry
+
+    async def handle(self, http: Request, endpoint: str) -> Response:
+        started = time.perf_counter()
+        rid = os.urandom(12).hex()
+        call: GatewayRequest | None = None
+        outcome = _Outcome()
+        try:
+            caller = await self.callers.resolve(_bearer(http))
+            body = await _json_body(http, self.options.max_body_bytes)
+            model = check_request(endpoint, body)
+            deployment, _, adapter = model.partition(":")
+            authorize(
+                caller.principal,
+                Action.MODEL_INVOKE,
+                Resource("deployment", deployment, caller.project_id),
+            )
+            route = await self.routes.get(caller.project_id, deployment)
+            spec = route.usable()
+            if adapter and adapter not in spec.adapters:
+                raise NotFoundError(f"The model `{model}` does not exist.")
+            await self.quota.admit(caller.project_id, caller.project, caller.limits)
+            call = GatewayRequest(
+                request_id=rid,
+                endpoint=endpoint,
+                principal=caller.principal,
+                project_id=caller.project_id,
+                project=caller.project,
+                project_options=caller.options,
+                body=body,
+                deployment=deployment,
+                adapter=adapter or None,
+                session_id=http.headers.get("x-genai-session"),
+                headers={k: v for k, v in http.headers.items() if k.startswith("x-genai-")},
+            )
+            with span(
+                "gateway.request",
+                {
+                    "genai.request_id": rid,
+                    "genai.project": caller.project,
+                    "genai.deployment": deployment,
+                },
+            ):
+                for stage in self.stages.request:
+                    await stage.before(call)
+                if call.stream:
+                    return await self._stream(call, caller, route, spec, outcome, started)
+                payload = await self._complete(call, caller, route, spec, outcome)
+            response = Response(orjson.dumps(payload), media_type="application/json")
+            self._finish(call, caller, outcome, started, response, 200)
+            return response
+        except GenAIError as error:
+            return self._refuse(error, rid, endpoint, call, outcome, started)
+
+    # ------------------------------------------------------------ whole answers
+
+    async def _complete(
+        self,
+        call: GatewayRequest,
+        caller: Caller,
+        route: Route,
+        spec: DeploymentSpec,
+        outcome: _Outcome,
+    ) -> dict[str, Any]:
+        cache = self.stages.cache
+        if cache is not None:
+            hit = await cache.lookup(call)
+            self.metrics.cache.labels(call.project, "hit" if hit else "miss").inc()
+            if hit is not None:
+                outcome.cache_hit, outcome.status = True, "ok"
+                outcome.target = "cache"
+                payload = _with_id(dict(hit.response), call)
+                return await self._after(call, payload)
+        target, payload = await self._attempts(call, spec, outcome, self.targets.complete)
+        _account(outcome, target, payload.get("usage"))
+        payload = _with_id(payload, call)
+        payload = await self._after(call, payload)
+        if cache is not None:
+            await cache.store(call, payload)
+        self._maybe_shadow(call, spec, target, _text_of(payload))
+        return payload
+
+    async def _after(self, call: GatewayRequest, payload: dict[str, Any]) -> dict[str, Any]:
+        for stage in reversed(self.stages.response):
+            payload = await stage.after(call, payload)
+        return payload
+
+    async def _attempts(
+        self,
+        call: GatewayRequest,
+        spec: DeploymentSpec,
+        outcome: _Outcome,
+        send: Callable[[TargetCall], Any],
+    ) -> tuple[TargetSpec, Any]:
+        """The first target (chosen, then fallbacks) that answers, with retries on each."""
+        bandit = None
+        if spec.policy == "bandit":
+            bandit = await self.bandit(call.project_id, call.deployment, spec)
+        chosen = choose(
+            spec,
+            project=call.project,
+            deployment=call.deployment,
+            sticky_value=call.headers.get(spec.sticky_header.lower()),
+            bandit=bandit,
+            rng=self.rng,
+        )
+        failures: list[str] = []
+        waits: list[float] = []
+        for target in plan_attempts(spec, chosen):
+            circuit = self.circuits.get(target, spec)
+            for attempt in range(spec.retries + 1):
+                if not circuit.allow():
+                    failures.append(f"{target.name}: circuit open")
+                    waits.append(circuit.retry_after())
+                    break
+                started = time.perf_counter()
+                try:
+                    result = await send(TargetCall(target, call, spec))
+                except TargetFailed as error:
+                    circuit.failure()
+                    self.metrics.upstream_errors.labels(target.name, error.reason).inc()
+                    failures.append(f"{target.name}: {error.message}")
+                    if error.retry_after:
+                        waits.append(error.retry_after)
+                    if attempt < spec.retries and circuit.state != "open":
+                        await asyncio.sleep(
+                            _backoff(spec.backoff_s, attempt, error.retry_after, self.rng)
+                        )
+                    continue
+                except GenAIError:
+                    circuit.success()  # the target answered: the request was at fault
+                    raise
+                circuit.success()
+                elapsed = time.perf_counter() - started
+                outcome.upstream_s += elapsed
+                outcome.target = target.name
+                outcome.adapter = call.adapter or target.adapter or ""
+                self.metrics.upstream.labels(target.name).observe(elapsed)
+                return target, result
+            self.metrics.set_circuits(self.circuits.states())
+        outcome.status = "upstream_error"
+        raise BackendError(
+            f"deployment {call.deployment!r}: no target answered ({'; '.join(failures)})",
+            backend="gateway",
+            status=503 if all("circuit open" in f for f in failures) else 502,
+            retryable=True,
+            retry_after=min(waits) if waits else None,
+        )
+
+    # ------------------------------------------------------------ streams
+
+    async def _stream(
+        self,
+        call: GatewayRequest,
+        caller: Caller,
+        route: Route,
+        spec: DeploymentSpec,
+        outcome: _Outcome,
+        started: float,
+    ) -> Response:
+        wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
+        cache = self.stages.cache
+        if cache is not None:
+            hit = await cache.lookup(call)
+            self.metrics.cache.labels(call.project, "hit" if hit else "miss").inc()
+            if hit is not None:
+                outcome.cache_hit, outcome.target = True, "cache"
+                payload = await self._after(call, _with_id(dict(hit.response), call))
+                events = replay_events(payload, include_usage=wants_usage)
+                response = StreamingResponse(_iterate(events), media_type="text/event-stream")
+                _account(outcome, None, payload.get("usage"))
+                self._finish(call, caller, outcome, started, response, 200)
+                return response
+        call.body["stream_options"] = {
+            **(call.body.get("stream_options") or {}),
+            "include_usage": True,
+        }
+        target, events = await self._attempts(call, spec, outcome, self.targets.stream)
+        filters = [
+            f for f in (s.stream(call) for s in reversed(self.stages.response)) if f is not None
+        ]
+        relay = SseRelay(
+            response_id=_response_id(call),
+            client_wants_usage=wants_usage,
+            filters=filters,
+            keep_text=cache is not None or spec.shadow is not None,
+        )
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in events:
+                    for event in relay.feed(chunk):
+                        yield event
+                if not relay.done and relay.error is None:
+                    raise TargetFailed("the stream ended before [DONE]", "truncated")
+            except asyncio.CancelledError:
+                outcome.status = "cancelled"
+                raise
+            except (TargetFailed, GenAIError) as error:
+                outcome.status = "upstream_error"
+                self.metrics.upstream_errors.labels(target.name, "mid_stream").inc()
+                yield _error_event(error, call)
+            finally:
+                with contextlib.suppress(BaseException):
+                    await events.aclose()
+                if relay.error is not None:
+                    outcome.status = "upstream_error"
+                _account(outcome, target, relay.usage)
+                self._record(call, caller, outcome, started)
+                if outcome.status == "ok":
+                    if cache is not None:
+                        await cache.store(call, _as_response(relay, call))
+                    self._maybe_shadow(call, spec, target, relay.text)
+
+        response = StreamingResponse(
+            body(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+        self._headers(response, call, outcome, started)
+        self.metrics.requests.labels(call.project, call.deployment, call.endpoint, "200").inc()
+        return response
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def _finish(
+        self,
+        call: GatewayRequest,
+        caller: Caller,
+        outcome: _Outcome,
+        started: float,
+        response: Response,
+        status: int,
+    ) -> None:
+        self._headers(response, call, outcome, started)
+        self.metrics.requests.labels(
+            call.project, call.deployment, call.endpoint, str(status)
+        ).inc()
+        self._record(call, caller, outcome, started)
+
+    def _headers(
+        self, response: Response, call: GatewayRequest, outcome: _Outcome, started: float
+    ) -> None:
+        total = time.perf_counter() - started
+        overhead = max(0.0, total - outcome.upstream_s)
+        response.headers["x-request-id"] = call.request_id
+        response.headers["x-genai-overhead-ms"] = f"{overhead * 1000:.2f}"
+        if self.stages.cache is not None:
+            response.headers["x-genai-cache"] = "hit" if outcome.cache_hit else "miss"
+        self.metrics.latency.labels(call.endpoint).observe(total)
+        self.metrics.overhead.observe(overhead)
+
+    def _record(
+        self, call: GatewayRequest, caller: Caller, outcome: _Outcome, started: float
+    ) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000
+        event = UsageEvent(
+            model=call.deployment,
+            target=outcome.target,
+            adapter=outcome.adapter,
+            prompt_version=call.prompt_version,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            cost_usd=outcome.cost_usd,
+            gpu_seconds=outcome.gpu_seconds,
+            latency_ms=latency_ms,
+            cache_hit=outcome.cache_hit,
+            status=outcome.status,
+            request_id=call.request_id,
+        )
+        self.ledger.add(
+            UsageRow(caller.project_id, event, caller.principal.label, caller.principal.key_id)
+        )
+        self.metrics.ledger_pending.set(self.ledger.pending)
+        self.metrics.tokens.labels(call.project, "prompt").inc(outcome.prompt_tokens)
+        self.metrics.tokens.labels(call.project, "completion").inc(outcome.completion_tokens)
+        if not outcome.cache_hit and outcome.status == "ok":
+            self._remember(call, outcome)
+            task = asyncio.ensure_future(
+                self.quota.record_spend(
+                    caller.project_id,
+                    tokens=outcome.prompt_tokens + outcome.completion_tokens,
+                    cost_usd=outcome.cost_usd,
+                )
+            )
+            task.add_done_callback(_log_failure)
+        access_log(_access_record(call, outcome, latency_ms))
+
+    def _remember(self, call: GatewayRequest, outcome: _Outcome) -> None:
+        self.recent[call.request_id] = (
+            call.project_id,
+            call.deployment,
+            outcome.target,
+            outcome.cost_usd,
+        )
+        if len(self.recent) > 100_000:
+            for key in list(self.recent)[:10_000]:
+                del self.recent[key]
+
+    def _refuse(
+        self,
+        error: GenAIError,
+        rid: str,
+        endpoint: str,
+        call: GatewayRequest | None,
+        outcome: _Outcome,
+        started: float,
+    ) -> Response:
+        status = http_status(error)
+        if isinstance(error, BackendError) and error.status in (502, 503, 504):
+            status = error.status
+        response = Response(
+            orjson.dumps(error_body(error)), status_code=status, media_type="application/json"
+        )
+        response.headers["x-request-id"] = rid
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            response.headers["retry-after"] = str(max(1, int(retry_after + 0.999)))
+        project = call.project if call else ""
+        self.metrics.requests.labels(
+            project, call.deployment if call else "", endpoint, str(status)
+        ).inc()
+        if call is not None:
+            outcome.status = outcome.status if outcome.status != "ok" else _status_word(status)
+            self._record(call, _caller_of(call), outcome, started)
+        else:
+            access_log(
+                {"request_id": rid, "endpoint": endpoint, "status": status, "error": error.code}
+            )
+        return response
+
+    async def bandit(self, project_id: int, deployment: str, spec: DeploymentSpec) -> Bandit:
+        """The deployment's bandit, started from the feedback recorded so far."""
+        key = (project_id, deployment)
+        bandit = self.bandits.get(key)
+        if bandit is None:
+            totals = await asyncio.to_thread(self._feedback_totals, project_id, deployment)
+            bandit = self.bandits.setdefault(
+                key, Bandit(spec.bandit.prior_alpha, spec.bandit.prior_beta)
+            )
+            bandit.seed(totals)
+        return bandit
+
+    def _feedback_totals(self, project_id: int, deployment: str) -> dict[str, tuple[float, float]]:
+        from sqlalchemy import func, select
+
+        from genai.store import _schema as t
+
+        with self.store.session() as s:
+            rows = s.execute(
+                select(t.Feedback.target, func.sum(t.Feedback.score), func.count())
+                .where(t.Feedback.project_id == project_id, t.Feedback.deployment == deployment)
+                .group_by(t.Feedback.target)
+            ).all()
+        return {target: (float(total or 0.0), float(count)) for target, total, count in rows}
+
+    def _maybe_shadow(
+        self, call: GatewayRequest, spec: DeploymentSpec, primary: TargetSpec, text: str
+    ) -> None:
+        shadow = spec.shadow
+        if shadow is None or self.rng.random() >= shadow.sample:
+            return
+        if len(self._shadows) >= self.options.max_shadow_in_flight:
+            self.metrics.shadow.labels("dropped").inc()
+            return
+        from genai.gateway._shadow import run_shadow
+
+        task = asyncio.ensure_future(
+            run_shadow(self, call, shadow.target, spec, primary.name, text)
+        )
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+
+def _bearer(http: Request) -> str:
+    from genai.errors import AuthenticationError
+
+    header = http.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError(
+            "no API key: send 'Authorization: Bearer <key>' with a key from `genai key create`"
+        )
+    return token.strip()
+
+
+async def _json_body(http: Request, limit: int) -> Any:
+    from genai.errors import PayloadTooLarge
+
+    declared = http.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"the request body has {declared} bytes; this gateway takes at most {limit}"
+        )
+    raw = await http.body()
+    if len(raw) > limit:
+        raise PayloadTooLarge(
+            f"the request body has {len(raw)} bytes; this gateway takes at most {limit}"
+        )
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise ValidationError(f"the request body is not valid JSON: {error}") from None
+
+
+def _backoff(base: float, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+    if retry_after is not None and retry_after <= 5:
+        return retry_after
+    return base * (2**attempt) * (0.5 + rng.random())
+
+
+def _response_id(call: GatewayRequest) -> str:
+    return f"{'chatcmpl' if call.endpoint == 'chat' else 'cmpl'}-{call.request_id}"
+
+
+def _with_id(payload: dict[str, Any], call: GatewayRequest) -> dict[str, Any]:
+    payload["id"] = _response_id(call)
+    return payload
+
+
+def _account(outcome: _Outcome, target: TargetSpec | None, usage: Any) -> None:
+    if isinstance(usage, dict):
+        outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
+    if target is not None and not outcome.cache_hit:
+        outcome.cost_usd = target.price.cost(outcome.prompt_tokens, outcome.completion_tokens)
+        outcome.gpu_seconds = target.gpus * outcome.upstream_s
+
+
+def _text_of(payload: dict[str, Any]) -> str:
+    parts = []
+    for choice in payload.get("choices") or []:
+        message = choice.get("message") or {}
+        parts.append(str(message.get("content") or choice.get("text") or ""))
+    return "".join(parts)
+
+
+def _as_response(relay: SseRelay, call: GatewayRequest) -> dict[str, Any]:
+    chat = call.endpoint == "chat"
+    choice: dict[str, Any] = {
+        "index": 0,
+        "finish_reason": relay.finish_reason or "stop",
+        "logprobs": None,
+    }
+    if chat:
+        choice["message"] = {"role": "assistant", "content": relay.text}
+    else:
+        choice["text"] = relay.text
+    return {
+        "id": _response_id(call),
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": call.body.get("model"),
+        "choices": [choice],
+        "usage": relay.usage,
+    }
+
+
+def _error_event(error: Exception, call: GatewayRequest) -> bytes:
+    message = error.message if isinstance(error, (GenAIError, TargetFailed)) else str(error)
+    body = {
+        "error": {
+            "message": f"the stream from deployment {call.deployment!r} failed: {message}",
+            "type": "server_error",
+            "param": None,
+            "code": "upstream_error",
+        }
+    }
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+async def _iterate(events: list[bytes]) -> AsyncIterator[bytes]:
+    for event in events:
+        yield event
+
+
+def _status_word(status: int) -> str:
+    return {
+        429: "rate_limited",
+        400: "invalid_request",
+        404: "not_found",
+        403: "forbidden",
+        413: "too_large",
+    }.get(status, "error")
+
+
+def _caller_of(call: GatewayRequest) -> Caller:
+    from genai.tenancy import QuotaLimits
+
+    return Caller(
+        call.principal, call.project_id, call.project, call.project_options, QuotaLimits()
+    )
+
+
+def _access_record(call: GatewayRequest, outcome: _Outcome, latency_ms: float) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "request_id": call.request_id,
+        "project": call.project,
+        "deployment": call.deployment,
+        "target": outcome.target,
+        "endpoint": call.endpoint,
+        "status": outcome.status,
+        "latency_ms": round(latency_ms, 3),
+        "upstream_ms": round(outcome.upstream_s * 1000, 3),
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "cache_hit": outcome.cache_hit,
+        "principal": call.principal.label,
+    }
+    if call.project_options.get("prompt_logging"):
+        record["request"] = {
+            k: v for k, v in call.body.items() if k in ("messages", "prompt", "input")
+        }
+    return record
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        import logging
+
+        logging.getLogger("genai.gateway").error("recording spend failed: %s", task.exception())

@@ -1,0 +1,81 @@
+"""Shadow traffic: a copy of a request sent to another target in the background.
+
+The shadow's answer is never returned and never billed to the caller (no usage row, no
+quota spend). It is compared with the answer the caller got, and the comparison is
+recorded; the texts themselves only when the project enables ``prompt_logging``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from genai.gateway._spec import DeploymentSpec, TargetSpec
+from genai.gateway._stages import GatewayRequest
+from genai.gateway._targets import TargetCall
+from genai.store import _schema as t
+
+if TYPE_CHECKING:
+    from genai.gateway._gateway import Gateway
+
+__all__ = ["run_shadow", "similarity"]
+
+log = logging.getLogger("genai.gateway.shadow")
+
+
+def similarity(a: str, b: str) -> float:
+    """How alike two answers are, 0 to 1 (a quick character-level ratio; a judge model can
+    score shadow pairs more finely later from the recorded texts)."""
+    if not a and not b:
+        return 1.0
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+async def run_shadow(
+    gateway: Gateway,
+    call: GatewayRequest,
+    target: TargetSpec,
+    spec: DeploymentSpec,
+    primary: str,
+    primary_text: str,
+) -> None:
+    mirrored = GatewayRequest(**{**call.__dict__, "body": {**call.body, "stream": False}})
+    mirrored.body.pop("stream_options", None)
+    started = time.perf_counter()
+    values = {
+        "project_id": call.project_id,
+        "request_id": call.request_id,
+        "deployment": call.deployment,
+        "primary_target": primary,
+        "shadow_target": target.name,
+    }
+    try:
+        payload = await gateway.targets.complete(TargetCall(target, mirrored, spec))
+    except Exception as error:  # a shadow's failure is recorded, never raised
+        gateway.metrics.shadow.labels("error").inc()
+        gateway.ledger.add_row(t.ShadowResult, {**values, "status": f"error: {error}"[:40]})
+        return
+    from genai.gateway._gateway import _text_of
+
+    text = _text_of(payload)
+    usage = payload.get("usage") or {}
+    tokens = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+    keep = bool(call.project_options.get("prompt_logging"))
+    gateway.metrics.shadow.labels("ok").inc()
+    gateway.ledger.add_row(
+        t.ShadowResult,
+        {
+            **values,
+            "status": "ok",
+            "similarity": similarity(primary_text, text),
+            "primary_text": primary_text if keep else "",
+            "shadow_text": text if keep else "",
+            "shadow_tokens": tokens,
+            "shadow_cost_usd": target.price.cost(
+                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            ),
+            "shadow_latency_ms": (time.perf_counter() - started) * 1000,
+        },
+    )

@@ -1,0 +1,215 @@
+"""Relaying an SSE stream from a target to the client, event by event, never buffered.
+
+Most events pass through as bytes with one change: the response id becomes the gateway's
+own (so ``/v1/feedback`` can name it). An event is decoded only when it has to be: the one
+carrying usage (kept for the ledger, and dropped when the client did not ask for it), and
+every event when a response stage filters the text or the answer is kept (cache, shadow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from genai.gateway._stages import StreamFilter
+
+__all__ = ["SseRelay", "replay_events"]
+
+_DONE = b"[DONE]"
+
+
+class SseRelay:
+    def __init__(
+        self,
+        *,
+        response_id: str,
+        client_wants_usage: bool,
+        filters: Sequence[StreamFilter] = (),
+        keep_text: bool = False,
+    ) -> None:
+        self._id = response_id.encode()
+        self._upstream_id: bytes | None = None
+        self._wants_usage = client_wants_usage
+        self._filters = list(filters)
+        self._keep = keep_text or bool(self._filters)
+        self._buffer = b""
+        self._last_chunk: dict[str, Any] | None = None
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.done = False
+        self.parts: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Events ready to send, from the next bytes of the upstream stream."""
+        self._buffer += data.replace(b"\r\n", b"\n")
+        out: list[bytes] = []
+        while True:
+            end = self._buffer.find(b"\n\n")
+            if end < 0:
+                return out
+            event, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+            out.extend(self._event(event))
+
+    def _event(self, event: bytes) -> list[bytes]:
+        payload = _data_of(event)
+        if payload is None:
+            return []  # comments and keep-alives stop here
+        if payload == _DONE:
+            self.done = True
+            return [*self._flush(), b"data: [DONE]\n\n"]
+        if (
+            self._upstream_id is None
+            or self._keep
+            or b'"usage":{' in payload
+            or b'"error"' in payload
+        ):
+            return self._decoded(payload)
+        return [b"data: " + payload.replace(self._upstream_id, self._id) + b"\n\n"]
+
+    def _decoded(self, payload: bytes) -> list[bytes]:
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.error = {"message": "the target sent an event that is not JSON"}
+            return []
+        if not isinstance(chunk, dict):
+            return []
+        if "error" in chunk:
+            self.error = (
+                chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk)}
+            )
+            return [_event(chunk)]
+        if self._upstream_id is None and isinstance(chunk.get("id"), str):
+            self._upstream_id = chunk["id"].encode()
+        chunk["id"] = self._id.decode()
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+            if not self._wants_usage:
+                if not chunk.get("choices"):
+                    return []
+                chunk.pop("usage")
+        out: list[bytes] = []
+        for choice in chunk.get("choices") or []:
+            out.extend(self._choice(chunk, choice))
+        return [*out, _event(chunk)]
+
+    def _choice(self, chunk: dict[str, Any], choice: dict[str, Any]) -> list[bytes]:
+        """Filter the choice's text in place; held-back text is released before it ends."""
+        delta = choice.get("delta")
+        holder, key = (delta, "content") if isinstance(delta, dict) else (choice, "text")
+        text = holder.get(key) if isinstance(holder, dict) else None
+        early: list[bytes] = []
+        if isinstance(text, str):
+            for f in self._filters:
+                text = f.feed(text)
+            holder[key] = text
+            if self._keep:
+                self.parts.append(text)
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+            rest = self._release()
+            if rest:
+                early.append(_event(_text_chunk(chunk, choice, rest)))
+        self._last_chunk = chunk
+        return early
+
+    def _release(self) -> str:
+        rest = ""
+        for index, f in enumerate(self._filters):
+            held = f.flush()
+            for later in self._filters[index + 1 :]:
+                held = later.feed(held)
+            rest += held
+        if rest and self._keep:
+            self.parts.append(rest)
+        return rest
+
+    def _flush(self) -> list[bytes]:
+        rest = self._release()
+        if not rest or self._last_chunk is None:
+            return []
+        choice = (self._last_chunk.get("choices") or [{"index": 0}])[0]
+        return [_event(_text_chunk(self._last_chunk, choice, rest))]
+
+
+def _data_of(event: bytes) -> bytes | None:
+    lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def _event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _text_chunk(template: dict[str, Any], choice: dict[str, Any], text: str) -> dict[str, Any]:
+    body = {k: v for k, v in template.items() if k not in ("choices", "usage")}
+    index = choice.get("index", 0)
+    if "delta" in choice:
+        part = {"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
+    else:
+        part = {"index": index, "text": text, "logprobs": None, "finish_reason": None}
+    return {**body, "choices": [part]}
+
+
+def replay_events(response: dict[str, Any], *, include_usage: bool, piece: int = 24) -> list[bytes]:
+    """A whole (cached) answer as the stream OpenAI would have sent for it."""
+    chat = response.get("object") == "chat.completion"
+    base = {
+        "id": response.get("id"),
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": response.get("created"),
+        "model": response.get("model"),
+        "system_fingerprint": None,
+    }
+    events = []
+    for choice in response.get("choices", []):
+        index = choice.get("index", 0)
+        text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
+        text = text or ""
+        if chat:
+            events.append(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": index,
+                            "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
+        for start in range(0, len(text), piece):
+            part = text[start : start + piece]
+            delta = {"delta": {"content": part}} if chat else {"text": part}
+            events.append(
+                {
+                    **base,
+                    "choices": [{"index": index, **delta, "logprobs": None, "finish_reason": None}],
+                }
+            )
+        end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
+        events.append(
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": index,
+                        **end,
+                        "logprobs": None,
+                        "finish_reason": choice.get("finish_reason", "stop"),
+                    }
+                ],
+            }
+        )
+    if include_usage and response.get("usage"):
+        events.append({**base, "choices": [], "usage": response["usage"]})
+    return [_event(e) for e in events] + [b"data: [DONE]\n\n"]

@@ -1,0 +1,204 @@
+"""Sending a request to one target: an OpenAI-compatible upstream over HTTP, an in-process
+LLM backend, or a non-LLM target stage (a knowledge bot). Each answers a whole request
+(a response body) or a stream (SSE event bytes, as an async iterator)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from genai.errors import BackendError, ValidationError, error_body
+from genai.gateway._spec import DeploymentSpec, TargetSpec
+from genai.gateway._stages import GatewayRequest, TargetStage
+from genai.gateway._upstream import UpstreamError, Upstreams
+from genai.models import LLMBackend, create_backend
+
+__all__ = ["TargetCall", "TargetFailed", "Targets"]
+
+
+class TargetFailed(Exception):
+    """A target could not answer; the gateway may retry it or fall back to another."""
+
+    def __init__(self, message: str, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class TargetCall:
+    target: TargetSpec
+    request: GatewayRequest
+    spec: DeploymentSpec
+
+    def body(self) -> dict[str, Any]:
+        """The request body as this target must receive it (its own model name)."""
+        body = dict(self.request.body)
+        for extension in ("prompt", "variables") if self.request.endpoint == "chat" else ():
+            body.pop(extension, None)
+        if self.target.url is not None:
+            body["model"] = self.request.adapter or self.target.upstream_model
+            if not self.request.body.get("context"):
+                body.pop("context", None)  # OpenAI itself refuses fields it does not know
+        return body
+
+
+class Targets:
+    def __init__(self, stages: dict[str, TargetStage]) -> None:
+        self._stages = stages
+        self._upstreams = Upstreams()
+        self._local: dict[str, LLMBackend] = {}
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self._upstreams.start()
+
+    async def close(self) -> None:
+        await self._upstreams.close()
+        for backend in self._local.values():
+            await backend.close()
+        self._local.clear()
+
+    # ------------------------------------------------------------ whole answers
+
+    async def complete(self, call: TargetCall) -> dict[str, Any]:
+        target = call.target
+        if target.url is not None:
+            try:
+                raw = await self._upstreams.post(
+                    target, call.request.endpoint, orjson.dumps(call.body())
+                )
+            except UpstreamError as error:
+                raise _failed(error, target) from None
+            return _decode(raw, target)
+        stage = self._stages.get(target.backend or "")
+        if stage is not None:
+            return await stage.complete(call.request)
+        from genai.serving._local import local_complete
+
+        backend = await self._backend(target)
+        return await local_complete(
+            backend, call.request.endpoint, call.body(), call.request.adapter
+        )
+
+    # ------------------------------------------------------------ streams
+
+    async def stream(self, call: TargetCall) -> AsyncGenerator[bytes, None]:
+        """Opens the stream (errors here may be retried) and returns its bytes."""
+        target = call.target
+        if target.url is not None:
+            body = orjson.dumps(call.body())
+            try:
+                response = await self._upstreams.open_stream(target, call.request.endpoint, body)
+            except UpstreamError as error:
+                raise _failed(error, target) from None
+            return _relay_http(response, target)
+        stage = self._stages.get(target.backend or "")
+        if stage is not None:
+            return _sse(stage.stream(call.request))
+        from genai.serving._local import local_stream
+
+        backend = await self._backend(target)
+        events = await local_stream(
+            backend, call.request.endpoint, call.body(), call.request.adapter
+        )
+        return _passthrough(events)
+
+    async def _backend(self, target: TargetSpec) -> LLMBackend:
+        options = orjson.dumps(target.options, option=orjson.OPT_SORT_KEYS).decode()
+        key = f"{target.backend}:{options}"
+        backend = self._local.get(key)
+        if backend is None:
+            async with self._lock:
+                backend = self._local.get(key)
+                if backend is None:
+                    backend = create_backend(target.backend or "", **target.options)
+                    await backend.start()
+                    self._local[key] = backend
+        return backend
+
+
+def _failed(error: UpstreamError, target: TargetSpec) -> Exception:
+    if error.retryable:
+        reason = (
+            "timeout"
+            if "timed out" in error.message
+            else (f"http_{error.status}" if error.status else "connection")
+        )
+        return TargetFailed(error.message, reason, error.retry_after)
+    return _client_error(error, target)
+
+
+def _client_error(error: UpstreamError, target: TargetSpec) -> Exception:
+    """A 4xx from the target: the request was at fault; pass the target's reason on."""
+    message = f"{target.name} refused the request (HTTP {error.status})"
+    try:
+        detail = orjson.loads(error.body).get("error", {}).get("message")
+        if detail:
+            message = f"{message}: {detail}"
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        pass
+    if error.status == 404:
+        from genai.errors import NotFoundError
+
+        return NotFoundError(message)
+    return ValidationError(message)
+
+
+def _decode(raw: bytes, target: TargetSpec) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise TargetFailed(
+            f"{target.name} answered with something that is not JSON", "garbage"
+        ) from None
+    if not isinstance(payload, dict) or not isinstance(
+        payload.get("choices", payload.get("data")), list
+    ):
+        raise TargetFailed(
+            f"{target.name} answered with JSON that is not an OpenAI response", "garbage"
+        )
+    return payload
+
+
+async def _relay_http(response: Any, target: TargetSpec) -> AsyncGenerator[bytes, None]:
+    try:
+        async for data in response.content.iter_any():
+            yield data
+    except TimeoutError:
+        raise TargetFailed(
+            f"{target.name} stopped sending for {target.timeout_s:g} s", "timeout"
+        ) from None
+    except Exception as error:  # aiohttp's payload and connection errors
+        if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+            raise
+        raise TargetFailed(
+            f"{target.name} dropped the stream: {type(error).__name__}", "dropped"
+        ) from None
+    finally:
+        response.release()
+
+
+async def _passthrough(events: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    try:
+        async for event in events:
+            yield event
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncGenerator[bytes, None]:
+    try:
+        async for chunk in chunks:
+            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    except BackendError as error:
+        yield b"data: " + orjson.dumps(error_body(error)) + b"\n\n"
+        return
+    yield b"data: [DONE]\n\n"
