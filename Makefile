@@ -8,7 +8,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
 .PHONY: run test install lint typecheck unit clean
 
-run: install  ## initialise the platform and run the demo
+run: install  ## initialise the platform, set up the demo project and run the gateway on :4000
 	$(BIN)/genai init
 	$(BIN)/genai demo
 

@@ -23,6 +23,7 @@ def options_from_env() -> GatewayOptions:
         max_body_bytes=int(env.get("GENAI_GATEWAY_MAX_BODY_BYTES", 4 << 20)),
         key_cache_ttl_s=float(env.get("GENAI_GATEWAY_CACHE_TTL_S", 10.0)),
         route_cache_ttl_s=float(env.get("GENAI_GATEWAY_ROUTE_TTL_S", 5.0)),
+        prewarm=env.get("GENAI_GATEWAY_PREWARM", "1") not in ("0", "false", "no"),
     )
 
 

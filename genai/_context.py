@@ -48,7 +48,7 @@ class Context:
         from genai.tenancy._counters import RedisCounters, SqlCounters
 
         if self.settings.redis_url:
-            return RedisCounters(self.settings.redis_url)
+            return RedisCounters(self.settings.redis_url, prefix=self.settings.redis_prefix)
         return SqlCounters(self.store)
 
     # ---------------------------------------------------------------- identity

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis for shared counters (rate limits, quotas)."
     )
+    redis_prefix: str = Field(
+        default="genai:", description="Prefix of this platform's Redis keys (share one Redis)."
+    )
     user: str = Field(
         default_factory=_default_user,
         description="The local user the CLI and Python API act as.",

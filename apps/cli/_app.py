@@ -84,7 +84,7 @@ def whoami() -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``genai`` script: one line per error, non-zero exit."""
-    from apps.cli import _gateway, _registry, _serve, _tenancy  # noqa: F401 - registers commands
+    from apps.cli import _deploy, _gateway, _registry, _serve, _tenancy  # noqa: F401 - registers
     from apps.cli._demo import demo  # noqa: F401
 
     try:

@@ -70,6 +70,8 @@ def create_gateway(
     store = store or Store(settings.resolved_database_url, pool_size=10)
     check_schema(store)
     counters = (
-        AsyncRedisCounters(settings.redis_url) if settings.redis_url else AsyncMemoryCounters()
+        AsyncRedisCounters(settings.redis_url, prefix=settings.redis_prefix)
+        if settings.redis_url
+        else AsyncMemoryCounters()
     )
     return Gateway(store, AsyncQuotaEnforcer(counters), stages=stages, options=options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,7 +17,9 @@ from genai.gateway._endpoints import Endpoints
 from genai.gateway._gateway import Gateway
 from genai.settings import Settings
 
-__all__ = ["create_gateway_app"]
+__all__ = ["GatewayApp", "create_gateway_app"]
+
+_log = logging.getLogger("genai.gateway")
 
 
 def create_gateway_app(
@@ -37,8 +40,9 @@ def create_gateway_app(
         finally:
             await gateway.close()
 
-    app = FastAPI(title="genai gateway", version="1", lifespan=lifespan)
+    app = GatewayApp(title="genai gateway", version="1", lifespan=lifespan)
     app.state.gateway = gateway
+    app.state.settings = settings
 
     @app.exception_handler(GenAIError)
     async def _error(_: Request, error: GenAIError) -> JSONResponse:
@@ -84,6 +88,33 @@ def create_gateway_app(
         admin(app, gateway)
     app.state.extra = extra
     return app
+
+
+_HOT = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with the two hot routes dispatched straight to the gateway.
+
+    Model calls skip FastAPI's per-route machinery (dependency solving, exit stacks,
+    middleware): the gateway parses, checks and answers them itself. They stay declared
+    as routes for the OpenAPI schema; everything else goes through FastAPI as usual.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        endpoint = _HOT.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if endpoint is None or scope["method"] != "POST":
+            await super().__call__(scope, receive, send)
+            return
+        gateway: Gateway = self.state.gateway
+        try:
+            response = await gateway.handle(Request(scope, receive), endpoint)
+        except Exception as error:  # a bug: an OpenAI-shaped 500, never a bare traceback page
+            _log.exception("unhandled error on %s", scope.get("path"))
+            response = JSONResponse(
+                error_body(GenAIError(f"internal error: {type(error).__name__}")), status_code=500
+            )
+        await response(scope, receive, send)
 
 
 def _require_admin_token(request: Request, settings: Settings) -> None:

@@ -13,11 +13,12 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genai.errors import NotFoundError, ValidationError
+from genai.errors import BackendError, NotFoundError, ValidationError
 from genai.gateway._checks import check_request
+from genai.gateway._http import bearer, json_body
 from genai.gateway._spec import DeploymentSpec
 from genai.gateway._stages import GatewayRequest
-from genai.gateway._targets import TargetCall
+from genai.gateway._targets import TargetCall, TargetFailed
 from genai.store import _schema as t
 from genai.tenancy import Action, Resource, UsageEvent, authorize
 
@@ -37,9 +38,8 @@ class Endpoints:
         self.embedding_model = embedding_model
 
     async def models(self, http: Request) -> Response:
-        from genai.gateway._gateway import _bearer
 
-        caller = await self.gateway.callers.resolve(_bearer(http))
+        caller = await self.gateway.callers.resolve(bearer(http))
         routes = await self.gateway.routes.all(caller.project_id)
         created = int(time.time())
         ids = []
@@ -57,12 +57,11 @@ class Endpoints:
         )
 
     async def embeddings(self, http: Request) -> Response:
-        from genai.gateway._gateway import _bearer, _json_body
 
         g = self.gateway
         started = time.perf_counter()
-        caller = await g.callers.resolve(_bearer(http))
-        body = await _json_body(http, g.options.max_body_bytes)
+        caller = await g.callers.resolve(bearer(http))
+        body = await json_body(http, g.options.max_body_bytes)
         model = check_request("embeddings", body)
         authorize(
             caller.principal, Action.MODEL_INVOKE, Resource("deployment", model, caller.project_id)
@@ -144,15 +143,22 @@ class Endpoints:
             body=body,
             deployment=model,
         )
-        return await self.gateway.targets.complete(TargetCall(spec.targets[0], request, spec))
+        try:
+            return await self.gateway.targets.complete(TargetCall(spec.targets[0], request, spec))
+        except TargetFailed as error:
+            raise BackendError(
+                f"deployment {model!r}: {error.message}",
+                backend="gateway",
+                retryable=True,
+                retry_after=error.retry_after,
+            ) from None
 
     async def feedback(self, http: Request) -> Response:
         """``{"response_id": ..., "score": 0..1}`` (or ``"rating": "up" | "down"``)."""
-        from genai.gateway._gateway import _bearer, _json_body
 
         g = self.gateway
-        caller = await g.callers.resolve(_bearer(http))
-        body = await _json_body(http, 64 << 10)
+        caller = await g.callers.resolve(bearer(http))
+        body = await json_body(http, 64 << 10)
         rid = _request_id(body)
         authorize(
             caller.principal, Action.MODEL_INVOKE, Resource("response", rid, caller.project_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import time
@@ -20,14 +21,32 @@ from genai.errors import (
     BackendError,
     GenAIError,
     NotFoundError,
-    ValidationError,
     error_body,
     http_status,
 )
 from genai.gateway._cache import Caller, CallerCache, Route, RouteTable
 from genai.gateway._checks import check_request
+from genai.gateway._http import (
+    as_response,
+    backoff,
+    bearer,
+    error_event,
+    iterate,
+    json_body,
+    response_id,
+    text_of,
+    with_id,
+)
 from genai.gateway._ledger import LedgerWriter, UsageRow
-from genai.gateway._observe import GatewayMetrics, access_log, span
+from genai.gateway._observe import GatewayMetrics, access_enabled, access_log, span
+from genai.gateway._outcome import (
+    Outcome,
+    access_record,
+    account,
+    caller_of,
+    log_failure,
+    status_word,
+)
 from genai.gateway._spec import DeploymentSpec, TargetSpec
 from genai.gateway._stages import (
     CacheStage,
@@ -44,6 +63,8 @@ from genai.tenancy import Action, AsyncQuotaEnforcer, Resource, UsageEvent, auth
 
 __all__ = ["Gateway", "GatewayOptions", "Stages"]
 
+log = logging.getLogger("genai.gateway")
+
 
 @dataclass(frozen=True)
 class GatewayOptions:
@@ -52,6 +73,7 @@ class GatewayOptions:
     route_cache_ttl_s: float = 5.0
     ledger_interval_s: float = 0.2
     max_shadow_in_flight: int = 64
+    prewarm: bool = False  # start the in-process backends deployments use, before traffic
 
 
 @dataclass
@@ -62,19 +84,6 @@ class Stages:
     response: list[ResponseStage] = field(default_factory=list)
     cache: CacheStage | None = None
     targets: dict[str, TargetStage] = field(default_factory=dict)
-
-
-@dataclass
-class _Outcome:
-    target: str = ""
-    adapter: str = ""
-    status: str = "ok"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    gpu_seconds: float = 0.0
-    upstream_s: float = 0.0
-    cache_hit: bool = False
 
 
 class Gateway:
@@ -108,6 +117,32 @@ class Gateway:
     async def start(self) -> None:
         await self.targets.start()
         self.ledger.start()
+        if self.options.prewarm:
+            for target in await asyncio.to_thread(self._local_targets):
+                try:
+                    await self.targets.warm(target)
+                except Exception as error:  # a broken target fails its requests, not the gateway
+                    log.warning("could not start target %s: %s", target.name, error)
+
+    def _local_targets(self) -> list[TargetSpec]:
+        """The in-process targets of every deployment's newest revision."""
+        from sqlalchemy import select
+
+        from genai.gateway._spec import parse_spec
+        from genai.store import _schema as t
+
+        with self.store.session() as s:
+            specs = s.scalars(select(t.Deployment.spec)).all()
+        found: dict[str, TargetSpec] = {}
+        for raw in specs:
+            try:
+                spec = parse_spec(raw)
+            except GenAIError:
+                continue
+            for target in [*spec.targets, *spec.fallbacks]:
+                if target.backend and target.backend not in self.stages.targets:
+                    found.setdefault(f"{target.backend}{sorted(target.options.items())}", target)
+        return list(found.values())
 
     async def close(self) -> None:
         for task in list(self._shadows):
@@ -122,10 +157,10 @@ class Gateway:
         started = time.perf_counter()
         rid = os.urandom(12).hex()
         call: GatewayRequest | None = None
-        outcome = _Outcome()
+        outcome = Outcome()
         try:
-            caller = await self.callers.resolve(_bearer(http))
-            body = await _json_body(http, self.options.max_body_bytes)
+            caller = await self.callers.resolve(bearer(http))
+            body = await json_body(http, self.options.max_body_bytes)
             model = check_request(endpoint, body)
             deployment, _, adapter = model.partition(":")
             authorize(
@@ -137,7 +172,6 @@ class Gateway:
             spec = route.usable()
             if adapter and adapter not in spec.adapters:
                 raise NotFoundError(f"The model `{model}` does not exist.")
-            await self.quota.admit(caller.project_id, caller.project, caller.limits)
             call = GatewayRequest(
                 request_id=rid,
                 endpoint=endpoint,
@@ -149,8 +183,14 @@ class Gateway:
                 deployment=deployment,
                 adapter=adapter or None,
                 session_id=http.headers.get("x-genai-session"),
-                headers={k: v for k, v in http.headers.items() if k.startswith("x-genai-")},
+                headers={
+                    k: v
+                    for k, v in http.headers.items()
+                    if k.startswith("x-genai-") or k == spec.sticky_header.lower()
+                },
             )
+            # after the request is known, so that a refusal has its ledger row too
+            await self.quota.admit(caller.project_id, caller.project, caller.limits)
             with span(
                 "gateway.request",
                 {
@@ -178,7 +218,7 @@ class Gateway:
         caller: Caller,
         route: Route,
         spec: DeploymentSpec,
-        outcome: _Outcome,
+        outcome: Outcome,
     ) -> dict[str, Any]:
         cache = self.stages.cache
         if cache is not None:
@@ -187,15 +227,15 @@ class Gateway:
             if hit is not None:
                 outcome.cache_hit, outcome.status = True, "ok"
                 outcome.target = "cache"
-                payload = _with_id(dict(hit.response), call)
+                payload = with_id(dict(hit.response), call)
                 return await self._after(call, payload)
         target, payload = await self._attempts(call, spec, outcome, self.targets.complete)
-        _account(outcome, target, payload.get("usage"))
-        payload = _with_id(payload, call)
+        account(outcome, target, payload.get("usage"))
+        payload = with_id(payload, call)
         payload = await self._after(call, payload)
         if cache is not None:
             await cache.store(call, payload)
-        self._maybe_shadow(call, spec, target, _text_of(payload))
+        self._maybe_shadow(call, spec, target, text_of(payload))
         return payload
 
     async def _after(self, call: GatewayRequest, payload: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +247,7 @@ class Gateway:
         self,
         call: GatewayRequest,
         spec: DeploymentSpec,
-        outcome: _Outcome,
+        outcome: Outcome,
         send: Callable[[TargetCall], Any],
     ) -> tuple[TargetSpec, Any]:
         """The first target (chosen, then fallbacks) that answers, with retries on each."""
@@ -234,6 +274,9 @@ class Gateway:
                 started = time.perf_counter()
                 try:
                     result = await send(TargetCall(target, call, spec))
+                except asyncio.CancelledError:
+                    circuit.abandon()  # the caller left: a half-open trial must not stay taken
+                    raise
                 except TargetFailed as error:
                     circuit.failure()
                     self.metrics.upstream_errors.labels(target.name, error.reason).inc()
@@ -242,7 +285,7 @@ class Gateway:
                         waits.append(error.retry_after)
                     if attempt < spec.retries and circuit.state != "open":
                         await asyncio.sleep(
-                            _backoff(spec.backoff_s, attempt, error.retry_after, self.rng)
+                            backoff(spec.backoff_s, attempt, error.retry_after, self.rng)
                         )
                     continue
                 except GenAIError:
@@ -273,7 +316,7 @@ class Gateway:
         caller: Caller,
         route: Route,
         spec: DeploymentSpec,
-        outcome: _Outcome,
+        outcome: Outcome,
         started: float,
     ) -> Response:
         wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
@@ -283,10 +326,10 @@ class Gateway:
             self.metrics.cache.labels(call.project, "hit" if hit else "miss").inc()
             if hit is not None:
                 outcome.cache_hit, outcome.target = True, "cache"
-                payload = await self._after(call, _with_id(dict(hit.response), call))
+                payload = await self._after(call, with_id(dict(hit.response), call))
                 events = replay_events(payload, include_usage=wants_usage)
-                response = StreamingResponse(_iterate(events), media_type="text/event-stream")
-                _account(outcome, None, payload.get("usage"))
+                response = StreamingResponse(iterate(events), media_type="text/event-stream")
+                account(outcome, None, payload.get("usage"))
                 self._finish(call, caller, outcome, started, response, 200)
                 return response
         call.body["stream_options"] = {
@@ -298,8 +341,9 @@ class Gateway:
             f for f in (s.stream(call) for s in reversed(self.stages.response)) if f is not None
         ]
         relay = SseRelay(
-            response_id=_response_id(call),
+            response_id=response_id(call),
             client_wants_usage=wants_usage,
+            model=call.body.get("model"),
             filters=filters,
             keep_text=cache is not None or spec.shadow is not None,
         )
@@ -317,17 +361,17 @@ class Gateway:
             except (TargetFailed, GenAIError) as error:
                 outcome.status = "upstream_error"
                 self.metrics.upstream_errors.labels(target.name, "mid_stream").inc()
-                yield _error_event(error, call)
+                yield error_event(error, call)
             finally:
                 with contextlib.suppress(BaseException):
                     await events.aclose()
                 if relay.error is not None:
                     outcome.status = "upstream_error"
-                _account(outcome, target, relay.usage)
+                account(outcome, target, relay.usage)
                 self._record(call, caller, outcome, started)
                 if outcome.status == "ok":
                     if cache is not None:
-                        await cache.store(call, _as_response(relay, call))
+                        await cache.store(call, as_response(relay, call))
                     self._maybe_shadow(call, spec, target, relay.text)
 
         response = StreamingResponse(
@@ -345,7 +389,7 @@ class Gateway:
         self,
         call: GatewayRequest,
         caller: Caller,
-        outcome: _Outcome,
+        outcome: Outcome,
         started: float,
         response: Response,
         status: int,
@@ -357,7 +401,7 @@ class Gateway:
         self._record(call, caller, outcome, started)
 
     def _headers(
-        self, response: Response, call: GatewayRequest, outcome: _Outcome, started: float
+        self, response: Response, call: GatewayRequest, outcome: Outcome, started: float
     ) -> None:
         total = time.perf_counter() - started
         overhead = max(0.0, total - outcome.upstream_s)
@@ -369,7 +413,7 @@ class Gateway:
         self.metrics.overhead.observe(overhead)
 
     def _record(
-        self, call: GatewayRequest, caller: Caller, outcome: _Outcome, started: float
+        self, call: GatewayRequest, caller: Caller, outcome: Outcome, started: float
     ) -> None:
         latency_ms = (time.perf_counter() - started) * 1000
         event = UsageEvent(
@@ -401,10 +445,11 @@ class Gateway:
                     cost_usd=outcome.cost_usd,
                 )
             )
-            task.add_done_callback(_log_failure)
-        access_log(_access_record(call, outcome, latency_ms))
+            task.add_done_callback(log_failure)
+        if access_enabled():
+            access_log(access_record(call, outcome, latency_ms))
 
-    def _remember(self, call: GatewayRequest, outcome: _Outcome) -> None:
+    def _remember(self, call: GatewayRequest, outcome: Outcome) -> None:
         self.recent[call.request_id] = (
             call.project_id,
             call.deployment,
@@ -421,7 +466,7 @@ class Gateway:
         rid: str,
         endpoint: str,
         call: GatewayRequest | None,
-        outcome: _Outcome,
+        outcome: Outcome,
         started: float,
     ) -> Response:
         status = http_status(error)
@@ -439,8 +484,8 @@ class Gateway:
             project, call.deployment if call else "", endpoint, str(status)
         ).inc()
         if call is not None:
-            outcome.status = outcome.status if outcome.status != "ok" else _status_word(status)
-            self._record(call, _caller_of(call), outcome, started)
+            outcome.status = outcome.status if outcome.status != "ok" else status_word(status)
+            self._record(call, caller_of(call), outcome, started)
         else:
             access_log(
                 {"request_id": rid, "endpoint": endpoint, "status": status, "error": error.code}
@@ -452,24 +497,40 @@ class Gateway:
         key = (project_id, deployment)
         bandit = self.bandits.get(key)
         if bandit is None:
-            totals = await asyncio.to_thread(self._feedback_totals, project_id, deployment)
+            totals = await asyncio.to_thread(
+                self._feedback_totals, project_id, deployment, spec.bandit.cost_weight
+            )
             bandit = self.bandits.setdefault(
                 key, Bandit(spec.bandit.prior_alpha, spec.bandit.prior_beta)
             )
             bandit.seed(totals)
         return bandit
 
-    def _feedback_totals(self, project_id: int, deployment: str) -> dict[str, tuple[float, float]]:
-        from sqlalchemy import func, select
+    def _feedback_totals(
+        self, project_id: int, deployment: str, cost_weight: float
+    ) -> dict[str, tuple[float, float]]:
+        """Each arm's (sum of rewards, number of rewards), a reward being what live feedback
+        gives: the score less ``cost_weight`` times the answer's cost (from the ledger)."""
+        from sqlalchemy import and_, case, func, select
 
         from genai.store import _schema as t
 
+        f, u = t.Feedback, t.UsageRecord
+        reward: Any = f.score
+        if cost_weight:
+            raw = f.score - cost_weight * func.coalesce(u.cost_usd, 0.0)
+            reward = case((raw < 0, 0.0), (raw > 1, 1.0), else_=raw)
+        query = (
+            select(f.target, func.sum(reward), func.count())
+            .where(f.project_id == project_id, f.deployment == deployment)
+            .group_by(f.target)
+        )
+        if cost_weight:
+            query = query.outerjoin(
+                u, and_(u.project_id == f.project_id, u.request_id == f.request_id)
+            )
         with self.store.session() as s:
-            rows = s.execute(
-                select(t.Feedback.target, func.sum(t.Feedback.score), func.count())
-                .where(t.Feedback.project_id == project_id, t.Feedback.deployment == deployment)
-                .group_by(t.Feedback.target)
-            ).all()
+            rows = s.execute(query).all()
         return {target: (float(total or 0.0), float(count)) for target, total, count in rows}
 
     def _maybe_shadow(
@@ -488,152 +549,3 @@ class Gateway:
         )
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
-
-
-def _bearer(http: Request) -> str:
-    from genai.errors import AuthenticationError
-
-    header = http.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError(
-            "no API key: send 'Authorization: Bearer <key>' with a key from `genai key create`"
-        )
-    return token.strip()
-
-
-async def _json_body(http: Request, limit: int) -> Any:
-    from genai.errors import PayloadTooLarge
-
-    declared = http.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"the request body has {declared} bytes; this gateway takes at most {limit}"
-        )
-    raw = await http.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(
-            f"the request body has {len(raw)} bytes; this gateway takes at most {limit}"
-        )
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise ValidationError(f"the request body is not valid JSON: {error}") from None
-
-
-def _backoff(base: float, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-    if retry_after is not None and retry_after <= 5:
-        return retry_after
-    return base * (2**attempt) * (0.5 + rng.random())
-
-
-def _response_id(call: GatewayRequest) -> str:
-    return f"{'chatcmpl' if call.endpoint == 'chat' else 'cmpl'}-{call.request_id}"
-
-
-def _with_id(payload: dict[str, Any], call: GatewayRequest) -> dict[str, Any]:
-    payload["id"] = _response_id(call)
-    return payload
-
-
-def _account(outcome: _Outcome, target: TargetSpec | None, usage: Any) -> None:
-    if isinstance(usage, dict):
-        outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
-    if target is not None and not outcome.cache_hit:
-        outcome.cost_usd = target.price.cost(outcome.prompt_tokens, outcome.completion_tokens)
-        outcome.gpu_seconds = target.gpus * outcome.upstream_s
-
-
-def _text_of(payload: dict[str, Any]) -> str:
-    parts = []
-    for choice in payload.get("choices") or []:
-        message = choice.get("message") or {}
-        parts.append(str(message.get("content") or choice.get("text") or ""))
-    return "".join(parts)
-
-
-def _as_response(relay: SseRelay, call: GatewayRequest) -> dict[str, Any]:
-    chat = call.endpoint == "chat"
-    choice: dict[str, Any] = {
-        "index": 0,
-        "finish_reason": relay.finish_reason or "stop",
-        "logprobs": None,
-    }
-    if chat:
-        choice["message"] = {"role": "assistant", "content": relay.text}
-    else:
-        choice["text"] = relay.text
-    return {
-        "id": _response_id(call),
-        "object": "chat.completion" if chat else "text_completion",
-        "created": int(time.time()),
-        "model": call.body.get("model"),
-        "choices": [choice],
-        "usage": relay.usage,
-    }
-
-
-def _error_event(error: Exception, call: GatewayRequest) -> bytes:
-    message = error.message if isinstance(error, (GenAIError, TargetFailed)) else str(error)
-    body = {
-        "error": {
-            "message": f"the stream from deployment {call.deployment!r} failed: {message}",
-            "type": "server_error",
-            "param": None,
-            "code": "upstream_error",
-        }
-    }
-    return b"data: " + orjson.dumps(body) + b"\n\n"
-
-
-async def _iterate(events: list[bytes]) -> AsyncIterator[bytes]:
-    for event in events:
-        yield event
-
-
-def _status_word(status: int) -> str:
-    return {
-        429: "rate_limited",
-        400: "invalid_request",
-        404: "not_found",
-        403: "forbidden",
-        413: "too_large",
-    }.get(status, "error")
-
-
-def _caller_of(call: GatewayRequest) -> Caller:
-    from genai.tenancy import QuotaLimits
-
-    return Caller(
-        call.principal, call.project_id, call.project, call.project_options, QuotaLimits()
-    )
-
-
-def _access_record(call: GatewayRequest, outcome: _Outcome, latency_ms: float) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "request_id": call.request_id,
-        "project": call.project,
-        "deployment": call.deployment,
-        "target": outcome.target,
-        "endpoint": call.endpoint,
-        "status": outcome.status,
-        "latency_ms": round(latency_ms, 3),
-        "upstream_ms": round(outcome.upstream_s * 1000, 3),
-        "prompt_tokens": outcome.prompt_tokens,
-        "completion_tokens": outcome.completion_tokens,
-        "cache_hit": outcome.cache_hit,
-        "principal": call.principal.label,
-    }
-    if call.project_options.get("prompt_logging"):
-        record["request"] = {
-            k: v for k, v in call.body.items() if k in ("messages", "prompt", "input")
-        }
-    return record
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        import logging
-
-        logging.getLogger("genai.gateway").error("recording spend failed: %s", task.exception())

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["GatewayMetrics", "access_log", "span"]
+__all__ = ["GatewayMetrics", "access_enabled", "access_log", "span"]
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _CIRCUIT = {"closed": 0, "half_open": 1, "open": 2}
@@ -88,6 +88,10 @@ class GatewayMetrics:
 
 
 _log = logging.getLogger("genai.gateway.access")
+
+
+def access_enabled() -> bool:
+    return _log.isEnabledFor(logging.INFO)
 
 
 def access_log(record: dict[str, Any]) -> None:

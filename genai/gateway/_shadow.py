@@ -12,6 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from genai.gateway._http import text_of
 from genai.gateway._spec import DeploymentSpec, TargetSpec
 from genai.gateway._stages import GatewayRequest
 from genai.gateway._targets import TargetCall
@@ -57,9 +58,8 @@ async def run_shadow(
         gateway.metrics.shadow.labels("error").inc()
         gateway.ledger.add_row(t.ShadowResult, {**values, "status": f"error: {error}"[:40]})
         return
-    from genai.gateway._gateway import _text_of
 
-    text = _text_of(payload)
+    text = text_of(payload)
     usage = payload.get("usage") or {}
     tokens = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
     keep = bool(call.project_options.get("prompt_logging"))

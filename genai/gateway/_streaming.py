@@ -8,16 +8,19 @@ every event when a response stage filters the text or the answer is kept (cache,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from genai.errors import BackendError
 from genai.gateway._stages import StreamFilter
 
 __all__ = ["SseRelay", "replay_events"]
 
 _DONE = b"[DONE]"
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')  # a usage object, however the JSON is spaced
 
 
 class SseRelay:
@@ -26,11 +29,14 @@ class SseRelay:
         *,
         response_id: str,
         client_wants_usage: bool,
+        model: str | None = None,
         filters: Sequence[StreamFilter] = (),
         keep_text: bool = False,
     ) -> None:
         self._id = response_id.encode()
         self._upstream_id: bytes | None = None
+        self._model = model  # the model the caller named (not the upstream's name for it)
+        self._renames: list[tuple[bytes, bytes]] = []
         self._wants_usage = client_wants_usage
         self._filters = list(filters)
         self._keep = keep_text or bool(self._filters)
@@ -67,18 +73,21 @@ class SseRelay:
         if (
             self._upstream_id is None
             or self._keep
-            or b'"usage":{' in payload
+            or _USAGE.search(payload)
             or b'"error"' in payload
         ):
             return self._decoded(payload)
-        return [b"data: " + payload.replace(self._upstream_id, self._id) + b"\n\n"]
+        for old, new in self._renames:
+            payload = payload.replace(old, new)
+        return [b"data: " + payload + b"\n\n"]
 
     def _decoded(self, payload: bytes) -> list[bytes]:
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            self.error = {"message": "the target sent an event that is not JSON"}
-            return []
+            raise BackendError(
+                "the target sent an event that is not JSON", backend="gateway"
+            ) from None
         if not isinstance(chunk, dict):
             return []
         if "error" in chunk:
@@ -88,7 +97,13 @@ class SseRelay:
             return [_event(chunk)]
         if self._upstream_id is None and isinstance(chunk.get("id"), str):
             self._upstream_id = chunk["id"].encode()
+            self._renames.append((self._upstream_id, self._id))
+            upstream_model = chunk.get("model")
+            if self._model and isinstance(upstream_model, str) and upstream_model != self._model:
+                self._renames.append((orjson.dumps(upstream_model), orjson.dumps(self._model)))
         chunk["id"] = self._id.decode()
+        if self._model and "model" in chunk:
+            chunk["model"] = self._model
         if chunk.get("usage"):
             self.usage = chunk["usage"]
             if not self._wants_usage:

@@ -109,6 +109,10 @@ class Targets:
         )
         return _passthrough(events)
 
+    async def warm(self, target: TargetSpec) -> None:
+        """Start an in-process target's backend now rather than on its first request."""
+        await self._backend(target)
+
     async def _backend(self, target: TargetSpec) -> LLMBackend:
         options = orjson.dumps(target.options, option=orjson.OPT_SORT_KEYS).decode()
         key = f"{target.backend}:{options}"
@@ -135,7 +139,9 @@ def _failed(error: UpstreamError, target: TargetSpec) -> Exception:
 
 
 def _client_error(error: UpstreamError, target: TargetSpec) -> Exception:
-    """A 4xx from the target: the request was at fault; pass the target's reason on."""
+    """A 4xx from the target. 401, 403 and 404 mean the deployment is misconfigured (the
+    gateway's key, or the upstream's model name): the caller cannot fix that, so it is a 502.
+    Other 4xx mean the request was at fault: the target's reason is passed on as a 400."""
     message = f"{target.name} refused the request (HTTP {error.status})"
     try:
         detail = orjson.loads(error.body).get("error", {}).get("message")
@@ -143,10 +149,13 @@ def _client_error(error: UpstreamError, target: TargetSpec) -> Exception:
             message = f"{message}: {detail}"
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         pass
-    if error.status == 404:
-        from genai.errors import NotFoundError
-
-        return NotFoundError(message)
+    if error.status in (401, 403, 404):
+        return BackendError(
+            f"{message}. The deployment's target is misconfigured: ask a maintainer to check "
+            "its url, model and api_key_env",
+            backend="gateway",
+            status=502,
+        )
     return ValidationError(message)
 
 

@@ -45,7 +45,7 @@ def choose(
     if len(spec.targets) == 1:
         return spec.targets[0]
     if spec.policy == "bandit" and bandit is not None:
-        return bandit.pick(spec.targets, rng)
+        return bandit.pick([t for t in spec.targets if t.weight > 0] or spec.targets, rng)
     if spec.policy == "ab" and sticky_value:
         return _by_weight(spec.targets, sticky_point(project, deployment, sticky_value))
     return _by_weight(spec.targets, rng.random())
@@ -110,6 +110,10 @@ class Circuit:
 
     def success(self) -> None:
         self.state, self.consecutive, self.trial_in_flight = "closed", 0, False
+
+    def abandon(self) -> None:
+        """A call ended without an answer either way (its caller left)."""
+        self.trial_in_flight = False
 
     def failure(self) -> None:
         self.consecutive += 1

@@ -212,7 +212,7 @@ class UsageRecord(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     ts: Mapped[datetime] = _created()
     day: Mapped[date] = mapped_column(Date)
-    request_id: Mapped[str] = mapped_column(String(64), default="")
+    request_id: Mapped[str] = mapped_column(String(64), default="", index=True)
     key_id: Mapped[int | None] = mapped_column(nullable=True)
     principal: Mapped[str] = mapped_column(String(100), default="")
     model: Mapped[str] = mapped_column(String(200))

@@ -7,6 +7,7 @@ the minute, the day, the month.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,12 @@ _MICRO = 1_000_000  # budgets are counted in micro-dollars, exactly
 _TTL_RPM, _TTL_TOK, _TTL_USD = 120, 2 * 86400, 40 * 86400
 
 
+@functools.lru_cache(maxsize=4)
+def _window_names(minute: datetime) -> tuple[str, str, str]:
+    """The names of a minute's windows (formatted once a minute, not once a request)."""
+    return f"{minute:%Y%m%d%H%M}", f"{minute:%Y%m%d}", f"{minute:%Y%m}"
+
+
 @dataclass(frozen=True)
 class _Windows:
     """The counter keys of a project's current minute, day and month."""
@@ -42,11 +49,12 @@ class _Windows:
     @classmethod
     def of(cls, project_id: int, now: datetime | None) -> _Windows:
         now = now or datetime.now(UTC)
+        minute, day, month = _window_names(now.replace(second=0, microsecond=0))
         return cls(
             now,
-            f"q:{project_id}:rpm:{now:%Y%m%d%H%M}",
-            f"q:{project_id}:tok:{now:%Y%m%d}",
-            f"q:{project_id}:usd:{now:%Y%m}",
+            f"q:{project_id}:rpm:{minute}",
+            f"q:{project_id}:tok:{day}",
+            f"q:{project_id}:usd:{month}",
         )
 
     def spend_increments(self, tokens: int, cost_usd: float) -> list[tuple[str, int, int]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Integer, case, func, insert, select
+from sqlalchemy import Integer, Table, case, func, insert, select
 from sqlalchemy.orm import Session
 
 from genai.errors import Forbidden, ValidationError
@@ -50,7 +50,8 @@ def write_usage(
                 "day": ts.astimezone(UTC).date(),
             }
         )
-    session.execute(insert(t.UsageRecord), rows)
+    table = cast(Table, t.UsageRecord.__table__)
+    session.execute(insert(table), rows)  # Core: no ORM bookkeeping per row
 
 
 class Usage:

@@ -169,19 +169,6 @@ def test_registry_alias_and_lineage(cli: Cli, tmp_path: Path) -> None:
     assert [(m["name"], m["version"]) for m in models] == [("base", 1)]
 
 
-def test_demo_ends_with_a_usage_report(cli: Cli) -> None:
-    cli("init")
-    out = cli("demo").stdout
-    assert "3 demo requests recorded" in out and "total: 3 requests" in out
-    rerun = cli("demo").stdout  # idempotent: the project is reused, the old demo key revoked
-    assert "project demo exists" in rerun and "total: 6 requests" in rerun
-    keys = cli.json("key", "list", "-p", "demo")
-    assert [k["name"] for k in keys] == ["demo"]
-    report = cli.json("usage", "report", "--by", "project,model")
-    assert report["rows"] == [{**report["rows"][0], "project": "demo", "model": "smollm2"}]
-    assert report["total"]["requests"] == 6
-
-
 def test_quota_and_audit_commands(cli: Cli) -> None:
     cli("init")
     cli("project", "create", "ops")

@@ -6,7 +6,10 @@ It serves what ``vllm serve --enable-lora`` serves: ``/v1/models`` (the base mod
 with ``stream_options.include_usage``; tool calls when the request has ``tools``),
 ``/tokenize``, and ``/v1/load_lora_adapter`` / ``/v1/unload_lora_adapter`` with vLLM's
 plain-text success bodies and JSON error bodies. A "token" here is a whitespace-separated
-word. Set ``fake.mode`` (one of :data:`MODES`) to make the generation routes misbehave.
+word. Set ``fake.mode`` (one of :data:`MODES`) to make the generation routes misbehave;
+with ``fake.failures_left = n`` only the next ``n`` generation requests misbehave, and the
+ones after them are answered normally. ``fake.delay_s`` slows every answer down, and
+``fake.calls()`` counts the generation requests (each :class:`Recorded` has its arrival time).
 
     fake = FakeOpenAIServer(adapters={"support": "/adapters/support"})
     with running_server(fake.app) as base_url:
@@ -39,6 +42,7 @@ MODES = {
     "garbage": "200 with an HTML body; in a stream, an event that is not JSON",
     "not_sse": "a stream of HTML lines instead of server-sent events",
     "hang": "wait fake.hang_s seconds before answering",
+    "stall": "a stream that sends its headers, then nothing for fake.hang_s seconds",
     "drop": "a stream whose connection breaks after two pieces",
     "unfinished": "a stream that sends [DONE] without a finish_reason",
     "eof": "a stream that ends without a finish_reason or [DONE]",
@@ -51,6 +55,7 @@ class Recorded:
     path: str
     body: Any
     headers: dict[str, str]
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 class FakeOpenAIServer:
@@ -75,6 +80,8 @@ class FakeOpenAIServer:
         self.mode = "ok"
         self.retry_after = "7"
         self.hang_s = 1.0
+        self.failures_left: int | None = None  # None: every request follows ``mode``
+        self.delay_s = 0.0
         self.tool_arguments = '{"city": "Paris", "unit": "celsius"}'
         self.forbidden_message = "This key may not use this model."
         self.list_models = True
@@ -89,6 +96,18 @@ class FakeOpenAIServer:
 
     def last(self, path: str) -> Any:
         return self.bodies(path)[-1]
+
+    def calls(self) -> int:
+        """How many generation requests (chat and completions) arrived so far."""
+        return sum(r.path in _GENERATION for r in self.requests)
+
+    def _mode_of_next(self) -> str:
+        if self.failures_left is None:
+            return self.mode
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            return self.mode
+        return "ok"
 
     # ------------------------------------------------------------ the app
 
@@ -112,7 +131,9 @@ class FakeOpenAIServer:
                 raw += message.get("body", b"")
                 more = message.get("more_body", False)
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            self.requests.append(Recorded(scope["path"], json.loads(raw) if raw else None, headers))
+            self.requests.append(
+                Recorded(scope["path"], json.loads(raw) if raw else None, headers, time.monotonic())
+            )
             if (
                 self.api_key
                 and scope["path"].startswith("/v1")
@@ -202,7 +223,10 @@ class FakeOpenAIServer:
     # ------------------------------------------------------------ generation
 
     async def _generate(self, body: dict[str, Any], *, chat: bool) -> Response:
-        failure = await self._failure(bool(body.get("stream")))
+        mode = self._mode_of_next()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        failure = await self._failure(bool(body.get("stream")), mode)
         if failure is not None:
             return failure
         model = body.get("model")
@@ -236,7 +260,9 @@ class FakeOpenAIServer:
         }
         if body.get("stream"):
             include = bool((body.get("stream_options") or {}).get("include_usage"))
-            events = self._events(model, chat, pieces, call, finish, usage if include else None)
+            events = self._events(
+                model, chat, pieces, call, finish, usage if include else None, mode
+            )
             return StreamingResponse(events, media_type="text/event-stream")
         return JSONResponse(_answer(model, chat, "".join(pieces), call, finish, usage))
 
@@ -254,8 +280,7 @@ class FakeOpenAIServer:
             pieces = [p if i == 0 else " " + p for i, p in enumerate(pieces)]
         return pieces, finish
 
-    async def _failure(self, stream: bool) -> Response | None:
-        mode = self.mode
+    async def _failure(self, stream: bool, mode: str) -> Response | None:
         if mode == "hang":
             await asyncio.sleep(self.hang_s)
         if mode == "error500":
@@ -285,6 +310,7 @@ class FakeOpenAIServer:
         call: Any,
         finish: str,
         usage: dict[str, int] | None,
+        mode: str = "ok",
     ) -> AsyncIterator[str]:
         base = {
             "id": "cmpl-fake",
@@ -302,15 +328,17 @@ class FakeOpenAIServer:
             choice = {"index": 0, "delta": delta} if chat else {"index": 0, "text": text}
             return event({"choices": [{**choice, "logprobs": None, "finish_reason": done}]})
 
-        if self.mode == "garbage":
+        if mode == "garbage":
             yield "data: {not json\n\n"
             return
+        if mode == "stall":
+            await asyncio.sleep(self.hang_s)
         if chat:
             yield piece({"role": "assistant", "content": ""}, "")
         for i, text in enumerate(pieces):
-            if self.mode == "drop" and i == 2:
+            if mode == "drop" and i == 2:
                 raise ConnectionAbortedError("the fake server drops the connection")
-            if self.mode == "error_event" and i == 1:
+            if mode == "error_event" and i == 1:
                 error = {
                     "message": "The engine died mid-stream.",
                     "type": "InternalServerError",
@@ -327,13 +355,16 @@ class FakeOpenAIServer:
             args = call["function"]["arguments"]
             for part in (args[:5], args[5:17], args[17:]):
                 yield piece({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, "")
-        if self.mode == "eof":
+        if mode == "eof":
             return
-        if self.mode != "unfinished":
+        if mode != "unfinished":
             yield piece({}, "", finish)
             if usage is not None:
                 yield event({"choices": [], "usage": usage})
         yield "data: [DONE]\n\n"
+
+
+_GENERATION = ("/v1/chat/completions", "/v1/completions")
 
 
 def _answer(
@@ -384,6 +415,9 @@ def running_server(app: Any, *, start_timeout: float = 15.0) -> Iterator[str]:
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted connections inherit it: without it, an answer written in two pieces waits for
+    # the client's delayed ACK (about 40 ms a request on Linux)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(

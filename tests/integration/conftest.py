@@ -226,3 +226,16 @@ def _wait_until() -> Callable[..., bool]:
 def _run_server() -> Callable[..., contextlib.AbstractContextManager[LiveServer]]:
     """The server context manager, for module-scoped servers of test modules."""
     return run_server
+
+
+# ------------------------------------------------------------------ the gateway
+
+
+@pytest.fixture
+def gateway_server() -> Iterator[Callable[..., Any]]:
+    """Start gateways for one test: ``gateway_server(settings, stages=..., options=...)``
+    returns a ``LiveGateway`` (url, v1, gateway, app); all stop when the test ends."""
+    from _gateway_harness import run_gateway
+
+    with contextlib.ExitStack() as stack:
+        yield lambda settings, **kwargs: stack.enter_context(run_gateway(settings, **kwargs))

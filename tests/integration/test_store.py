@@ -277,8 +277,16 @@ def _fill_project(admin: Any, project: str) -> None:
     with admin.store.session() as s:  # what the gateway writes: feedback and shadow results
         pid = s.scalar(select(t.Project.id).where(t.Project.name == project))
         s.add(t.Feedback(project_id=pid, request_id="r1", deployment="chat", score=1.0))
-        s.add(t.ShadowResult(project_id=pid, request_id="r1", deployment="chat",
-                             primary_target="a", shadow_target="b", status="ok"))
+        s.add(
+            t.ShadowResult(
+                project_id=pid,
+                request_id="r1",
+                deployment="chat",
+                primary_target="a",
+                shadow_target="b",
+                status="ok",
+            )
+        )
 
 
 def test_deleting_a_project_deletes_everything_of_it_but_keeps_the_audit_log(platform: Any) -> None:

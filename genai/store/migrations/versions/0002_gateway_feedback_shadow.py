@@ -58,11 +58,13 @@ def upgrade() -> None:
 
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
         batch_op.add_column(sa.Column('target', sa.String(length=100), nullable=False, server_default=''))
+        batch_op.create_index(batch_op.f('ix_usage_records_request_id'), ['request_id'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_usage_records_request_id'))
         batch_op.drop_column('target')
 
     with op.batch_alter_table('shadow_results', schema=None) as batch_op:

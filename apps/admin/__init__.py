@@ -1,0 +1,41 @@
+"""The admin API under ``/api``: projects, members, keys, quotas, deployments, traffic,
+usage and the audit log, over the same services as the CLI and the Python API (so every
+call is authorized and every change is in the audit log).
+
+Authentication is ``Authorization: Bearer <credential>``:
+
+- a project API key acts as the key's principal, with the key's role, inside its own
+  project only: any other project is a 404 worded as for a project that does not exist;
+- the operator token (``GENAI_ADMIN_TOKEN``) acts as the platform admin user
+  (``GENAI_USER``). Platform-wide operations (create a project, the whole audit log) need
+  it, and are refused (403) while no token is configured.
+
+A change to keys, members, quotas or deployments drops this gateway's cached callers or
+routes of the project, so it applies to the next request here (in other gateway
+processes: within their cache TTL). Errors have OpenAI's shape and genai.errors' statuses.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from apps.admin import _deployments, _tenancy
+from apps.admin._auth import AdminAPI, http_error, invalid_request
+from genai.gateway import Gateway
+from genai.settings import Settings
+
+__all__ = ["AdminAPI", "mount_admin"]
+
+
+def mount_admin(app: FastAPI, gateway: Gateway) -> None:
+    """Add the ``/api`` routes to the gateway's app (its settings are ``app.state.settings``)."""
+    settings = getattr(app.state, "settings", None)
+    if not isinstance(settings, Settings):
+        raise TypeError("mount_admin needs app.state.settings (create_gateway_app sets it)")
+    app.state.admin = AdminAPI(gateway, settings)
+    app.include_router(_tenancy.router)
+    app.include_router(_deployments.router)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)

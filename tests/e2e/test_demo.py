@@ -1,0 +1,144 @@
+"""`genai demo` (what `make run` runs): idempotent set-up, and a gateway that answers the
+calls it prints, as printed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from _cli import GENAI, Cli
+
+ANSWER = "The support desk opens at 9 am and closes at 6 pm, Monday to Friday [faq-1]."
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """On SQLite only: the demo adds nothing database-specific, and each command is a process."""
+    cli = Cli(tmp_path / "home", f"sqlite:///{tmp_path / 'genai.db'}")
+    cli("init")
+    return cli
+
+
+def _key(out: str) -> str:
+    (key,) = [line for line in out.splitlines() if line.startswith("gk_") and len(line) > 50]
+    return key
+
+
+def _snippet(out: str, first: str, last: str) -> str:
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(first))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith(last))
+    return "\n".join(lines[start : end + 1])
+
+
+def _python(out: str) -> str:
+    return _snippet(out, "from openai import OpenAI", "print(answer")
+
+
+def _curl(out: str) -> str:
+    return _snippet(out, "curl -s ", "  -d '")
+
+
+def test_demo_without_serving_is_idempotent(cli: Cli) -> None:
+    first = cli("demo", "--no-serve").stdout
+    second = cli("demo", "--no-serve").stdout
+    assert "project demo created" in first and "project demo exists" in second
+    for out in (first, second):
+        assert "deployment chat (revision 1)" in out
+        assert "the gateway: http://127.0.0.1:4000/v1" in out
+        assert "http://127.0.0.1:4000/v1/chat/completions" in _curl(out)
+        assert f'api_key="{_key(out)}"' in _python(out) and "<context>" in _python(out)
+        assert f"Bearer {_key(out)}" in _curl(out)
+        assert "total: 0 requests" in out  # the usage report, printed without serving
+    assert _key(first) != _key(second)
+    assert [(d["name"], d["version"]) for d in cli.json("deploy", "list", "-p", "demo")] == [
+        ("chat", 1)
+    ]
+    keys = cli.json("key", "list", "-p", "demo", "--all")
+    active = [(k["prefix"], k["revoked_at"] is None) for k in keys]
+    assert active == [(_key(first)[:13], False), (_key(second)[:13], True)]
+    assert [p["name"] for p in cli.json("project", "list")] == ["demo"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_demo_serves_the_calls_it_prints(cli: Cli) -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        [GENAI, "demo", "--port", str(port)],
+        env=cli.env | {"PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")))
+    reader.start()
+    try:
+        _wait_for_health(port, process, lines)
+        _wait_for(lambda: "total: 1 requests" in "".join(lines), process, lines)
+        out = "".join(lines)
+        # the demo's own first call: the question, its answer, the report with that call
+        assert f"A: {ANSWER}" in out
+        sdk = subprocess.run(
+            [sys.executable, "-c", _python(out)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=cli.env,
+        )
+        assert sdk.returncode == 0, sdk.stderr
+        assert sdk.stdout.strip() == ANSWER
+        calls = 2
+        if shutil.which("curl") and shutil.which("bash"):
+            calls += 1
+            shell = subprocess.run(
+                ["bash", "-c", _curl(out)], capture_output=True, text=True, timeout=60
+            )
+            assert shell.returncode == 0, shell.stderr
+            assert json.loads(shell.stdout)["choices"][0]["message"]["content"] == ANSWER
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            reader.join(timeout=10)
+    assert process.returncode == 0, "".join(lines)
+    report = cli.json("usage", "report", "-p", "demo", "--by", "model")
+    assert [(r["model"], r["requests"]) for r in report["rows"]] == [("chat", calls)]
+
+
+def _wait_for_health(port: int, process: subprocess.Popen[str], lines: list[str]) -> None:
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _wait_for(healthy, process, lines)
+
+
+def _wait_for(done: Callable[[], bool], process: subprocess.Popen[str], lines: list[str]) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "genai demo exited:\n" + "".join(lines)
+        if done():
+            return
+        time.sleep(0.2)
+    raise AssertionError("the demo did not get there:\n" + "".join(lines))

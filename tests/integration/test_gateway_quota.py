@@ -1,0 +1,336 @@
+"""Project quotas at the gateway: requests per minute, tokens per day and the monthly USD
+budget refuse with 429 and Retry-After once used up; with Redis, two real ``genai
+gateway`` processes share one count, and without it each process counts alone.
+
+Windows are calendar windows in UTC; a test that needs its burst inside one minute waits
+for the next minute when too little of the current one is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from _fake_openai_server import FakeOpenAIServer, running_server
+from _gateway_harness import LiveGateway
+from sqlalchemy import select, text
+
+import genai
+from genai.gateway import GatewayOptions
+from genai.store import Store
+from genai.store import _schema as t
+
+CHAT = {"model": "chat", "messages": [{"role": "user", "content": "tell me something"}]}
+OPTIONS = GatewayOptions(ledger_interval_s=0.02)
+GENAI = shutil.which("genai", path=str(Path(sys.executable).parent)) or "genai"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """Quotas count in Redis or in the process, not in the database: SQLite here, except
+    for the two-process tests, which pick their database themselves."""
+    return f"sqlite:///{tmp_path / 'genai.db'}"
+
+
+# ------------------------------------------------------------------ helpers
+
+
+@dataclass
+class Project:
+    admin: genai.Client
+    name: str
+    key: str
+    id: int
+
+    def rows(self) -> list[t.UsageRecord]:
+        with self.admin.store.session() as s:
+            return list(s.scalars(select(t.UsageRecord).where(t.UsageRecord.project_id == self.id)))
+
+
+def _skip_project_ids(store: Store) -> None:
+    """Make the next project's id a random large one: quota counters in Redis are keyed by
+    project id, and other tests (with fresh databases of their own) share that Redis."""
+    assert store.dialect == "postgresql"
+    with store.session() as s:
+        s.execute(
+            text("SELECT setval(pg_get_serial_sequence('projects', 'id'), :n)"),
+            {"n": random.randrange(10**6, 10**9)},
+        )
+
+
+def make_project(
+    settings: genai.Settings, upstream: FakeOpenAIServer, *, unique_id: bool = False, **spec: Any
+) -> Project:
+    genai.init(settings, admin="admin")
+    admin = genai.connect(settings, user="admin")
+    if unique_id:
+        _skip_project_ids(admin.store)
+    admin.projects.create("quota")
+    key = admin.keys.create("quota", role="developer").secret
+    target = {"name": "main", "url": upstream.url, "model": "fake-base", **spec}
+    admin.registry.deployments.create("quota", "chat", spec={"targets": [target], "retries": 0})
+    with admin.store.session() as s:
+        pid = s.scalar(select(t.Project.id).where(t.Project.name == "quota"))
+    return Project(admin, "quota", key, pid)
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeOpenAIServer]:
+    fake = FakeOpenAIServer(reply="one two three four five")  # 5 completion tokens
+    with running_server(fake.app) as url:
+        fake.url = url + "/v1"
+        yield fake
+
+
+@pytest.fixture
+def project_of(
+    settings: genai.Settings, upstream: FakeOpenAIServer
+) -> Iterator[Callable[..., Project]]:
+    made: list[Project] = []
+
+    def make(**kwargs: Any) -> Project:
+        made.append(make_project(settings, upstream, **kwargs))
+        return made[-1]
+
+    yield make
+    for project in made:
+        project.admin.close()
+
+
+def within_one_minute(needed_s: float) -> None:
+    """Return when at least ``needed_s`` seconds of the current UTC minute are left."""
+    now = datetime.now(UTC)
+    left = 60 - now.second - now.microsecond / 1e6
+    if left < needed_s:
+        time.sleep(left + 0.05)
+
+
+def post(client: httpx.Client, body: dict[str, Any] | None = None) -> httpx.Response:
+    body = body or CHAT
+    if not body.get("stream"):
+        return client.post("/chat/completions", json=body)
+    with client.stream("POST", "/chat/completions", json=body) as response:
+        response.read()
+        return response
+
+
+def refused(response: httpx.Response, *, within: tuple[float, float], says: str) -> None:
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert says in error["message"], error
+    assert within[0] <= int(response.headers["retry-after"]) <= within[1]
+
+
+def seconds_to_next_day() -> float:
+    now = datetime.now(UTC)
+    return 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
+
+
+# ------------------------------------------------------------------ one gateway
+
+
+def test_requests_per_minute_refuse_with_429_and_retry_after(
+    project_of: Callable[..., Project],
+    settings: genai.Settings,
+    gateway_server: Callable[..., LiveGateway],
+) -> None:
+    project = project_of()
+    project.admin.quotas.set("quota", requests_per_minute=5)
+    gw = gateway_server(settings, options=OPTIONS)
+    within_one_minute(5)
+    with httpx.Client(
+        base_url=gw.v1, headers={"authorization": f"Bearer {project.key}"}, timeout=10
+    ) as client:
+        bodies = [CHAT, {**CHAT, "stream": True}] * 4
+        answers = [post(client, body) for body in bodies]
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
+    for answer in answers[5:]:
+        refused(answer, within=(1, 60), says="limit of 5 requests per minute")
+        assert answer.json()["error"]["type"]  # an OpenAI-style body, even for a stream
+    assert gw.gateway.ledger.flush()
+    assert Counter(r.status for r in project.rows()) == {"ok": 5, "rate_limited": 3}
+
+
+def test_tokens_per_day_refuse_once_spent_streams_included(
+    project_of: Callable[..., Project],
+    settings: genai.Settings,
+    gateway_server: Callable[..., LiveGateway],
+) -> None:
+    project = project_of()
+    project.admin.quotas.set("quota", tokens_per_day=20)  # each answer: 3 + 5 tokens
+    gw = gateway_server(settings, options=OPTIONS)
+    with httpx.Client(
+        base_url=gw.v1, headers={"authorization": f"Bearer {project.key}"}, timeout=10
+    ) as client:
+        assert post(client).status_code == 200  # 8
+        assert post(client, {**CHAT, "stream": True}).status_code == 200  # 16, counted
+        assert post(client).status_code == 200  # 24: over, but admitted while below
+        for body in (CHAT, {**CHAT, "stream": True}):
+            answer = post(client, body)
+            left = seconds_to_next_day()
+            refused(answer, within=(left - 5, left + 1), says="used 24 of its 20 tokens")
+    assert gw.gateway.ledger.flush()
+    assert Counter(r.status for r in project.rows()) == {"ok": 3, "rate_limited": 2}
+    assert sum(r.prompt_tokens + r.completion_tokens for r in project.rows()) == 24
+
+
+def test_the_monthly_budget_refuses_once_spent_at_the_targets_price(
+    project_of: Callable[..., Project],
+    settings: genai.Settings,
+    gateway_server: Callable[..., LiveGateway],
+    upstream: FakeOpenAIServer,
+) -> None:
+    # 5 completion tokens at $50,000 per million: $0.25 an answer
+    project = project_of(price={"input_per_1m": 0.0, "output_per_1m": 50_000.0})
+    project.admin.quotas.set("quota", budget_usd_per_month=1.0)
+    gw = gateway_server(settings, options=OPTIONS)
+    with httpx.Client(
+        base_url=gw.v1, headers={"authorization": f"Bearer {project.key}"}, timeout=10
+    ) as client:
+        for i in range(3):
+            assert post(client, {**CHAT, "stream": bool(i % 2)}).status_code == 200
+        upstream.mode = "error500"  # a failed answer costs nothing
+        assert post(client).status_code == 502
+        upstream.mode = "ok"
+        assert post(client).status_code == 200  # $1.00: the budget is used up
+        answer = post(client)
+    refused(answer, within=(1, 31 * 86400), says="spent $1.00 of its $1.00 budget")
+    assert gw.gateway.ledger.flush()
+    rows = project.rows()
+    assert Counter(r.status for r in rows) == {"ok": 4, "upstream_error": 1, "rate_limited": 1}
+    assert sum(r.cost_usd for r in rows) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ two gateway processes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def genai_gateway(env: dict[str, str], log: Path) -> Iterator[str]:
+    """A real ``genai gateway`` process on a free port; yields its /v1 URL."""
+    port = _free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [GENAI, "gateway", "--port", str(port), "--no-access-log"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, f"the gateway exited:\n{log.read_text()}"
+                assert time.monotonic() < deadline, f"no gateway after 30 s:\n{log.read_text()}"
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                        break
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def _alternate(urls: list[str], key: str, n: int) -> list[int]:
+    """The statuses of ``n`` concurrent requests, sent to the gateways in turn."""
+
+    async def run() -> list[int]:
+        async with aiohttp.ClientSession(
+            headers={"authorization": f"Bearer {key}"}, timeout=aiohttp.ClientTimeout(total=20)
+        ) as client:
+
+            async def one(url: str) -> int:
+                async with client.post(url + "/chat/completions", json=CHAT) as response:
+                    await response.read()
+                    assert response.status == 200 or 1 <= int(response.headers["retry-after"]) <= 60
+                    return response.status
+
+            return await asyncio.gather(*(one(urls[i % len(urls)]) for i in range(n)))
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "shared",
+    [pytest.param(True, id="redis", marks=pytest.mark.redis), pytest.param(False, id="in-process")],
+)
+def test_two_gateway_processes_share_the_minute_limit_through_redis_only(
+    shared: bool,
+    request: pytest.FixtureRequest,
+    settings_factory: Callable[..., genai.Settings],
+    upstream: FakeOpenAIServer,
+    tmp_path: Path,
+) -> None:
+    """With GENAI_REDIS_URL, two processes admit exactly ``limit`` requests of a minute in
+    all; without it, each process counts its own (so ``2 x limit`` get through)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENAI_")}
+    if shared:  # the scale-out setup: PostgreSQL and Redis
+        redis_url = request.getfixturevalue("redis_url")
+        settings = settings_factory(database_url=request.getfixturevalue("pg_url"))
+        env["GENAI_REDIS_URL"] = redis_url
+    else:  # the embedded one: SQLite under GENAI_HOME, counters in each process
+        settings = settings_factory()
+    env |= {
+        "GENAI_HOME": str(settings.home),
+        "GENAI_DATABASE_URL": settings.resolved_database_url,
+        "GENAI_USER": "admin",
+    }
+    limit = 10
+    project = make_project(settings, upstream, unique_id=shared)
+    try:
+        project.admin.quotas.set("quota", requests_per_minute=limit)
+        with (
+            genai_gateway(env, tmp_path / "one.log") as one,
+            genai_gateway(env, tmp_path / "two.log") as two,
+        ):
+            within_one_minute(10)
+            answers = _alternate([one, two], project.key, 4 * limit)
+            statuses = Counter(answers)
+            served = {
+                url: sum(status == 200 for status in answers[i::2])
+                for i, url in enumerate((one, two))
+            }
+        # the ledger rows of both processes are written by the time they have exited
+        rows = Counter(r.status for r in project.rows())
+    finally:
+        project.admin.close()
+        if shared:
+            import redis
+
+            client = redis.Redis.from_url(redis_url)
+            for key in client.scan_iter(f"genai:q:{project.id}:*"):
+                client.delete(key)
+    if shared:
+        assert statuses == {200: limit, 429: 3 * limit}, statuses
+        assert rows == {"ok": limit, "rate_limited": 3 * limit}
+    else:
+        assert statuses == {200: 2 * limit, 429: 2 * limit}, statuses
+        assert served == {one: limit, two: limit}
+        assert rows == {"ok": 2 * limit, "rate_limited": 2 * limit}
