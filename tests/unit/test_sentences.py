@@ -137,7 +137,9 @@ def test_text_without_a_block_has_no_passages() -> None:
     ],
 )
 def test_hostile_input_takes_linear_time(text: str) -> None:
+    # ~0.4 s on a quiet 2-core machine; a quadratic scan of 200k characters takes many
+    # minutes. The bound is loose because CI shares two cores with other test workers.
     started = time.perf_counter()
     split_sentences(text)
     parse_context(text)
-    assert time.perf_counter() - started < 5.0  # a quadratic scan takes minutes here
+    assert time.perf_counter() - started < 60.0
