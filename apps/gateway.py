@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from genai.gateway import GatewayOptions, Stages, create_gateway, create_gateway_app
 from genai.settings import Settings
+from genai.store import Store
 
 __all__ = ["create_app", "options_from_env"]
 
@@ -27,9 +28,22 @@ def options_from_env() -> GatewayOptions:
     )
 
 
-def stages_for(settings: Settings) -> Stages:
-    """The stages this platform runs (DLP, cache, prompts and knowledge bots plug in here)."""
-    return Stages()
+def stages_for(settings: Settings, store: Store) -> Stages:
+    """The stages this platform runs (DLP, cache, prompts and knowledge bots plug in here).
+
+    DLP comes last among the request stages and first among the response stages (which
+    run in reverse), so it restores just before the client. A project
+    without a DLP policy (and no GENAI_DLP_POLICY default) skips DLP; the cache looks up the
+    request as DLP left it (tokens, never raw values)."""
+    from apps._cache import cache_stage
+    from apps._dlp import dlp_stages
+
+    dlp_request, dlp_response = dlp_stages(settings, store)
+    return Stages(
+        request=[dlp_request],
+        response=[dlp_response],
+        cache=cache_stage(settings, store),
+    )
 
 
 def _embedder(settings: Settings) -> object | None:
@@ -46,7 +60,10 @@ def _embedder(settings: Settings) -> object | None:
 
 def create_app() -> FastAPI:
     settings = Settings()
-    gateway = create_gateway(settings, stages=stages_for(settings), options=options_from_env())
+    store = Store(settings.resolved_database_url, pool_size=10)
+    gateway = create_gateway(
+        settings, stages=stages_for(settings, store), options=options_from_env(), store=store
+    )
     from apps.admin import mount_admin
 
     return create_gateway_app(

@@ -103,6 +103,21 @@ class Settings(BaseSettings):
     self_service_projects: bool = Field(
         default=True, description="Whether any registered user may create projects."
     )
+    dlp_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the DLP vault (any long secret; the same on every gateway "
+        "process); home/dlp.key (made once, mode 0600) when unset.",
+    )
+    dlp_ner: str | None = Field(
+        default=None,
+        description="The DLP detector's NER model ('none': patterns only); the detector's "
+        "default when unset.",
+    )
+    dlp_policy: Path | None = Field(
+        default=None,
+        description="A DLP policy file (YAML or JSON) for projects that set none; without "
+        "it such projects run without DLP.",
+    )
 
     @field_validator("license_allowlist", "protected_aliases", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from genai.gateway._spec import (
 )
 from genai.gateway._stages import (
     CachedAnswer,
+    CacheFeedback,
     CacheStage,
     GatewayRequest,
     RequestStage,
@@ -34,6 +35,7 @@ from genai.tenancy import AsyncMemoryCounters, AsyncQuotaEnforcer, AsyncRedisCou
 
 __all__ = [
     "BanditConfig",
+    "CacheFeedback",
     "CacheStage",
     "CachedAnswer",
     "CircuitConfig",

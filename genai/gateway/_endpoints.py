@@ -17,7 +17,7 @@ from genai.errors import BackendError, NotFoundError, ValidationError
 from genai.gateway._checks import check_request
 from genai.gateway._http import bearer, json_body
 from genai.gateway._spec import DeploymentSpec
-from genai.gateway._stages import GatewayRequest
+from genai.gateway._stages import CacheFeedback, GatewayRequest
 from genai.gateway._targets import TargetCall, TargetFailed
 from genai.store import _schema as t
 from genai.tenancy import Action, Resource, UsageEvent, authorize
@@ -181,6 +181,9 @@ class Endpoints:
                 "principal": caller.principal.label,
             },
         )
+        cache = g.stages.cache
+        if isinstance(cache, CacheFeedback):  # a wrong cached answer leaves the cache
+            await cache.feedback(caller.project_id, rid, score)
         route = (await g.routes.all(caller.project_id)).get(deployment)
         if route is not None and route.spec is not None and route.spec.policy == "bandit":
             bandit = await g.bandit(caller.project_id, deployment, route.spec)

@@ -189,6 +189,8 @@ class Gateway:
                     if k.startswith("x-genai-") or k == spec.sticky_header.lower()
                 },
             )
+            if self.stages.request:
+                call.extra["unchecked"] = True  # until every request stage has run (logs)
             # after the request is known, so that a refusal has its ledger row too
             await self.quota.admit(caller.project_id, caller.project, caller.limits)
             with span(
@@ -201,6 +203,7 @@ class Gateway:
             ):
                 for stage in self.stages.request:
                     await stage.before(call)
+                call.extra.pop("unchecked", None)
                 if call.stream:
                     return await self._stream(call, caller, route, spec, outcome, started)
                 payload = await self._complete(call, caller, route, spec, outcome)
@@ -220,6 +223,7 @@ class Gateway:
         spec: DeploymentSpec,
         outcome: Outcome,
     ) -> dict[str, Any]:
+        _note_for_stages(call, route, outcome)
         cache = self.stages.cache
         if cache is not None:
             hit = await cache.lookup(call)
@@ -232,10 +236,14 @@ class Gateway:
         target, payload = await self._attempts(call, spec, outcome, self.targets.complete)
         account(outcome, target, payload.get("usage"))
         payload = with_id(payload, call)
+        # the cache keeps the target's own answer (response stages run again on a hit, and
+        # one may restore personal data the cache must not hold); so does a shadow compare
+        keep = self.stages.response and (cache is not None or spec.shadow is not None)
+        raw = orjson.loads(orjson.dumps(payload)) if keep else payload
         payload = await self._after(call, payload)
         if cache is not None:
-            await cache.store(call, payload)
-        self._maybe_shadow(call, spec, target, text_of(payload))
+            await cache.store(call, raw)
+        self._maybe_shadow(call, spec, target, text_of(raw))
         return payload
 
     async def _after(self, call: GatewayRequest, payload: dict[str, Any]) -> dict[str, Any]:
@@ -320,6 +328,7 @@ class Gateway:
         started: float,
     ) -> Response:
         wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
+        _note_for_stages(call, route, outcome)
         cache = self.stages.cache
         if cache is not None:
             hit = await cache.lookup(call)
@@ -337,14 +346,16 @@ class Gateway:
             "include_usage": True,
         }
         target, events = await self._attempts(call, spec, outcome, self.targets.stream)
-        filters = [
-            f for f in (s.stream(call) for s in reversed(self.stages.response)) if f is not None
-        ]
+
+        def filters() -> list[Any]:  # a chain per choice of the answer
+            made = (s.stream(call) for s in reversed(self.stages.response))
+            return [f for f in made if f is not None]
+
         relay = SseRelay(
             response_id=response_id(call),
             client_wants_usage=wants_usage,
             model=call.body.get("model"),
-            filters=filters,
+            make_filters=filters,
             keep_text=cache is not None or spec.shadow is not None,
         )
 
@@ -372,7 +383,7 @@ class Gateway:
                 if outcome.status == "ok":
                     if cache is not None:
                         await cache.store(call, as_response(relay, call))
-                    self._maybe_shadow(call, spec, target, relay.text)
+                    self._maybe_shadow(call, spec, target, relay.raw_text)
 
         response = StreamingResponse(
             body(),
@@ -549,3 +560,11 @@ class Gateway:
         )
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
+
+
+def _note_for_stages(call: GatewayRequest, route: Route, outcome: Outcome) -> None:
+    """What stages may read of the gateway's own state: the deployment's revision (a new
+    revision may route to another model: the cache partitions by it) and the request's
+    outcome (what the answer cost, by the time a cache stage stores it)."""
+    call.extra["deployment_revision"] = route.revision
+    call.extra["outcome"] = outcome

@@ -92,10 +92,11 @@ def as_response(relay: SseRelay, call: GatewayRequest) -> dict[str, Any]:
         "finish_reason": relay.finish_reason or "stop",
         "logprobs": None,
     }
+    # the target's own text: response stages run again when a cached answer is served
     if chat:
-        choice["message"] = {"role": "assistant", "content": relay.text}
+        choice["message"] = {"role": "assistant", "content": relay.raw_text}
     else:
-        choice["text"] = relay.text
+        choice["text"] = relay.raw_text
     return {
         "id": response_id(call),
         "object": "chat.completion" if chat else "text_completion",

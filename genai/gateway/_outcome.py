@@ -69,9 +69,14 @@ def access_record(call: GatewayRequest, outcome: Outcome, latency_ms: float) -> 
         "principal": call.principal.label,
     }
     if call.project_options.get("prompt_logging"):
-        record["request"] = {
-            k: v for k, v in call.body.items() if k in ("messages", "prompt", "input")
-        }
+        # a stage may leave a copy fit for logs (DLP: personal data scrubbed); a request
+        # refused before the request stages (DLP among them) finished is not logged
+        if call.extra.get("unchecked"):
+            record["request"] = "[withheld: refused before the request stages ran]"
+        else:
+            record["request"] = call.extra.get("log_request") or {
+                k: v for k, v in call.body.items() if k in ("messages", "prompt", "input")
+            }
     return record
 
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from genai.tenancy import Principal
 
 __all__ = [
+    "CacheFeedback",
     "CacheStage",
     "CachedAnswer",
     "GatewayRequest",
@@ -25,6 +26,7 @@ __all__ = [
     "ResponseStage",
     "StreamFilter",
     "TargetStage",
+    "ToolCallFilter",
 ]
 
 
@@ -71,6 +73,14 @@ class StreamFilter(Protocol):
 
 
 @runtime_checkable
+class ToolCallFilter(Protocol):
+    """A :class:`StreamFilter` that also rewrites the streamed arguments of tool calls
+    (JSON text, piece by piece): one filter per tool call of a choice."""
+
+    def tool_arguments(self, index: int) -> StreamFilter: ...
+
+
+@runtime_checkable
 class ResponseStage(Protocol):
     """Runs after the model call, in reverse order of the request stages."""
 
@@ -97,6 +107,14 @@ class CacheStage(Protocol):
     async def lookup(self, request: GatewayRequest) -> CachedAnswer | None: ...
 
     async def store(self, request: GatewayRequest, response: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class CacheFeedback(Protocol):
+    """A cache stage that also hears ``POST /v1/feedback``: a low score on an answer it
+    gave (or stored) evicts that entry; how many entries it evicted."""
+
+    async def feedback(self, project_id: int, request_id: str, score: float) -> int: ...
 
 
 @runtime_checkable

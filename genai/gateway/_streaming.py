@@ -9,13 +9,13 @@ every event when a response stage filters the text or the answer is kept (cache,
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from genai.errors import BackendError
-from genai.gateway._stages import StreamFilter
+from genai.gateway._stages import StreamFilter, ToolCallFilter
 
 __all__ = ["SseRelay", "replay_events"]
 
@@ -31,6 +31,7 @@ class SseRelay:
         client_wants_usage: bool,
         model: str | None = None,
         filters: Sequence[StreamFilter] = (),
+        make_filters: Callable[[], Sequence[StreamFilter]] | None = None,
         keep_text: bool = False,
     ) -> None:
         self._id = response_id.encode()
@@ -38,19 +39,36 @@ class SseRelay:
         self._model = model  # the model the caller named (not the upstream's name for it)
         self._renames: list[tuple[bytes, bytes]] = []
         self._wants_usage = client_wants_usage
-        self._filters = list(filters)
-        self._keep = keep_text or bool(self._filters)
+        # one chain of filters per choice (n > 1 interleaves the choices' pieces)
+        self._make = make_filters
+        first = list(make_filters()) if make_filters is not None else list(filters)
+        self._chains: dict[int, list[StreamFilter]] = {0: first}
+        self._keep = keep_text or bool(first)
         self._buffer = b""
+        self._open_tools: dict[int, set[int]] = {}  # choice → its tool calls seen so far
         self._last_chunk: dict[str, Any] | None = None
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.error: dict[str, Any] | None = None
         self.done = False
-        self.parts: list[str] = []
+        self.parts: list[str] = []  # what the client got (after the filters)
+        self.raw_parts: list[str] = []  # what the target sent (before them)
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def raw_text(self) -> str:
+        """The target's own text: what a cache or a shadow comparison keeps (a response
+        stage runs again on a cached answer, and a filter may restore personal data)."""
+        return "".join(self.raw_parts)
+
+    def _filters(self, index: int) -> list[StreamFilter]:
+        chain = self._chains.get(index)
+        if chain is None:
+            chain = self._chains[index] = list(self._make()) if self._make else []
+        return chain
 
     def feed(self, data: bytes) -> list[bytes]:
         """Events ready to send, from the next bytes of the upstream stream."""
@@ -120,38 +138,93 @@ class SseRelay:
         delta = choice.get("delta")
         holder, key = (delta, "content") if isinstance(delta, dict) else (choice, "text")
         text = holder.get(key) if isinstance(holder, dict) else None
+        index = choice.get("index", 0) if isinstance(choice.get("index", 0), int) else 0
+        filters = self._filters(index) if self._keep else []
         early: list[bytes] = []
         if isinstance(text, str):
-            for f in self._filters:
+            if self._keep:
+                self.raw_parts.append(text)
+            for f in filters:
                 text = f.feed(text)
             holder[key] = text
             if self._keep:
                 self.parts.append(text)
+        if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
+            self._tool_calls(index, filters, delta["tool_calls"])
         if choice.get("finish_reason"):
             self.finish_reason = choice["finish_reason"]
-            rest = self._release()
-            if rest:
-                early.append(_event(_text_chunk(chunk, choice, rest)))
+            early.extend(self._release_choice(chunk, choice, index))
         self._last_chunk = chunk
         return early
 
-    def _release(self) -> str:
-        rest = ""
-        for index, f in enumerate(self._filters):
-            held = f.flush()
-            for later in self._filters[index + 1 :]:
-                held = later.feed(held)
-            rest += held
-        if rest and self._keep:
-            self.parts.append(rest)
-        return rest
+    def _tool_calls(self, index: int, filters: list[StreamFilter], calls: list[Any]) -> None:
+        """Pass each tool call's argument pieces through the filters that rewrite them."""
+        tool_filters = [f for f in filters if isinstance(f, ToolCallFilter)]
+        if not tool_filters:
+            return
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
+                continue
+            call_index = call.get("index", 0) if isinstance(call.get("index", 0), int) else 0
+            arguments = function["arguments"]
+            for f in tool_filters:
+                arguments = f.tool_arguments(call_index).feed(arguments)
+            function["arguments"] = arguments
+            self._open_tools.setdefault(index, set()).add(call_index)
+
+    def _release_choice(
+        self, chunk: dict[str, Any], choice: dict[str, Any], index: int
+    ) -> list[bytes]:
+        """What the choice's filters held back, as events sent before its last one."""
+        filters = self._filters(index) if self._keep else []
+        out: list[bytes] = []
+        for call_index in sorted(self._open_tools.pop(index, set())):
+            tool_filters = [f for f in filters if isinstance(f, ToolCallFilter)]
+            rest = _drain([f.tool_arguments(call_index) for f in tool_filters])
+            if rest:
+                out.append(_event(_tool_chunk(chunk, choice, call_index, rest)))
+        rest = _drain(filters)
+        if rest:
+            if self._keep:
+                self.parts.append(rest)
+            out.insert(0, _event(_text_chunk(chunk, choice, rest)))
+        return out
 
     def _flush(self) -> list[bytes]:
-        rest = self._release()
-        if not rest or self._last_chunk is None:
+        if self._last_chunk is None:
             return []
-        choice = (self._last_chunk.get("choices") or [{"index": 0}])[0]
-        return [_event(_text_chunk(self._last_chunk, choice, rest))]
+        template = (self._last_chunk.get("choices") or [{"index": 0}])[0]
+        out: list[bytes] = []
+        for index in list(self._chains):
+            choice = {**template, "index": index}
+            out.extend(self._release_choice(self._last_chunk, choice, index))
+        return out
+
+
+def _drain(filters: Sequence[StreamFilter]) -> str:
+    """Flush a chain of filters: each one's rest goes through the filters after it."""
+    rest = ""
+    for index, f in enumerate(filters):
+        held = f.flush()
+        for later in filters[index + 1 :]:
+            held = later.feed(held)
+        rest += held
+    return rest
+
+
+def _tool_chunk(
+    template: dict[str, Any], choice: dict[str, Any], call_index: int, arguments: str
+) -> dict[str, Any]:
+    body = {k: v for k, v in template.items() if k not in ("choices", "usage")}
+    delta = {"tool_calls": [{"index": call_index, "function": {"arguments": arguments}}]}
+    part = {
+        "index": choice.get("index", 0),
+        "delta": delta,
+        "logprobs": None,
+        "finish_reason": None,
+    }
+    return {**body, "choices": [part]}
 
 
 def _data_of(event: bytes) -> bytes | None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -40,9 +41,13 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "Base",
+    "CacheCounter",
+    "CacheEntry",
+    "CacheHit",
     "Counter",
     "Dataset",
     "Deployment",
+    "DlpVaultEntry",
     "EvalRun",
     "Feedback",
     "LineageEdge",
@@ -447,3 +452,116 @@ class LineageEdge(Base):
     child_kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     child_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     relation: Mapped[str] = mapped_column(String(40))
+
+
+# --------------------------------------------------------------------------- dlp
+
+
+class DlpVaultEntry(Base):
+    """One pseudonym of a DLP vault session: ``token`` (``<EMAIL_ADDRESS_1>``'s inside) ↔ the
+    original value, encrypted (AES-GCM, bound to its project, session and token).
+
+    ``session`` is a keyed hash of the caller's session id, never the id itself; the value
+    is found by ``value_mac`` (an HMAC of the entity type and value), never stored raw.
+    """
+
+    __tablename__ = "dlp_vault"
+    __table_args__ = (
+        Index("uq_dlp_vault_token", "project_id", "session_id", "token", unique=True),
+        Index(
+            "uq_dlp_vault_value",
+            "project_id",
+            "session_id",
+            "entity_type",
+            "value_mac",
+            unique=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    session_id: Mapped[str] = mapped_column(String(128))
+    entity_type: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    token: Mapped[str] = mapped_column(String(96))
+    value_mac: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+class CacheEntry(Base):
+    """One answer of the semantic cache (``cache/``), stored as the gateway saw it after
+    DLP (pseudonymised, never raw PII). ``vector`` is the question's embedding: small
+    scopes are searched from here, busy ones from a vector-store collection of their own.
+
+    ``exact_key`` and ``scope`` are hashes that start from the project and partition
+    (deployment, revision, adapter, prompt version, sampling parameters, knowledge-base
+    version); ``params`` is a hash too.
+    """
+
+    __tablename__ = "cache_entries"
+    __table_args__ = (
+        Index("uq_cache_entries_key", "project_id", "exact_key", unique=True),
+        Index("ix_cache_entries_scope", "project_id", "scope"),
+        Index("ix_cache_entries_deployment", "project_id", "deployment"),
+        Index("ix_cache_entries_used", "project_id", "used_at"),
+        Index("ix_cache_entries_request", "project_id", "request_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    exact_key: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(32))
+    deployment: Mapped[str] = mapped_column(String(200))
+    adapter: Mapped[str] = mapped_column(String(200), default="")
+    prompt_version: Mapped[str] = mapped_column(String(200), default="")
+    params: Mapped[str] = mapped_column(String(32), default="")
+    kb_version: Mapped[str] = mapped_column(String(200), default="")
+    revision: Mapped[str] = mapped_column(String(40), default="")
+    question: Mapped[str | None] = mapped_column(Text, nullable=True)
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # float32
+    answer: Mapped[Any] = mapped_column(JSON)
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _created()
+    used_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
+
+
+class CacheHit(Base):
+    """Which cache entry answered which request: ``POST /v1/feedback`` on that request
+    evicts the entry. Kept for a few days only."""
+
+    __tablename__ = "cache_hits"
+    __table_args__ = (Index("ix_cache_hits_request", "project_id", "request_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(String(64))
+    entry_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime] = mapped_column(index=True)
+
+
+class CacheCounter(Base):
+    """A project's cache counters per deployment, summed over every gateway process."""
+
+    __tablename__ = "cache_counters"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    deployment: Mapped[str] = mapped_column(String(200), primary_key=True)
+    lookups: Mapped[int] = mapped_column(BigInteger, default=0)
+    exact_hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    semantic_hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens_saved: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_saved_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    false_hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    stores: Mapped[int] = mapped_column(BigInteger, default=0)
+    evictions: Mapped[int] = mapped_column(BigInteger, default=0)

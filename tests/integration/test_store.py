@@ -287,6 +287,28 @@ def _fill_project(admin: Any, project: str) -> None:
                 status="ok",
             )
         )
+        # what DLP and the cache keep
+        s.add(
+            t.DlpVaultEntry(
+                project_id=pid,
+                session_id="s1",
+                entity_type="EMAIL_ADDRESS",
+                seq=1,
+                token="EMAIL_ADDRESS_1",
+                value_mac="m",
+                ciphertext="c",
+                expires_at=t.utcnow(),
+            )
+        )
+        entry = f"{project}-e1"
+        s.add(
+            t.CacheEntry(
+                id=entry, project_id=pid, exact_key="k", scope="s", deployment="chat", answer={}
+            )
+        )
+        s.add(t.CacheHit(project_id=pid, request_id="r1", entry_id=entry, ts=t.utcnow()))
+        s.add(t.CacheCounter(project_id=pid, deployment="chat", lookups=1))
+        )
 
 
 def test_deleting_a_project_deletes_everything_of_it_but_keeps_the_audit_log(platform: Any) -> None:

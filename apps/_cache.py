@@ -1,0 +1,359 @@
+"""The gateway's cache stage: ``cache.SemanticCache`` behind ``/v1/chat/completions`` and
+``/v1/completions``.
+
+What is cached, and in which partition:
+
+- the partition is the caller's project, the deployment (with its newest revision: a new
+  revision may route to another model), the adapter, the prompt version a prompt stage set,
+  the knowledge-base version a RAG stage left in ``request.extra["kb_version"]``, and every
+  body parameter that can change the answer (:func:`cache.output_params`);
+- the request as the earlier stages left it: after DLP, so pseudonyms, never raw PII. When
+  DLP replaced anything, the entry belongs to the caller's session only (``x-genai-session``;
+  a pseudonym means another value in another session, so the stored answer could only be
+  restored wrongly elsewhere); without a session such requests are not cached. A request
+  DLP let through unchecked (its policy failed open) is never cached;
+- the answer before the response stages run (it is stored pseudonymised, and a hit is
+  restored by the DLP response stage of the session that asks).
+
+Not cached: requests with an explicit ``temperature`` above the project's
+``cache.max_temperature`` (default 0: a caller who asks for sampling wants varied answers;
+no temperature at all is cached, as the deployment's default answer), answers that are tool
+calls, cut by a content filter or empty, and anything when the project's options say
+``{"cache": {"enabled": false}}``. A caller may send ``x-genai-cache-control: no-cache``
+(skip the lookup, store the fresh answer) or ``no-store`` (neither).
+
+Project options (``{"cache": {...}}``): ``enabled``, ``threshold``, ``ttl_s``,
+``max_temperature``. A lookup never fails a request: a cache error is logged (no text) and
+counted as a miss; stores run in the background after the answer is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from cache import ChatRequest, Partition, RequestKey, SemanticCache, output_params
+from genai.gateway import CachedAnswer, CacheStage, GatewayRequest
+from genai.settings import Settings
+from genai.store import Store
+from genai.store import _schema as t
+
+__all__ = ["GatewayCache", "cache_stage"]
+
+log = logging.getLogger("genai.cache")
+
+_PSEUDONYM = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
+_CACHEABLE_FINISH = {"stop", "length", None}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one request is cached: its partition, request and keys."""
+
+    partition: Partition
+    request: ChatRequest
+    key: RequestKey
+    session: str | None
+    threshold: float | None
+    ttl_s: float | None
+    lookup: bool
+
+
+class _MemoEmbedder:
+    """The embedder with a small memory of recent single-text calls: a miss's store embeds
+    the question its lookup embedded a moment earlier."""
+
+    def __init__(self, inner: Any, size: int = 2048) -> None:
+        self.inner = inner
+        self.model_name = str(getattr(inner, "model_name", type(inner).__name__))
+        self._memo: OrderedDict[str, Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        return int(self.inner.dimension)
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        if len(texts) != 1:
+            return self.inner.embed(texts)
+        text = texts[0]
+        with self._lock:
+            found = self._memo.get(text)
+            if found is not None:
+                self._memo.move_to_end(text)
+                return found
+        vectors = self.inner.embed([text])
+        with self._lock:
+            self._memo[text] = vectors
+            if len(self._memo) > self._size:
+                self._memo.popitem(last=False)
+        return vectors
+
+
+class GatewayCache:
+    """The :class:`~genai.gateway.CacheStage` over a :class:`~cache.SemanticCache`."""
+
+    name = "cache"
+
+    def __init__(
+        self, cache: SemanticCache, *, store: Store | None = None, revision_ttl_s: float = 5.0
+    ) -> None:
+        self.cache = cache
+        self._store = store
+        self._revision_ttl = revision_ttl_s
+        self._revisions: dict[tuple[int, str], tuple[float, str]] = {}
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    # ------------------------------------------------------------ the stage
+
+    async def lookup(self, request: GatewayRequest) -> CachedAnswer | None:
+        try:
+            plan = await self._plan(request)
+            request.extra["cache"] = plan
+            if plan is None or not plan.lookup:
+                return None
+            hit = await asyncio.to_thread(
+                self.cache.lookup,
+                plan.partition,
+                plan.request,
+                session=plan.session,
+                request_id=request.request_id,
+                threshold=plan.threshold,
+                key=plan.key,
+            )
+        except Exception as error:  # the cache must never fail a request
+            log.warning(
+                "cache lookup failed for request %s (%s): answered as a miss",
+                request.request_id,
+                _describe(error),
+            )
+            return None
+        if hit is None or not isinstance(hit.answer, dict):
+            return None
+        response = _copy(hit.answer)  # the response stages may change it in place
+        response["id"] = (
+            f"{'chatcmpl' if request.endpoint == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+        )
+        response["created"] = int(time.time())
+        return CachedAnswer(response)
+
+    async def store(self, request: GatewayRequest, response: dict[str, Any]) -> None:
+        plan = request.extra.get("cache")
+        if not isinstance(plan, _Plan) or not cacheable_answer(request, response):
+            return
+        kept = _copy(response)
+        usage = response.get("usage") or {}
+        tokens = int(usage.get("total_tokens") or 0) if isinstance(usage, dict) else 0
+        # what the answer cost (the gateway's outcome of this request): a hit saves it
+        cost = float(getattr(request.extra.get("outcome"), "cost_usd", 0.0) or 0.0)
+        task = asyncio.ensure_future(
+            asyncio.to_thread(
+                self.cache.store,
+                plan.partition,
+                plan.request,
+                kept,
+                session=plan.session,
+                request_id=request.request_id,
+                tokens=tokens,
+                cost_usd=cost,
+                ttl_s=plan.ttl_s,
+                key=plan.key,
+            )
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._stored)
+
+    async def feedback(self, project_id: int, request_id: str, score: float) -> int:
+        """``POST /v1/feedback`` on an answer: a score under 0.5 marks it wrong, which
+        evicts the entry that gave it (or that it created). How many were evicted."""
+        if score >= 0.5:
+            return 0
+        await self.drain()
+        return await asyncio.to_thread(self.cache.feedback, project_id, request_id)
+
+    async def drain(self) -> None:
+        """Wait until the stores under way are written."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def close(self) -> None:
+        self.cache.close()
+
+    # ------------------------------------------------------------ internals
+
+    def _stored(self, task: asyncio.Future[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("cache store failed: %s", _describe(task.exception()))
+
+    async def _plan(self, request: GatewayRequest) -> _Plan | None:
+        options = _options(request)
+        if options is None or request.endpoint not in ("chat", "completions"):
+            return None
+        control = request.headers.get("x-genai-cache-control", "").lower()
+        if "no-store" in control:
+            return None
+        body = request.body
+        temperature = body.get("temperature")
+        limit = float(options.get("max_temperature", 0.0))
+        if isinstance(temperature, int | float) and temperature > limit:
+            return None
+        cached: ChatRequest
+        if request.endpoint == "chat":
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                return None
+            cached = messages
+        else:
+            prompt = body.get("prompt")
+            if not isinstance(prompt, str):
+                return None
+            cached = prompt
+        allowed, session = _session(request, cached)
+        if not allowed:
+            return None
+        revision = await self._revision(request)
+        partition = Partition(
+            project_id=request.project_id,
+            deployment=request.deployment,
+            adapter=request.adapter or "",
+            prompt_version=request.prompt_version or "",
+            params=output_params(body),
+            kb_version=str(request.extra.get("kb_version") or ""),
+            revision=revision,
+        )
+        key = self.cache.key(partition, cached, session=session)
+        threshold = options.get("threshold")
+        ttl = options.get("ttl_s")
+        return _Plan(
+            partition,
+            cached,
+            key,
+            session,
+            float(threshold) if threshold is not None else None,
+            float(ttl) if ttl is not None else None,
+            lookup="no-cache" not in control,
+        )
+
+    async def _revision(self, request: GatewayRequest) -> str:
+        """The deployment's newest revision (the gateway leaves it in ``extra``; otherwise
+        read from the registry, remembered for a few seconds)."""
+        given = request.extra.get("deployment_revision")
+        if given is not None:
+            return str(given)
+        if self._store is None:
+            return ""
+        key = (request.project_id, request.deployment)
+        known = self._revisions.get(key)
+        now = time.monotonic()
+        if known is not None and known[0] > now:
+            return known[1]
+        revision = await asyncio.to_thread(self._read_revision, *key)
+        self._revisions[key] = (now + self._revision_ttl, revision)
+        return revision
+
+    def _read_revision(self, project_id: int, deployment: str) -> str:
+        assert self._store is not None
+        with self._store.session() as s:
+            found = s.scalar(
+                select(func.max(t.Deployment.version)).where(
+                    t.Deployment.project_id == project_id, t.Deployment.name == deployment
+                )
+            )
+        return str(found or "")
+
+
+def cacheable_answer(request: GatewayRequest, response: dict[str, Any]) -> bool:
+    """Whether an answer may be kept: a whole answer in text, not an error, a tool call or
+    a filtered one."""
+    choices = response.get("choices")
+    if "error" in response or not isinstance(choices, list) or not choices:
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict) or choice.get("finish_reason") not in _CACHEABLE_FINISH:
+            return False
+        if request.endpoint == "chat":
+            message = choice.get("message") or {}
+            if message.get("tool_calls") or message.get("function_call"):
+                return False
+            if not isinstance(message.get("content"), str) or not message["content"]:
+                return False
+        elif not isinstance(choice.get("text"), str) or not choice["text"]:
+            return False
+    return True
+
+
+def _options(request: GatewayRequest) -> dict[str, Any] | None:
+    raw = request.project_options.get("cache", True)
+    if raw is False:
+        return None
+    options = raw if isinstance(raw, dict) else {}
+    return None if options.get("enabled") is False else options
+
+
+def _session(request: GatewayRequest, cached: ChatRequest) -> tuple[bool, str | None]:
+    """Whether the request may be cached, and the session its entry belongs to (None: the
+    whole partition)."""
+    state = request.extra.get("dlp")
+    if getattr(state, "status", None) == "failed_open":
+        return False, None  # sent unchecked: it may hold raw PII
+    replaced = bool(getattr(state, "counts", None)) or _has_pseudonyms(cached)
+    if not replaced:
+        return True, None
+    return bool(request.session_id), request.session_id
+
+
+def _has_pseudonyms(cached: ChatRequest) -> bool:
+    if isinstance(cached, str):
+        return bool(_PSEUDONYM.search(cached))
+    return any(_PSEUDONYM.search(str(m.get("content") or "")) for m in cached)
+
+
+def _copy(response: dict[str, Any]) -> dict[str, Any]:
+    import orjson
+
+    copied = orjson.loads(orjson.dumps(response))
+    assert isinstance(copied, dict)
+    return copied
+
+
+def _describe(error: BaseException | None) -> str:
+    message = getattr(error, "message", None)
+    return str(message) if message else type(error).__name__
+
+
+def cache_stage(settings: Settings, store: Store, **options: Any) -> CacheStage:
+    """The gateway's cache stage: the bundled (or configured) embedder, loading in the
+    background; the vector store the settings name; entries in ``store``. ``options`` go
+    to :class:`~cache.SemanticCache` (threshold, ttl_s, max_entries, ...).
+
+    Embedded Chroma belongs to one process: a gateway with several workers needs
+    ``GENAI_CHROMA_URL`` (a ``chroma run`` server) for the cache's vectors."""
+    from genai.models._embedders import create_embedder
+    from genai.vectors import create_vector_store
+
+    model = create_embedder(settings)
+    cache = SemanticCache(
+        create_vector_store(settings), _MemoEmbedder(model), store=store, **options
+    )
+    threading.Thread(target=_warm, args=(model,), name="genai-cache-warm", daemon=True).start()
+    return GatewayCache(cache, store=store)
+
+
+def _warm(model: Any) -> None:
+    """Load the embedding model before the first request needs it."""
+    try:
+        model.warm()
+    except Exception as error:  # the first lookup will report it (as a miss)
+        log.warning("the cache's embedding model did not load: %s", _describe(error))

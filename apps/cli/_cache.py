@@ -1,0 +1,177 @@
+"""``genai cache``: calibrate the semantic cache's threshold, read a project's counters,
+and empty a project's cache.
+
+genai cache calibrate pairs.jsonl --precision 0.98     the threshold for that precision
+genai cache stats support                              hit rate, tokens and cost saved
+genai cache invalidate support --deployment chat       maintainers and owners; audited
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+from apps.cli._app import JsonOpt, app, client, settings
+from apps.cli._output import console, print_json
+from genai.errors import ValidationError
+
+__all__ = ["cache_app"]
+
+cache_app = typer.Typer(
+    help="The semantic cache: calibrate its threshold, read and empty a project's cache.",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+
+ProjectArg = typer.Argument(..., help="The AI Project.")
+
+
+@cache_app.command("calibrate")
+def calibrate_cmd(
+    pairs: Path = typer.Argument(
+        ..., help='A JSON-lines file of {"query", "cached", "label"} pairs (1: same answer).'
+    ),
+    precision: float = typer.Option(0.98, help="The precision to reach, in (0, 1]."),
+    embedding_model: str | None = typer.Option(
+        None, help="Default: GENAI_EMBEDDING_MODEL (bundled all-MiniLM-L6-v2)."
+    ),
+    no_verifier: bool = typer.Option(
+        False, "--no-verifier", help="Calibrate the similarity alone, without the second check."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """The lowest threshold whose precision on labelled pairs reaches --precision."""
+    from cache import LexicalVerifier, calibrate, load_pairs
+    from genai.models._embedders import SentenceTransformerEmbedder
+
+    labelled = load_pairs(pairs)
+    model = embedding_model or settings().embedding_model
+    result = calibrate(
+        labelled,
+        precision,
+        embedder=SentenceTransformerEmbedder(model),
+        verifier=None if no_verifier else LexicalVerifier(),
+    )
+    if as_json:
+        print_json(asdict(result))
+    else:
+        _show_calibration(result)
+    if result.threshold is None:
+        raise typer.Exit(1)
+
+
+def _show_calibration(result: object) -> None:
+    from rich.table import Table
+
+    from cache import Calibration
+
+    assert isinstance(result, Calibration)
+    table = Table(title="precision and recall by threshold", title_justify="left")
+    for column in ("threshold", "hits", "false hits", "precision", "recall"):
+        table.add_column(column, justify="right")
+    for row in result.table:
+        mark = "[green]" if row.threshold == result.threshold else ""
+        table.add_row(
+            f"{mark}{row.threshold:.2f}",
+            str(row.hits),
+            str(row.false_hits),
+            f"{row.precision:.3f}",
+            f"{row.recall:.3f}",
+        )
+    console.print(table)
+    console.print(
+        f"{result.pairs} pairs ({result.positives} labelled same), "
+        f"{result.rejected_by_verifier} rejected by the second check"
+    )
+    chosen = result.chosen
+    if result.threshold is None or chosen is None:
+        console.print(
+            f"[red]✗[/] no threshold reaches precision {result.target}: lower --precision, "
+            "or give pairs closer to your traffic"
+        )
+        return
+    console.print(
+        f"[green]✓[/] threshold {result.threshold:.2f}: precision {chosen.precision:.3f}, "
+        f"recall {chosen.recall:.3f} (set it in the project's options: "
+        f'{{"cache": {{"threshold": {result.threshold:.2f}}}}})'
+    )
+
+
+def _cache() -> object:
+    """The cache over the platform's database. The vectors of an embedded Chroma belong to
+    the gateway process; without GENAI_CHROMA_URL they are left to it (rows are the truth:
+    a vector without its row is never served, and the gateway removes it when met)."""
+    from cache import SemanticCache
+    from genai.models._embedders import create_embedder
+    from genai.store import Store
+    from genai.vectors import InMemoryVectorStore, create_vector_store
+
+    cfg = settings()
+    vectors = create_vector_store(cfg) if cfg.chroma_url else InMemoryVectorStore()
+    return SemanticCache(vectors, create_embedder(cfg), store=Store(cfg.resolved_database_url))
+
+
+@cache_app.command("stats")
+def stats(project: str = ProjectArg, as_json: bool = JsonOpt) -> None:
+    """Lookups, hit rate, tokens and cost saved, false hits and entries of a project."""
+    from cache import SemanticCache
+    from cache._projects import ProjectCaches
+
+    cache = _cache()
+    assert isinstance(cache, SemanticCache)
+    with client() as c:
+        found = ProjectCaches(c, cache).stats(project)
+    cache.close()
+    if as_json:
+        print_json({**asdict(found), "hits": found.hits, "hit_rate": found.hit_rate})
+        return
+    console.print(
+        f"[bold]cache of {project}[/bold]: {found.entries} entries, {found.lookups} lookups, "
+        f"hit rate {found.hit_rate:.1%} ({found.exact_hits} exact, "
+        f"{found.semantic_hits} semantic)"
+    )
+    console.print(
+        f"  saved {found.tokens_saved} tokens and ${found.cost_saved_usd:.4f}; "
+        f"{found.false_hits} answers reported wrong; {found.evictions} evictions"
+    )
+    for deployment, row in found.by_deployment.items():
+        if deployment:
+            console.print(
+                f"  {deployment}: {int(row['lookups'])} lookups, "
+                f"{int(row['exact_hits'] + row['semantic_hits'])} hits"
+            )
+
+
+@cache_app.command("invalidate")
+def invalidate(
+    project: str = ProjectArg,
+    deployment: str | None = typer.Option(None, "--deployment", "-d", help="Only this one."),
+    adapter: str | None = typer.Option(None, help="Only this adapter (with --deployment)."),
+    prompt_version: str | None = typer.Option(None, help="Only this prompt version."),
+    kb_version: str | None = typer.Option(None, help="Only this knowledge-base version."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Delete a project's cached answers (all, or one deployment's)."""
+    from cache import SemanticCache
+    from cache._projects import ProjectCaches
+
+    if deployment is None and (adapter or prompt_version or kb_version):
+        raise ValidationError("--adapter, --prompt-version and --kb-version need --deployment")
+    cache = _cache()
+    assert isinstance(cache, SemanticCache)
+    with client() as c:
+        count = ProjectCaches(c, cache).invalidate(
+            project,
+            deployment,
+            adapter=adapter,
+            prompt_version=prompt_version,
+            kb_version=kb_version,
+        )
+    cache.close()
+    if as_json:
+        print_json({"project": project, "deployment": deployment, "deleted": count})
+        return
+    where = f"deployment {deployment} of {project}" if deployment else project
+    console.print(f"[green]✓[/] deleted {count} cached answers of {where}")

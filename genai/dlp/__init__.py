@@ -1,0 +1,59 @@
+"""Data loss prevention: detect personal data, apply a project's policy, and pseudonymise
+reversibly for remote model calls.
+
+- :class:`Policy` — per entity type: allow, redact, mask, hash, pseudonymise or block,
+  with a score threshold; custom recognizers (deny lists, regexes with context words,
+  account-number formats); fail closed unless ``fail_open``.
+- :class:`Dlp` — the facade: ``anonymize`` (with a vault session), ``redact_texts``
+  (RAG ingestion, fine-tuning data), ``scrub_for_log``.
+- Vaults (:class:`SqlVault`, :class:`RedisVault`, :class:`MemoryVault`) — per session,
+  token ↔ original value, encrypted, expiring.
+- :class:`Restorer` and :class:`RestoringFilter` — tokens back to values, in whole texts,
+  in streams split anywhere, and in tool-call arguments (JSON).
+
+Importing this package loads no detection engine; Presidio loads on first detection.
+"""
+
+from genai.dlp._anonymize import Planned, mask
+from genai.dlp._keys import DlpKeys, load_keys
+from genai.dlp._policy import (
+    ACTIONS,
+    AccountNumberRecognizer,
+    DenyListRecognizer,
+    EntityRule,
+    Policy,
+    RegexRecognizer,
+    policy_from_options,
+)
+from genai.dlp._projects import ProjectPolicies
+from genai.dlp._restore import Restorer, RestoringFilter, restore_response, token_text
+from genai.dlp._service import LOG_POLICY, WITHHELD, Anonymized, Dlp
+from genai.dlp._vault import Assigned, MemoryVault, RedisVault, SqlVault, Vault
+
+__all__ = [
+    "ACTIONS",
+    "LOG_POLICY",
+    "WITHHELD",
+    "AccountNumberRecognizer",
+    "Anonymized",
+    "Assigned",
+    "DenyListRecognizer",
+    "Dlp",
+    "DlpKeys",
+    "EntityRule",
+    "MemoryVault",
+    "Planned",
+    "Policy",
+    "ProjectPolicies",
+    "RedisVault",
+    "RegexRecognizer",
+    "Restorer",
+    "RestoringFilter",
+    "SqlVault",
+    "Vault",
+    "load_keys",
+    "mask",
+    "policy_from_options",
+    "restore_response",
+    "token_text",
+]

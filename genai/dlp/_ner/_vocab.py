@@ -1,0 +1,255 @@
+"""Hand-written word lists the synthetic generator mixes with Faker's.
+
+Faker covers names, streets, cities, companies and jobs in many locales; what it lacks
+(nationalities, well-known organisations, real cities and countries in English, products
+and other capitalised words that are *not* entities) is listed here. These lists were
+written for this project; none comes from an evaluation data set.
+"""
+
+from __future__ import annotations
+
+# fmt: off
+NATIONALITIES = (
+    "American", "British", "English", "Scottish", "Welsh", "Irish", "Canadian", "Mexican",
+    "Brazilian", "Argentinian", "Argentine", "Chilean", "Peruvian", "Colombian",
+    "Venezuelan", "Bolivian", "Uruguayan", "Cuban", "Jamaican", "Haitian", "Dominican",
+    "Guatemalan", "Honduran", "Nicaraguan", "Panamanian", "Costa Rican", "Salvadoran",
+    "French", "German", "Austrian", "Swiss", "Dutch", "Belgian", "Luxembourgish", "Spanish",
+    "Portuguese", "Italian", "Greek", "Maltese", "Cypriot", "Danish", "Swedish",
+    "Norwegian", "Finnish", "Icelandic", "Estonian", "Latvian", "Lithuanian", "Polish",
+    "Czech", "Slovak", "Hungarian", "Romanian", "Bulgarian", "Serbian", "Croatian",
+    "Slovenian", "Bosnian", "Albanian", "Macedonian", "Montenegrin", "Ukrainian",
+    "Belarusian", "Russian", "Moldovan", "Georgian", "Armenian", "Azerbaijani", "Turkish",
+    "Kazakh", "Uzbek", "Turkmen", "Kyrgyz", "Tajik", "Afghan", "Pakistani", "Indian",
+    "Bangladeshi", "Nepali", "Nepalese", "Sri Lankan", "Chinese", "Japanese", "Korean",
+    "Mongolian", "Taiwanese", "Vietnamese", "Thai", "Cambodian", "Laotian", "Burmese",
+    "Malaysian", "Singaporean", "Indonesian", "Filipino", "Australian", "New Zealander",
+    "Fijian", "Samoan", "Tongan", "Egyptian", "Moroccan", "Algerian", "Tunisian",
+    "Libyan", "Sudanese", "Ethiopian", "Eritrean", "Somali", "Kenyan", "Ugandan",
+    "Tanzanian", "Rwandan", "Nigerian", "Ghanaian", "Senegalese", "Malian", "Ivorian",
+    "Cameroonian", "Congolese", "Angolan", "Zambian", "Zimbabwean", "Mozambican",
+    "South African", "Namibian", "Botswanan", "Malagasy", "Israeli", "Palestinian",
+    "Lebanese", "Syrian", "Jordanian", "Iraqi", "Iranian", "Saudi", "Emirati", "Qatari",
+    "Kuwaiti", "Omani", "Yemeni", "Bahraini", "Arab", "Persian", "Kurdish", "Basque",
+    "Catalan", "Flemish", "Walloon", "Bavarian", "Sicilian", "Corsican", "Breton",
+    "Tibetan", "Uyghur", "Chechen", "Tatar", "Roma", "Inuit", "Maori", "Aboriginal",
+    "Hispanic", "Latino", "Latina", "European", "Asian", "African", "Scandinavian",
+    "Nordic", "Balkan", "Caribbean", "Slavic", "Andorran", "Monegasque", "Liechtensteiner",
+    "Surinamese", "Guyanese", "Paraguayan", "Ecuadorian", "Belizean", "Bahamian",
+    "Barbadian", "Trinidadian", "Mauritian", "Seychellois", "Gabonese", "Togolese",
+    "Beninese", "Burkinabe", "Nigerien", "Chadian", "Liberian", "Sierra Leonean",
+)
+
+RELIGIONS_POLITICS = (
+    "Christian", "Catholic", "Protestant", "Orthodox", "Evangelical", "Lutheran",
+    "Methodist", "Baptist", "Anglican", "Mormon", "Muslim", "Sunni", "Shia", "Jewish",
+    "Buddhist", "Hindu", "Sikh", "Jain", "Atheist", "Agnostic", "Democrat", "Republican",
+    "Democratic", "Socialist", "Conservative", "Liberal", "Green", "Libertarian",
+    "Communist", "Labour", "Tory", "Quaker", "Amish", "Pentecostal", "Presbyterian",
+)
+
+WELL_KNOWN_ORGS = (
+    "Google", "Alphabet", "Microsoft", "Amazon", "Apple", "Meta", "Facebook", "Netflix",
+    "IBM", "Oracle", "SAP", "Siemens", "Bosch", "Philips", "Toyota", "Honda", "Nissan",
+    "Volkswagen", "BMW", "Mercedes-Benz", "Daimler", "Renault", "Peugeot", "Fiat", "Ford",
+    "General Motors", "Tesla", "Samsung", "LG Electronics", "Sony", "Panasonic", "Nokia",
+    "Ericsson", "Intel", "AMD", "Nvidia", "Qualcomm", "Cisco", "Dell", "HP", "Lenovo",
+    "Salesforce", "Adobe", "Uber", "Lyft", "Airbnb", "Spotify", "Shopify", "Zoom",
+    "Slack", "Dropbox", "PayPal", "Visa", "Mastercard", "American Express", "Stripe",
+    "Goldman Sachs", "Morgan Stanley", "JPMorgan Chase", "Citigroup", "Wells Fargo",
+    "Bank of America", "Deutsche Bank", "Commerzbank", "HSBC", "Barclays", "Lloyds Bank",
+    "Santander", "BNP Paribas", "Societe Generale", "ING", "Rabobank", "UBS",
+    "Credit Suisse", "Nordea", "Danske Bank", "UniCredit", "Intesa Sanpaolo", "Walmart",
+    "Target", "Costco", "IKEA", "Carrefour", "Tesco", "Aldi", "Lidl", "Starbucks",
+    "McDonald's", "Coca-Cola", "PepsiCo", "Nestle", "Unilever", "Procter & Gamble",
+    "Johnson & Johnson", "Pfizer", "Moderna", "Novartis", "Roche", "Bayer", "AstraZeneca",
+    "GlaxoSmithKline", "Sanofi", "Boeing", "Airbus", "Lufthansa", "Air France", "KLM",
+    "Ryanair", "easyJet", "Delta Air Lines", "United Airlines", "Emirates", "FedEx",
+    "UPS", "DHL", "Maersk", "Shell", "BP", "ExxonMobil", "Chevron", "TotalEnergies",
+    "Equinor", "Vodafone", "Orange", "Telefonica", "Verizon", "AT&T", "T-Mobile",
+    "Deutsche Telekom", "BBC", "CNN", "Reuters", "Bloomberg", "The New York Times",
+    "The Guardian", "Le Monde", "Harvard University", "Stanford University", "MIT",
+    "Oxford University", "University of Cambridge", "ETH Zurich", "Sorbonne",
+    "United Nations", "UNICEF", "UNESCO", "World Health Organization", "WHO", "NATO",
+    "European Commission", "World Bank", "IMF", "Red Cross", "Greenpeace", "Amnesty International",
+    "Doctors Without Borders", "FIFA", "UEFA", "NASA", "ESA", "FBI", "CIA", "Interpol",
+    "Europol", "NHS", "Mayo Clinic", "Kaiser Permanente", "Accenture", "Deloitte", "KPMG",
+    "PwC", "EY", "McKinsey", "Boston Consulting Group", "Bain & Company", "Infosys",
+    "Tata Consultancy Services", "Wipro", "Alibaba", "Tencent", "Baidu", "Huawei", "Xiaomi",
+    "Rakuten", "SoftBank", "Hitachi", "Mitsubishi", "Hyundai", "Kia", "Volvo", "Scania",
+    "H&M", "Zara", "Inditex", "Adidas", "Nike", "Puma", "Lego", "Nintendo", "Ubisoft",
+    "Electronic Arts", "Activision", "GitHub", "GitLab", "Atlassian", "Red Hat", "Canonical",
+    "Mozilla", "Wikipedia", "OpenAI", "Anthropic", "DeepMind", "Hugging Face",
+)
+
+ORG_SUFFIXES = (
+    "Inc.", "Inc", "LLC", "Ltd", "Ltd.", "Limited", "Corp.", "Corporation", "Co.",
+    "Company", "Group", "Holdings", "Partners", "& Co", "GmbH", "AG", "S.A.", "SA", "BV",
+    "NV", "AB", "Oy", "ApS", "plc", "PLC", "S.p.A.", "SRL", "Pty Ltd", "LLP",
+)
+ORG_NOUNS = (
+    "Systems", "Software", "Solutions", "Technologies", "Tech", "Labs", "Analytics",
+    "Networks", "Media", "Capital", "Ventures", "Consulting", "Insurance", "Bank",
+    "Financial", "Logistics", "Transit", "Energy", "Health", "Healthcare", "Pharma",
+    "Foods", "Motors", "Airlines", "Hotels", "Realty", "Properties", "Construction",
+    "Engineering", "Industries", "Manufacturing", "Design", "Studios", "Games",
+    "Robotics", "Security", "Data", "Cloud", "Digital", "Interactive", "Partners",
+    "Associates", "Services", "Trust", "Credit Union", "Clinic", "Hospital", "Foundation",
+    "Institute", "Academy", "University", "College", "School", "Council", "Agency",
+    "Bakery", "Brewing", "Coffee", "Pharmacy", "Dental", "Legal", "Law Firm", "Travel",
+    "Telecom", "Mobile", "Retail", "Market", "Outfitters", "Supply", "Electric",
+)
+ORG_PREFIX_WORDS = (
+    "Blue", "Red", "Green", "Silver", "Golden", "North", "South", "East", "West", "Pacific",
+    "Atlantic", "Global", "United", "National", "First", "Summit", "Pioneer", "Apex",
+    "Bright", "Clear", "Rapid", "Smart", "Open", "Next", "Prime", "Urban", "Alpine",
+    "Coastal", "Metro", "Union", "Liberty", "Evergreen", "Harbor", "Horizon", "Nova",
+    "Quantum", "Vertex", "Lumen", "Orbit", "Stellar", "Cedar", "Maple", "Oak", "Iron",
+    "Stone", "River", "Lake", "Sun", "Star", "Swift", "True", "Bold", "Civic", "Royal",
+)
+# Syllables for invented brand names ("Quiltora", "Zentrix", "Datavo").
+BRAND_SYLLABLES = (
+    "da", "ta", "ve", "lo", "ri", "zen", "tri", "quo", "nex", "flo", "mar", "kin", "sol",
+    "tec", "vo", "ra", "lu", "mi", "ko", "sy", "pha", "gen", "cor", "vis", "tra", "lex",
+    "plo", "bry", "cla", "dyn", "fi", "gra", "hy", "ion", "jo", "ka", "ly", "mo", "no",
+    "pe", "qui", "ro", "sta", "tu", "ul", "va", "wi", "xa", "yo", "zu", "net", "soft",
+    "ware", "ly", "ify", "io", "sense", "works", "hub", "base", "mart", "ster", "wise",
+)
+
+WORLD_CITIES = (
+    "New York", "Los Angeles", "Chicago", "Houston", "Phoenix", "Philadelphia",
+    "San Antonio", "San Diego", "Dallas", "San Francisco", "Seattle", "Boston", "Denver",
+    "Atlanta", "Miami", "Detroit", "Portland", "Las Vegas", "Nashville", "Austin",
+    "Toronto", "Montreal", "Vancouver", "Calgary", "Ottawa", "Mexico City", "Guadalajara",
+    "Bogota", "Lima", "Santiago", "Buenos Aires", "Sao Paulo", "Rio de Janeiro",
+    "Montevideo", "Caracas", "Quito", "London", "Manchester", "Birmingham", "Liverpool",
+    "Leeds", "Glasgow", "Edinburgh", "Cardiff", "Belfast", "Dublin", "Cork", "Paris",
+    "Lyon", "Marseille", "Toulouse", "Nice", "Bordeaux", "Berlin", "Hamburg", "Munich",
+    "Cologne", "Frankfurt", "Stuttgart", "Dusseldorf", "Leipzig", "Dresden", "Vienna",
+    "Graz", "Salzburg", "Zurich", "Geneva", "Basel", "Bern", "Lausanne", "Amsterdam",
+    "Rotterdam", "Utrecht", "The Hague", "Brussels", "Antwerp", "Ghent", "Luxembourg",
+    "Madrid", "Barcelona", "Valencia", "Seville", "Bilbao", "Malaga", "Lisbon", "Porto",
+    "Rome", "Milan", "Naples", "Turin", "Florence", "Venice", "Bologna", "Palermo",
+    "Athens", "Thessaloniki", "Copenhagen", "Aarhus", "Stockholm", "Gothenburg", "Malmo",
+    "Oslo", "Bergen", "Helsinki", "Tampere", "Reykjavik", "Tallinn", "Riga", "Vilnius",
+    "Warsaw", "Krakow", "Gdansk", "Wroclaw", "Prague", "Brno", "Bratislava", "Budapest",
+    "Bucharest", "Sofia", "Belgrade", "Zagreb", "Ljubljana", "Sarajevo", "Kyiv", "Lviv",
+    "Minsk", "Moscow", "Saint Petersburg", "Istanbul", "Ankara", "Izmir", "Tbilisi",
+    "Yerevan", "Baku", "Tehran", "Baghdad", "Riyadh", "Jeddah", "Dubai", "Abu Dhabi",
+    "Doha", "Kuwait City", "Muscat", "Amman", "Beirut", "Jerusalem", "Tel Aviv", "Cairo",
+    "Alexandria", "Casablanca", "Rabat", "Tunis", "Algiers", "Lagos", "Abuja", "Accra",
+    "Dakar", "Nairobi", "Mombasa", "Addis Ababa", "Kampala", "Kigali", "Dar es Salaam",
+    "Johannesburg", "Cape Town", "Durban", "Pretoria", "Luanda", "Harare", "Lusaka",
+    "Mumbai", "Delhi", "New Delhi", "Bangalore", "Chennai", "Kolkata", "Hyderabad", "Pune",
+    "Karachi", "Lahore", "Islamabad", "Dhaka", "Kathmandu", "Colombo", "Beijing",
+    "Shanghai", "Shenzhen", "Guangzhou", "Chengdu", "Hong Kong", "Taipei", "Tokyo",
+    "Osaka", "Kyoto", "Yokohama", "Seoul", "Busan", "Bangkok", "Hanoi", "Ho Chi Minh City",
+    "Manila", "Jakarta", "Kuala Lumpur", "Singapore", "Sydney", "Melbourne", "Brisbane",
+    "Perth", "Adelaide", "Auckland", "Wellington", "Christchurch", "Honolulu", "Anchorage",
+)
+
+COUNTRIES_EN = (
+    "United States", "USA", "U.S.", "US", "United Kingdom", "UK", "Great Britain",
+    "England", "Scotland", "Wales", "Ireland", "Canada", "Mexico", "Brazil", "Argentina",
+    "Chile", "Peru", "Colombia", "Venezuela", "Uruguay", "Paraguay", "Bolivia", "Ecuador",
+    "France", "Germany", "Austria", "Switzerland", "Netherlands", "the Netherlands",
+    "Belgium", "Luxembourg", "Spain", "Portugal", "Italy", "Greece", "Malta", "Cyprus",
+    "Denmark", "Sweden", "Norway", "Finland", "Iceland", "Estonia", "Latvia", "Lithuania",
+    "Poland", "Czech Republic", "Czechia", "Slovakia", "Hungary", "Romania", "Bulgaria",
+    "Serbia", "Croatia", "Slovenia", "Bosnia and Herzegovina", "Albania",
+    "North Macedonia", "Ukraine", "Belarus", "Russia", "Moldova", "Georgia", "Armenia",
+    "Azerbaijan", "Turkey", "Kazakhstan", "Uzbekistan", "Afghanistan", "Pakistan", "India",
+    "Bangladesh", "Nepal", "Sri Lanka", "China", "Japan", "South Korea", "North Korea",
+    "Mongolia", "Taiwan", "Vietnam", "Thailand", "Cambodia", "Laos", "Myanmar",
+    "Malaysia", "Singapore", "Indonesia", "Philippines", "Australia", "New Zealand",
+    "Egypt", "Morocco", "Algeria", "Tunisia", "Libya", "Sudan", "Ethiopia", "Kenya",
+    "Uganda", "Tanzania", "Rwanda", "Nigeria", "Ghana", "Senegal", "Cameroon",
+    "South Africa", "Namibia", "Zimbabwe", "Zambia", "Israel", "Lebanon", "Syria",
+    "Jordan", "Iraq", "Iran", "Saudi Arabia", "United Arab Emirates", "UAE", "Qatar",
+    "Kuwait", "Oman", "Yemen", "Cuba", "Jamaica", "Haiti", "Dominican Republic",
+    "Puerto Rico", "Panama", "Costa Rica", "Guatemala", "Honduras", "Nicaragua",
+    "El Salvador", "Belize", "Bahamas", "Barbados", "Trinidad and Tobago", "Suriname",
+    "Guyana", "Mauritius", "Madagascar", "Mozambique", "Angola", "Botswana",
+)
+
+REGIONS_EN = (
+    "California", "Texas", "Florida", "New York State", "Ontario", "Quebec",
+    "British Columbia", "Bavaria", "Tuscany", "Catalonia", "Andalusia", "Provence",
+    "Normandy", "Brittany", "Lombardy", "Sicily", "Sardinia", "Yorkshire", "Cornwall",
+    "Kent", "Lapland", "Silesia", "Transylvania", "Flanders", "Wallonia", "Scania",
+    "Queensland", "Victoria", "Tasmania", "New South Wales", "Patagonia", "Siberia",
+    "Kerala", "Punjab", "Bengal", "Hokkaido", "Okinawa", "Bali", "Java", "Sumatra",
+    "Mindanao", "Galicia", "Asturias", "the Alps", "the Balkans", "the Midwest",
+    "New England", "Scandinavia", "the Middle East", "Southeast Asia", "Latin America",
+)
+
+PRODUCTS = (
+    "iPhone 15", "iPhone 14 Pro", "Galaxy S23", "Pixel 8", "MacBook Air", "MacBook Pro",
+    "ThinkPad X1", "Surface Pro", "iPad", "Kindle", "PlayStation 5", "Xbox Series X",
+    "Nintendo Switch", "Model 3", "Model Y", "Prius", "Golf GTI", "Windows 11",
+    "Office 365", "Excel", "Word", "PowerPoint", "Outlook", "Teams", "Photoshop",
+    "Premium plan", "Pro plan", "Basic plan", "Family plan", "Gold membership",
+    "Platinum card", "Router X200", "AirPods", "Echo Dot", "Apple Watch", "Fitbit",
+    "GoPro Hero", "Roomba", "Nespresso machine", "Dyson V11", "Python", "Java",
+    "Kubernetes", "Docker", "Postgres", "Linux", "Android", "iOS", "Chrome", "Firefox",
+    "Safari", "Wi-Fi", "Bluetooth", "USB-C", "HDMI", "SSD", "VPN", "API", "SDK", "CRM",
+    "ERP", "SaaS", "Visa Signature", "Mastercard Gold", "Invoice", "Statement",
+)
+
+# Capitalised words that start sentences, headers and UI labels: never entities here.
+CAPITALISED_NON_ENTITIES = (
+    "Hello", "Hi", "Hey", "Thanks", "Thank you", "Regards", "Best", "Cheers", "Please",
+    "Sorry", "Yes", "No", "Okay", "OK", "Sure", "Great", "Welcome", "Dear customer",
+    "Team", "Support", "Customer Service", "Billing", "Account", "Order", "Invoice",
+    "Payment", "Refund", "Delivery", "Shipping", "Subscription", "Password", "Login",
+    "Update", "Urgent", "Important", "Reminder", "Notice", "Attention", "Summary",
+    "Agenda", "Minutes", "Action items", "Next steps", "Status", "Priority", "High",
+    "Low", "Medium", "Critical", "Resolved", "Pending", "Approved", "Declined", "Total",
+    "Subtotal", "Tax", "Balance", "Amount", "Due", "Reference", "Ticket", "Case", "Note",
+    "Comment", "Description", "Details", "Feedback", "Survey", "Question", "Answer",
+    "Monday", "Friday", "January", "March", "Christmas", "Easter", "New Year",
+)
+
+# Everyday sentences with no personal data: the NER must learn that ordinary words,
+# capitalised at a sentence start or not, are not names.
+PROSE = (
+    "Can you help me with this?", "I need to change my password.",
+    "The app keeps crashing when I open the settings page.", "Thanks for the quick answer!",
+    "Remember to back up your files before the update.", "Need this done by tomorrow please.",
+    "Could you explain how the refund process works?", "It was a great experience overall.",
+    "The delivery was late again and nobody called.", "Please ignore my previous message.",
+    "What is the difference between the two plans?", "My order arrived damaged.",
+    "Let me know if you have any questions.", "I love the new design of the website.",
+    "Honestly, the service has gotten worse lately.", "Is there a student discount?",
+    "We should schedule a call next week.", "The report is attached for your review.",
+    "Write a poem about autumn leaves and rain.", "Explain quantum computing in simple terms.",
+    "Summarize the following text in three bullet points.", "Translate this into French.",
+    "How many calories are in a banana?", "What's a good recipe for dinner tonight?",
+    "The meeting has been moved to the afternoon.", "Our sales grew faster than expected.",
+    "Security is our top priority.", "Energy prices went up again this winter.",
+    "The kids loved the movie, especially the ending.", "Happy birthday, have a great day!",
+    "Good morning everyone.", "See you soon.", "No worries, take your time.",
+    "Great job on the presentation!", "The printer on the second floor is broken.",
+    "Don't forget to sign the form.", "Action required: verify your account.",
+    "Your subscription will renew automatically.", "Click the link below to confirm.",
+    "The weather has been terrible all week.", "I'm not sure this is the right approach.",
+    "Could you resend the attachment? It didn't come through.",
+    "This product exceeded my expectations.", "Customer satisfaction is important to us.",
+    "Please find the minutes of the meeting below.", "Budget approval is still pending.",
+    "The server was restarted and everything works now.", "Error: connection timed out.",
+    "Warning: low disk space.", "Step one is to unplug the router.",
+    "Why does my battery drain so fast?", "Our team won the regional competition.",
+    "The new policy applies to all employees.", "Training starts at nine sharp.",
+    "Bring your laptop and charger.", "Dinner is ready!", "I can't log in.",
+    "The music was too loud.", "Life is good.", "Love this song.", "Big news today!",
+    "Sales, marketing and finance will join the call.", "Coffee machine is empty again.",
+    "The fire alarm test is scheduled for later.", "Welcome aboard!",
+    "Read the instructions carefully before you start.", "Keep up the good work.",
+    "The price includes shipping and handling.", "Returns are accepted within thirty days.",
+    "Free shipping on orders over fifty dollars.", "The store closes early on holidays.",
+    "Parking is available behind the building.", "The elevator is out of order.",
+    "Water the plants twice a week.", "Turn left after the bridge.", "Bank holiday next week.",
+    "Credit score requirements have changed.", "Director approval needed.",
+    "Radio silence from the vendor so far.", "Film night is cancelled.",
+)
+# fmt: on

@@ -1,0 +1,200 @@
+"""Cache entries in the platform's database, on SQLite and PostgreSQL: what one process
+stores another finds (exact, and semantic from the rows' own vectors); counters add up
+across processes; feedback finds the entry that answered a request; bounds, expiry and
+invalidation delete rows; deleting a project deletes its cache; the CLI commands authorize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+import genai
+from cache import Partition, SemanticCache
+from cache._entries import Entry
+from cache._projects import ProjectCaches
+from cache._sql import SqlEntries
+from genai.errors import NotFoundError, PermissionDenied
+from genai.store import Store
+from genai.store import _schema as t
+from genai.vectors import InMemoryVectorStore
+
+DIM = 8
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 2_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class WordEmbedder:
+    """A deterministic stand-in for the sentence model (these tests are about storage):
+    texts sharing words get similar vectors."""
+
+    model_name = "words"
+    dimension = DIM
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows = np.zeros((len(texts), DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().replace("?", "").split():
+                rows[i, sum(map(ord, word)) % DIM] += 1.0
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+
+@pytest.fixture
+def world(platform: Callable[..., genai.Client]) -> Iterator[SimpleNamespace]:
+    admin = platform()
+    ids = {}
+    for name in ("proj-a", "proj-b"):
+        admin.projects.create(name)
+        with admin.store.session() as s:
+            ids[name] = s.scalar(select(t.Project.id).where(t.Project.name == name))
+    made: list[SemanticCache] = []
+
+    def cache(**options: Any) -> SemanticCache:
+        options.setdefault("clock", clock)
+        found = SemanticCache(InMemoryVectorStore(), WordEmbedder(), store=admin.store, **options)
+        made.append(found)
+        return found
+
+    clock = Clock()
+    yield SimpleNamespace(admin=admin, a=ids["proj-a"], b=ids["proj-b"], cache=cache, clock=clock)
+    for found in made:
+        found.close()
+
+
+def test_another_process_finds_what_one_stored(world: SimpleNamespace) -> None:
+    """Two caches share the database but not their vector stores: the second finds the
+    entry exactly, and semantically from the row's own vector."""
+    one, two = world.cache(threshold=0.7, verifier=None), world.cache(threshold=0.7, verifier=None)
+    part = Partition(project_id=world.a, deployment="chat")
+    answer = {"object": "chat.completion", "choices": [{"message": {"content": "Hi"}}]}
+    entry = one.store(part, "how do I open an account", answer, tokens=12, cost_usd=0.5)
+    hit = two.lookup(part, "  How do I  OPEN an account")
+    assert hit is not None and (hit.tier, hit.entry_id, hit.answer) == ("exact", entry, answer)
+    semantic = two.lookup(part, "open an account how do I")
+    assert semantic is not None and semantic.tier == "semantic"
+    assert (
+        two.lookup(Partition(project_id=world.b, deployment="chat"), "how do I open an account")
+        is None
+    )
+
+
+def test_counters_add_up_across_processes(world: SimpleNamespace) -> None:
+    one, two = world.cache(), world.cache()
+    part = Partition(project_id=world.a, deployment="chat")
+    one.store(part, "what are your opening hours", "9 to 5", tokens=30, cost_usd=0.01)
+    for cache in (one, two, two):
+        assert cache.lookup(part, "What are your opening  hours") is not None
+    two.lookup(part, "something else entirely")
+    two.flush()
+    stats = one.stats(world.a)
+    assert (stats.lookups, stats.exact_hits, stats.entries) == (4, 3, 1)
+    assert stats.tokens_saved == 90 and stats.cost_saved_usd == pytest.approx(0.03)
+    assert world.cache().stats(world.b).lookups == 0
+    with world.admin.store.session() as s:
+        hits = s.scalar(select(t.CacheEntry.hits).where(t.CacheEntry.project_id == world.a))
+    assert hits == 3
+
+
+def test_feedback_from_another_process_evicts_the_entry(world: SimpleNamespace) -> None:
+    gateway_one, gateway_two = world.cache(), world.cache()
+    part = Partition(project_id=world.a, deployment="chat")
+    gateway_one.store(part, "what is the refund policy", "none", request_id="r-1")
+    assert gateway_one.lookup(part, "What is the refund policy", request_id="r-2") is not None
+    assert gateway_two.feedback(world.b, "r-2") == 0  # another project's request id
+    assert gateway_two.feedback(world.a, "r-2") == 1
+    assert gateway_one.lookup(part, "What is the refund policy") is None
+    assert gateway_one.stats(world.a).false_hits == 1
+
+
+def test_rows_keep_the_answer_and_replace_it(world: SimpleNamespace) -> None:
+    entries = SqlEntries(world.admin.store)
+    base = Entry(
+        id="e1",
+        project_id=world.a,
+        exact_key="k1",
+        scope="s1",
+        deployment="chat",
+        answer={"choices": [{"message": {"content": "first"}}]},
+        question="q",
+        vector=np.ones(DIM, dtype=np.float32).tobytes(),
+        created_at=world.clock.now,
+    )
+    assert entries.put(base).id == "e1"
+    again = entries.put(Entry(**{**base.__dict__, "id": "e2", "answer": "second"}))
+    assert again.id == "e1"
+    found = entries.exact(world.a, "k1")
+    assert found is not None and found.answer == "second" and found.vector == base.vector
+    assert entries.exact(world.b, "k1") is None
+    assert entries.fetch(world.b, ["e1"]) == {}
+    assert entries.count_scope(world.a, "s1") == 1
+    assert [e.id for e in entries.scope_rows(world.a, "s1", 10)] == ["e1"]
+    entries.close()
+
+
+def test_bounds_expiry_and_invalidation_delete_rows(world: SimpleNamespace) -> None:
+    cache = world.cache(max_entries=2, ttl_s=100)
+    chat, sales = (Partition(project_id=world.a, deployment=d) for d in ("chat", "sales"))
+    for i, question in enumerate(["alpha question", "beta question", "gamma question"]):
+        world.clock.now += 1
+        cache.store(chat if i < 2 else sales, question, question.upper())
+    assert cache.stats(world.a).entries == 2  # alpha, the least recently used, went
+    assert cache.lookup(chat, "alpha question") is None
+    world.clock.now += 200
+    assert cache.lookup(chat, "beta question") is None  # expired
+    world.clock.now += 100
+    cache.store(chat, "delta question", "D")  # storing purges the expired ones too
+    assert cache.stats(world.a).entries == 1
+    assert cache.invalidate(world.a, "chat") == 1
+    assert cache.stats(world.a).entries == 0
+
+
+def test_deleting_a_project_deletes_its_cache(world: SimpleNamespace) -> None:
+    cache = world.cache()
+    cache.store(Partition(project_id=world.a, deployment="chat"), "a question", "an answer")
+    cache.lookup(Partition(project_id=world.a, deployment="chat"), "a question", request_id="r")
+    cache.flush()
+    world.admin.projects.delete("proj-a")
+    with world.admin.store.session() as s:
+        for table in (t.CacheEntry, t.CacheHit, t.CacheCounter):
+            assert s.scalar(select(func.count()).select_from(table)) == 0, table.__tablename__
+    cache.lookup(Partition(project_id=world.a, deployment="chat"), "a question")
+    cache.flush()  # counters of a project deleted meanwhile are dropped, not an error
+
+
+def test_project_caches_authorize_like_the_rest(
+    world: SimpleNamespace, platform: Callable[..., genai.Client]
+) -> None:
+    cache = world.cache()
+    cache.store(Partition(project_id=world.a, deployment="chat"), "a question", "an answer")
+    admin = world.admin
+    viewer_key = admin.keys.create("proj-a", role="viewer").secret
+    maintainer_key = admin.keys.create("proj-a", role="maintainer").secret
+    other_key = admin.keys.create("proj-b", role="owner").secret
+    viewer = ProjectCaches(platform(api_key=viewer_key), cache)
+    assert viewer.stats("proj-a").entries == 1
+    with pytest.raises(PermissionDenied):
+        viewer.invalidate("proj-a")
+    with pytest.raises(NotFoundError):  # another project's cache: as if it did not exist
+        ProjectCaches(platform(api_key=other_key), cache).stats("proj-a")
+    assert ProjectCaches(platform(api_key=maintainer_key), cache).invalidate("proj-a") == 1
+    with admin.store.session() as s:
+        event = s.scalars(
+            select(t.AuditEvent).where(t.AuditEvent.action == "cache.invalidate")
+        ).one()
+    assert event.project == "proj-a" and event.details["entries"] == 1
+
+
+def test_the_migration_creates_the_cache_tables(world: SimpleNamespace) -> None:
+    store: Store = world.admin.store
+    assert {"cache_entries", "cache_hits", "cache_counters"} <= store.table_names()
