@@ -31,16 +31,18 @@ def options_from_env() -> GatewayOptions:
 def stages_for(settings: Settings, store: Store) -> Stages:
     """The stages this platform runs (DLP, cache, prompts and knowledge bots plug in here).
 
-    DLP comes last among the request stages and first among the response stages (which
-    run in reverse), so it restores just before the client. A project
+    The prompt stage comes first, so DLP and the cache key see the rendered messages and
+    ``request.prompt_version``; DLP comes last among the request stages and first among the
+    response stages (which run in reverse), so it restores just before the client. A project
     without a DLP policy (and no GENAI_DLP_POLICY default) skips DLP; the cache looks up the
     request as DLP left it (tokens, never raw values)."""
     from apps._cache import cache_stage
     from apps._dlp import dlp_stages
+    from apps._prompts import prompt_stage
 
     dlp_request, dlp_response = dlp_stages(settings, store)
     return Stages(
-        request=[dlp_request],
+        request=[prompt_stage(settings, store), dlp_request],
         response=[dlp_response],
         cache=cache_stage(settings, store),
     )

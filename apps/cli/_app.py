@@ -85,7 +85,9 @@ def whoami() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``genai`` script: one line per error, non-zero exit."""
     import apps.cli._cache  # registers `genai cache`
-    import apps.cli._dlp  # noqa: F401 - registers `genai dlp`
+    import apps.cli._dlp  # registers `genai dlp`
+    import apps.cli._prompts  # registers `genai prompt`
+    import apps.cli._rag  # noqa: F401 - registers `genai kb`, `genai ingest`, `genai ask`
     from apps.cli import _deploy, _gateway, _registry, _serve, _tenancy  # noqa: F401 - registers
     from apps.cli._demo import demo  # noqa: F401
 

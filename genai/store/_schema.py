@@ -50,6 +50,8 @@ __all__ = [
     "DlpVaultEntry",
     "EvalRun",
     "Feedback",
+    "KbDocument",
+    "KnowledgeBase",
     "LineageEdge",
     "Membership",
     "Model",
@@ -565,3 +567,64 @@ class CacheCounter(Base):
     false_hits: Mapped[int] = mapped_column(BigInteger, default=0)
     stores: Mapped[int] = mapped_column(BigInteger, default=0)
     evictions: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# --------------------------------------------------------------------------- rag
+
+
+class KnowledgeBase(Base):
+    """A project's knowledge base: its fixed configuration and its current state.
+
+    ``collection`` is derived from the project's and this row's ids (never reused), so a
+    knowledge base can only ever reach its own vectors. ``version`` is the registry dataset
+    version of the latest ingestion (``dataset`` names it); ``bm25`` the artifact digest of
+    the BM25 index built from the same chunks. ``lease_*`` is held by a running ingestion.
+    """
+
+    __tablename__ = "knowledge_bases"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    embedding_model: Mapped[str] = mapped_column(String(500))
+    dimension: Mapped[int] = mapped_column(Integer)
+    splitter: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    collection: Mapped[str] = mapped_column(String(200), default="")
+    dataset: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    bm25: Mapped[str] = mapped_column(String(64), default="")
+    documents: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str] = mapped_column(String(200), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = _created()
+    created_by: Mapped[str] = mapped_column(String(120))
+    updated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class KbDocument(Base):
+    """One ingested source of a knowledge base: the hash its chunks were made from.
+
+    Written only after every chunk of that content is in the vector store, so after a
+    crash a re-run redoes exactly the sources whose hash differs from this record.
+    """
+
+    __tablename__ = "kb_documents"
+
+    kb_id: Mapped[int] = mapped_column(
+        ForeignKey("knowledge_bases.id", ondelete="CASCADE"), primary_key=True
+    )
+    source_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    source: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text, default="")
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    modified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    indexed_at: Mapped[datetime] = _created()

@@ -287,7 +287,7 @@ def _fill_project(admin: Any, project: str) -> None:
                 status="ok",
             )
         )
-        # what DLP and the cache keep
+        # what DLP, the cache and knowledge bases keep
         s.add(
             t.DlpVaultEntry(
                 project_id=pid,
@@ -308,6 +308,20 @@ def _fill_project(admin: Any, project: str) -> None:
         )
         s.add(t.CacheHit(project_id=pid, request_id="r1", entry_id=entry, ts=t.utcnow()))
         s.add(t.CacheCounter(project_id=pid, deployment="chat", lookups=1))
+        kb = t.KnowledgeBase(
+            project_id=pid,
+            name="docs",
+            embedding_model="m",
+            dimension=4,
+            dataset="kb-docs",
+            created_by="user:admin",
+        )
+        s.add(kb)
+        s.flush()
+        s.add(
+            t.KbDocument(
+                kb_id=kb.id, source_key="a", project_id=pid, source="a.md", content_hash="h"
+            )
         )
 
 

@@ -1,0 +1,34 @@
+"""DLP redaction before indexing, for knowledge bases created with ``redact=True``.
+
+The project's DLP policy applies (else the platform's ``GENAI_DLP_POLICY`` file, else
+the default policy: every entity found is replaced by a typed pseudonym). Pseudonyms are
+consistent within a source and kept in no vault: nothing can restore the originals from
+the index. An entity the policy blocks fails that source (reported, not indexed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from genai._client import Client
+    from rag._ingest import Redact
+
+__all__ = ["project_redactor"]
+
+
+def project_redactor(client: Client, project: str, project_id: int) -> Redact:
+    from genai.dlp import Dlp, Policy, ProjectPolicies
+
+    settings = client.settings
+    policy = ProjectPolicies(client).get(project)
+    if policy is None and settings.dlp_policy is not None:
+        policy = Policy.load(settings.dlp_policy)
+    dlp = Dlp.from_settings(settings, client.store)
+    chosen = policy or Policy()
+
+    def redact(texts: Sequence[str]) -> list[str]:
+        return dlp.redact_texts(texts, chosen, project_id=project_id)
+
+    return redact

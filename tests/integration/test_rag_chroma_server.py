@@ -1,0 +1,152 @@
+"""Knowledge bases on a Chroma *server* (``GENAI_CHROMA_URL``): a real ``chroma run`` on
+127.0.0.1 started from the virtual environment's ``chroma`` CLI. Mandatory under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import genai
+from genai.errors import BackendError, NotFoundError
+from rag import KnowledgeBases, SplitterConfig
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = Path(sys.executable).parent / "chroma"
+    if not exe.exists():
+        message = f"the chroma CLI is not installed beside {sys.executable} (pip install chromadb)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    port = _free_port()
+    data = tmp_path_factory.mktemp("chroma-server")
+    log = open(data.parent / f"chroma-{port}.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [str(exe), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, (data.parent / f"chroma-{port}.log").read_text()
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "chroma run did not answer within 60 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Any:
+    from genai.models._embedders import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder()
+    model.warm()
+    return model
+
+
+@pytest.fixture
+def server_platform(settings_factory: Any, chroma_url: str) -> Iterator[Any]:
+    settings = settings_factory(chroma_url=chroma_url)
+    genai.init(settings, admin="admin")
+    clients: list[genai.Client] = []
+
+    def connect(user: str = "admin") -> genai.Client:
+        client = genai.connect(settings, user=user)
+        clients.append(client)
+        return client
+
+    yield connect, settings
+    for client in clients:
+        client.close()
+
+
+def test_ingest_sync_and_retrieve_on_a_chroma_server(
+    server_platform: Any, embedder: Any, tmp_path: Path
+) -> None:
+    connect, settings = server_platform
+    admin = connect()
+    admin.projects.create("srv-a")
+    kbs = KnowledgeBases(admin, embedder=embedder)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Billing\n\nInvoices are sent on the first of the month.\n")
+    (docs / "b.txt").write_text("The office is closed on public holidays.\n")
+    kb = kbs.create("srv-a", "docs", splitter=SplitterConfig(chunk_size=64, chunk_overlap=8))
+    first = kb.ingest([docs])
+    assert len(first.added) == 2 and first.version == 1
+    server_names = {c.name for c in kbs.chroma().list_collections()}
+    assert kb.info.collection in server_names
+    assert not settings.resolved_vector_path.exists()  # nothing embedded on this machine
+
+    (docs / "b.txt").unlink()
+    (docs / "a.md").write_text("# Billing\n\nInvoices are sent on the fifth of the month.\n")
+    second = kb.ingest([docs])
+    assert (len(second.updated), len(second.deleted)) == (1, 1)
+
+    # another process's view: a fresh client of the same server and database
+    other = KnowledgeBases(connect(), embedder=embedder)
+    for mode in ("dense", "sparse", "hybrid"):
+        hits = other.get("srv-a", "docs").retrieve("when are invoices sent?", k=3, mode=mode)
+        assert hits and "fifth" in hits[0].text
+        assert all("holidays" not in h.text and "first of" not in h.text for h in hits)
+
+
+def test_projects_on_one_server_stay_apart(
+    server_platform: Any, embedder: Any, tmp_path: Path
+) -> None:
+    connect, _ = server_platform
+    admin = connect()
+    for project in ("srv-x", "srv-y"):
+        admin.projects.create(project)
+    admin.projects.add_member("srv-y", "yuri", role="developer")
+    (tmp_path / "x.md").write_text("# X\n\nThe x secret is 42.\n")
+    kb_x = KnowledgeBases(admin, embedder=embedder).create("srv-x", "docs")
+    kb_x.ingest([tmp_path / "x.md"])
+    yuri = KnowledgeBases(connect("yuri"), embedder=embedder)
+    kb_y = yuri.create("srv-y", "docs")
+    assert kb_y.info.collection != kb_x.info.collection
+    assert kb_y.retrieve("x secret") == []
+    with pytest.raises(NotFoundError):
+        yuri.get("srv-x", "docs")
+
+
+def test_an_unreachable_server_is_a_backend_error(settings_factory: Any) -> None:
+    from rag._chroma import chroma_client
+
+    settings = settings_factory(chroma_url=f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(BackendError, match=r"GENAI_CHROMA_URL|chroma run") as caught:
+        chroma_client(settings).heartbeat()
+    assert caught.value.backend == "chroma"
