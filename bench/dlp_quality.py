@@ -58,13 +58,17 @@ NOTES = [
     "templates filled by Faker (genai/dlp/_ner). The dataset was, however, used to measure "
     "and to look at error categories while the generator was developed (which entity types "
     "the NER learns, address layouts, everyday-prose negatives), and the shipped model is "
-    "one reproducible training run; generator variants tried during development scored "
-    "PII F2 0.83-0.89 here. Expect lower figures on text unlike both.",
+    "one reproducible training run. Generator variants tried on the way scored PII F2 "
+    "0.74-0.89 here; the shipped one was preferred to a 0.878 variant because that one "
+    "called people in plain sentences organisations ('John Smith met Mary Jones'). Expect "
+    "lower figures on text unlike both the templates and this dataset.",
     "PII F2 counts a token found when both sides call it some entity (presidio-research's "
     "headline); typed F2 shows type confusions (e.g. a city inside an address, which the "
     "dataset labels GPE and we call part of STREET_ADDRESS; companies named after people).",
     "Published figures come from presidio-research's own runs and evaluator, not re-run "
     "here; they are context, not a like-for-like comparison.",
+    "samples/s depends on the load other processes put on the shared 2-core machine (see "
+    "the load average below); CPU ms per text is the steadier figure.",
     "Load time and peak RSS include torch and transformers: presidio-analyzer 2.2 imports "
     "them whenever they are installed (they are, in this environment), ~5 s and ~300 MiB.",
     "Credit cards: numbers failing the Luhn check are not reported by design (the dataset "
