@@ -296,11 +296,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--home", type=Path, default=ROOT / "bench" / ".venvs" / "retrieval-home")
     parser.add_argument("--queries", type=int, default=0, help="Use only the first N queries.")
     parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument(
+        "--fresh", action="store_true", help="Delete --home first: re-ingest from scratch."
+    )
     parser.add_argument("--data", type=Path, default=DATA, help="The BEIR SciFact folder.")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rag._retrieve import DEFAULTS
 
+    if args.fresh and args.home.exists():
+        import shutil
+
+        shutil.rmtree(args.home)
     queries, qrels = load_qrels(args.data)
     if args.queries:
         queries = dict(list(queries.items())[: args.queries])

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from genai.errors import GenAIError
 from rag._loaders import Loader, load_file, modified_time
-from rag._splitters import Splitter
+from rag._splitters import Splitter, header_text
 from rag._types import Document
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ __all__ = [
     "Source",
     "document_sources",
     "file_sources",
+    "header_text",
     "source_key",
 ]
 
@@ -73,6 +74,7 @@ STANDARD_KEYS = frozenset(
     }
 )
 Redact = Callable[[Sequence[str]], Sequence[str]]
+_AHEAD = 1024  # sources loaded and split ahead of the encoder
 T = TypeVar("T")
 
 
@@ -144,14 +146,6 @@ class Prepared:
     title: str = ""
     error: str | None = None
     written: int = 0
-
-
-def header_text(title: str, path: Sequence[str], body: str) -> str:
-    """The chunk as embedded and BM25-indexed: ``title › heading › …`` above the body."""
-    if path and path[0] == title:  # a Markdown file titled by its first heading
-        path = path[1:]
-    head = " › ".join(part for part in (title, *path) if part)
-    return f"{head}\n\n{body}" if head else body
 
 
 def prepare(source: Source, splitter: Splitter, redact: Redact | None, header: bool) -> Prepared:
@@ -237,7 +231,10 @@ class Pipeline:
         self.embedded = 0
 
     def run(self, sources: Sequence[Source]) -> None:
-        prepared: queue.Queue[Prepared | None] = queue.Queue(maxsize=32)
+        # Loading and splitting run far ahead of the encoder (they are ~100x faster): done
+        # in one burst at the start, they stop competing with PyTorch's threads for the
+        # cores, which costs more than their own CPU time when they interleave.
+        prepared: queue.Queue[Prepared | None] = queue.Queue(maxsize=_AHEAD)
         batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
         producer = threading.Thread(
             target=self._guard, args=(self._produce, sources, prepared), name="rag-load"

@@ -13,14 +13,16 @@ cross a heading, and each carries its heading path (``["Install", "Linux"]``).
 
 Every chunk is an exact slice of the document text (``text[start:end]``), so citations
 can point at characters, and tokens are counted with the embedding model's tokenizer
-(:mod:`rag._tokens`), so a chunk never overflows the model's window.
+(:mod:`rag._tokens`). With ``contextual_header`` the title and heading path embedded in
+front of each chunk count against ``chunk_size`` too, so what the model reads — header and
+chunk — never exceeds ``chunk_size`` tokens, hence never the model's window.
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Protocol, runtime_checkable
@@ -29,7 +31,7 @@ from genai.errors import ValidationError
 from rag._tokens import TokenCounter, TokenPositions
 from rag._types import Document, SplitterConfig
 
-__all__ = ["Draft", "Splitter", "TextSplitter", "markdown_sections"]
+__all__ = ["Draft", "Splitter", "TextSplitter", "header_text", "markdown_sections"]
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 _LINE = re.compile(r"\n\s*")
@@ -37,6 +39,15 @@ _SENTENCE = re.compile(r"(?<=[.!?…:;])[\"'”’)\]]*\s+(?=\S)")
 _SPACE = re.compile(r"\s+")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_SPECIAL_TOKENS = 2  # [CLS] and [SEP] (BERT-style encoders) take part of the window
+
+
+def header_text(title: str, path: Sequence[str], body: str) -> str:
+    """The chunk as embedded and BM25-indexed: ``title › heading › …`` above the body."""
+    if path and path[0] == title:  # a Markdown file titled by its first heading
+        path = path[1:]
+    head = " › ".join(part for part in (title, *path) if part)
+    return f"{head}\n\n{body}" if head else body
 
 
 @dataclass(frozen=True)
@@ -67,11 +78,12 @@ class TextSplitter:
                 field="chunk_overlap",
             )
         window = counter.max_seq_length
-        if window is not None and config.chunk_size > window:
+        if window is not None and config.chunk_size > window - _SPECIAL_TOKENS:
             raise ValidationError(
                 f"chunk_size {config.chunk_size} exceeds the embedding model's window of "
-                f"{window} tokens, so the end of each chunk would never be embedded: use a "
-                f"chunk_size of at most {window}",
+                f"{window} tokens (less {_SPECIAL_TOKENS} special tokens), so the end of each "
+                f"chunk would never be embedded: use a chunk_size of at most "
+                f"{window - _SPECIAL_TOKENS}",
                 field="chunk_size",
             )
         self.config = config
@@ -83,19 +95,36 @@ class TextSplitter:
             return []
         positions = self.counter.positions(text)
         if document.markdown and self.config.markdown_headings:
-            drafts: list[Draft] = []
-            for path, start, end in markdown_sections(text):
-                drafts.extend(self._pack(text, start, end, positions, path))
-            return drafts
-        return self._pack(text, 0, len(text), positions, ())
+            sections = markdown_sections(text)
+        else:
+            sections = [((), 0, len(text))]
+        drafts: list[Draft] = []
+        for path, start, end in sections:
+            size = self._body_size(document.title, path)
+            drafts.extend(self._pack(text, start, end, positions, path, size))
+        return drafts
+
+    def _body_size(self, title: str, path: tuple[str, ...]) -> int:
+        """Tokens left for the chunk once its contextual header is counted (at least half)."""
+        size = self.config.chunk_size
+        if not self.config.contextual_header:
+            return size
+        header = self.counter.count(header_text(title, path, ""))
+        return max(size - header, size // 2)
 
     # ------------------------------------------------------------------ packing
 
     def _pack(
-        self, text: str, start: int, end: int, positions: TokenPositions, path: tuple[str, ...]
+        self,
+        text: str,
+        start: int,
+        end: int,
+        positions: TokenPositions,
+        path: tuple[str, ...],
+        size: int,
     ) -> list[Draft]:
-        cuts, levels = self._pieces(text, start, end, positions)
-        size, overlap = self.config.chunk_size, self.config.chunk_overlap
+        cuts, levels = self._pieces(text, start, end, positions, size)
+        overlap = min(self.config.chunk_overlap, size // 2)
         tok = [bisect_left(positions.starts, c) for c in cuts]  # token index at each cut
         n = len(cuts) - 1  # pieces i = [cuts[i], cuts[i+1])
         drafts: list[Draft] = []
@@ -131,7 +160,7 @@ class TextSplitter:
         drafts.append(Draft(stripped, start, start + len(stripped), path))
 
     def _pieces(
-        self, text: str, start: int, end: int, positions: TokenPositions
+        self, text: str, start: int, end: int, positions: TokenPositions, size: int
     ) -> tuple[list[int], list[int]]:
         """Cut offsets (with ``start`` and ``end``) and the strength of each cut."""
         strength: dict[int, int] = {}
@@ -144,8 +173,8 @@ class TextSplitter:
         out_cuts = [start]
         out_levels = [0]
         for a, b in pairwise(cuts):
-            if positions.count(a, b) > self.config.chunk_size:
-                for cut, level in self._refine(text, a, b, positions):
+            if positions.count(a, b) > size:
+                for cut, level in self._refine(text, a, b, positions, size):
                     out_cuts.append(cut)
                     out_levels.append(level)
             out_cuts.append(b)
@@ -153,10 +182,9 @@ class TextSplitter:
         return out_cuts, out_levels
 
     def _refine(
-        self, text: str, start: int, end: int, positions: TokenPositions
+        self, text: str, start: int, end: int, positions: TokenPositions, size: int
     ) -> Iterator[tuple[int, int]]:
         """Cuts inside a piece longer than a chunk: at whitespace, else every N tokens."""
-        size = self.config.chunk_size
         last = start
         for match in _SPACE.finditer(text, start, end):
             cut = match.end()

@@ -99,9 +99,10 @@ class Chunk(BaseModel):
 class SplitterConfig(BaseModel):
     """How documents become chunks; fixed when a knowledge base is created.
 
-    Sizes are tokens of the embedding model's tokenizer, so a chunk never exceeds what the
-    model reads. ``contextual_header`` embeds (and BM25-indexes) the title and heading path
-    in front of each chunk, which lets a chunk deep in a section still match its topic.
+    Sizes are tokens of the embedding model's tokenizer. ``contextual_header`` embeds (and
+    BM25-indexes) the title and heading path in front of each chunk, which lets a chunk deep
+    in a section still match its topic; the header counts against ``chunk_size``, so what
+    is embedded never exceeds it (nor, therefore, the model's window).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

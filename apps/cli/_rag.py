@@ -60,6 +60,7 @@ def kb_create(
 
 @kb_app.command("list")
 def kb_list(project: str = ProjectOpt, as_json: bool = JsonOpt) -> None:
+    """The project's knowledge bases: version, documents, chunks, model."""
     with client() as c:
         rows = KnowledgeBases(c).list(project)
     show_table(
@@ -79,6 +80,7 @@ def kb_list(project: str = ProjectOpt, as_json: bool = JsonOpt) -> None:
 
 @kb_app.command("show")
 def kb_show(name: str, project: str = ProjectOpt, as_json: bool = JsonOpt) -> None:
+    """One knowledge base: its configuration, collection, current version and counts."""
     with client() as c:
         info = KnowledgeBases(c).info(project, name)
     show_record(f"knowledge base {project}/{name}", info, as_json=as_json)

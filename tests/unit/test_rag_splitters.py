@@ -161,6 +161,21 @@ def test_markdown_chunks_carry_heading_paths_and_never_cross_headings(
     assert {d.heading_path for d in plain.split(Document(text=MARKDOWN, source="g.md"))} == {()}
 
 
+def test_the_contextual_header_counts_against_the_chunk_size(counter: TokenCounter) -> None:
+    from rag._splitters import header_text
+
+    title = "A rather long title about invoices, refunds and the payment schedule"
+    doc = Document(
+        text=MARKDOWN + "\n## Long\n\n" + _prose(2), source="g.md", title=title, markdown=True
+    )
+    config = SplitterConfig(chunk_size=48, chunk_overlap=8)
+    for draft in TextSplitter(config, counter).split(doc):
+        embedded = header_text(title, draft.heading_path, draft.text)
+        assert counter.count(embedded) <= 48
+    bare = TextSplitter(config.model_copy(update={"contextual_header": False}), counter)
+    assert max(counter.count(d.text) for d in bare.split(doc)) > 40  # the whole budget
+
+
 def test_blank_documents_give_no_chunks(counter: TokenCounter) -> None:
     splitter = TextSplitter(SplitterConfig(), counter)
     assert splitter.split(Document(text=" \n\n\t ", source="s")) == []
@@ -168,7 +183,8 @@ def test_blank_documents_give_no_chunks(counter: TokenCounter) -> None:
 
 def test_sizes_are_checked_against_the_model_window(counter: TokenCounter) -> None:
     with pytest.raises(ValidationError, match="window of 256 tokens"):
-        TextSplitter(SplitterConfig(chunk_size=512), counter)
+        TextSplitter(SplitterConfig(chunk_size=255), counter)
+    TextSplitter(SplitterConfig(chunk_size=254), counter)
     with pytest.raises(ValidationError, match="chunk_overlap"):
         TextSplitter(SplitterConfig(chunk_size=64, chunk_overlap=64), counter)
 
