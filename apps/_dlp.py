@@ -203,11 +203,14 @@ class DlpRequestStage:
         except GenAIError:
             _withhold(request)  # a broken policy protects nothing: refuse, as if down
             raise
-        texts = collect_texts(request.endpoint, request.body)
-        if policy is None:
-            if request.project_options.get("prompt_logging") and texts.texts:
+        if policy is None:  # the common case stays cheap: no walk over the body
+            if (
+                request.project_options.get("prompt_logging")
+                and collect_texts(request.endpoint, request.body).texts
+            ):
                 await self._log_copy(request)
             return
+        texts = collect_texts(request.endpoint, request.body)
         if not texts.texts:
             return
         loop = asyncio.get_running_loop()

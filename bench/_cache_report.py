@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import os
-import platform
-import subprocess
-from pathlib import Path
 from typing import Any
 
-import psutil
+from _provenance import ours_version as source_version
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
 PRECISION_GOAL, P99_GOAL_MS, GOAL_SIZE = 0.97, 5.0, 100_000
 ISOLATED = (
     "no other entry can be hit, so only paraphrase-or-not is judged; a secondary view, "
@@ -22,43 +15,8 @@ ISOLATED = (
 )
 
 
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or platform.machine(),
-    )
-    mem = psutil.virtual_memory().total / 2**30
-    return (
-        f"{os.cpu_count()} CPUs ({model}), {mem:.0f} GiB RAM, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}"
-    )
-
-
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def ours_version() -> str:
-    git = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-    described = git.stdout.strip() or "?"
-    if described.endswith("-dirty") or described == "?":  # name the uncommitted source too
-        digest = hashlib.sha256()
-        for path in sorted((*ROOT.glob("cache/**/*.py"), *ROOT.glob("genai/**/*.py"))):
-            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-        described += f", cache/ + genai/ source sha256 {digest.hexdigest()[:12]}"
-    return f"genai-platform {version('genai-platform') or '?'} (git {described})"
+    return source_version("cache", "genai")
 
 
 # --------------------------------------------------------------------------- verdicts

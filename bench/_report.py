@@ -2,55 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import os
-import platform
-import subprocess
-from pathlib import Path
 from typing import Any
 
-import psutil
+from _provenance import machine as base_machine
+from _provenance import ours_version as source_version
 
-ROOT = Path(__file__).resolve().parent.parent
 DIRECT, LITELLM, GENAI = "direct to the stub (baseline)", "LiteLLM proxy", "genai gateway"
 
 
 def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or platform.machine(),
-    )
-    mem = psutil.virtual_memory().total / 2**30
-    return (
-        f"{os.cpu_count()} CPUs ({model}), {mem:.0f} GiB RAM, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}; the load generator, the "
-        "stub and the gateway share these CPUs"
-    )
+    return base_machine() + "; the load generator, the stub and the gateway share these CPUs"
 
 
 def ours_version() -> str:
-    try:
-        version = importlib.metadata.version("genai-platform")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    git = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-    described = git.stdout.strip() or "?"
-    if described.endswith("-dirty") or described == "?":  # name the uncommitted source too
-        digest = hashlib.sha256()
-        for path in sorted((*ROOT.glob("genai/**/*.py"), *ROOT.glob("apps/**/*.py"))):
-            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-        described += f", source sha256 {digest.hexdigest()[:12]}"
-    return f"genai-platform {version} (git {described})"
+    return source_version("genai", "apps")
 
 
 def ms(value: float | None, signed: bool = False) -> str:

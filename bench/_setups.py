@@ -191,6 +191,7 @@ with genai.connect(settings) as c:
     c.projects.create("bench")
     key = c.keys.create("bench", role="developer").secret
     c.quotas.set("bench", requests_per_minute=10_000_000, tokens_per_day=10**12)
+    c.projects.set_option("bench", "cache", False)  # a proxy's overhead: LiteLLM caches nothing
     c.registry.deployments.create("bench", "stub", spec={"targets": [
         {"name": "stub", "url": sys.argv[2] + "/v1", "model": "stub-model"}]})
 print(key)

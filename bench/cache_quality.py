@@ -42,17 +42,9 @@ from _cache_data import Dataset, Embeddings, load_datasets
 from _cache_gptcache import GPTCacheDriver, SetupError, ensure_venv, work_dir
 from _cache_latency import DIM, console, latency, task
 from _cache_ours import CountingEmbedder, Ours, available, blas_one_thread, default_threshold
-from _cache_report import (
-    PRECISION_GOAL,
-    goals,
-    machine,
-    markdown,
-    notes,
-    ours_version,
-    print_tables,
-    version,
-)
+from _cache_report import PRECISION_GOAL, goals, markdown, notes, ours_version, print_tables
 from _cache_score import best_at_precision, best_f1, derived_sweep, score
+from _provenance import machine, version
 from rich.console import Console
 
 BENCH = Path(__file__).resolve().parent

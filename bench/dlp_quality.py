@@ -40,6 +40,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from _provenance import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "pii" / "presidio_synth_dataset_v2.json"
 RESULTS = ROOT / "bench" / "results"
@@ -257,20 +259,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.machine(),
-    )
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    system = f"{platform.system()} {platform.release()}"
-    return f"{os.cpu_count()} CPUs ({model}), {mem:.0f} GiB RAM, {system}"
-
-
 def markdown(report: dict[str, Any]) -> str:
     systems = report["systems"]
     names = list(systems)
@@ -366,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "n_samples": len(samples),
         "entities": entities,
         "rule": __doc__.split("Scoring rule ")[1].split("\n\nEach system")[0].replace("\n", " "),
-        "machine": _machine(),
+        "machine": machine(),
         "versions": _versions(),
         "command": "python bench/dlp_quality.py " + " ".join(argv or sys.argv[1:]),
         "published": PUBLISHED,

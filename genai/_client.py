@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -9,7 +10,7 @@ from sqlalchemy import func, select
 
 from genai._context import Context
 from genai._names import check_user_name
-from genai.errors import UsageError
+from genai.errors import StoreUnavailable, UsageError
 from genai.registry import Registry
 from genai.settings import Settings
 from genai.store import Store, check_schema, current_revision, head_revision, upgrade
@@ -38,6 +39,23 @@ def init(settings: Settings | None = None, *, admin: str | None = None) -> InitR
     settings = settings or Settings()
     name = check_user_name(admin or settings.user)
     settings.home.mkdir(parents=True, exist_ok=True)
+    for attempt in range(_INIT_ATTEMPTS):
+        try:
+            return _init(settings, name)
+        except StoreUnavailable as error:
+            # SQLite: a second `genai init` that opens a brand-new file while the first
+            # turns on WAL can be told "locked" at once, with no wait; its next try finds
+            # the schema made and only checks it
+            if "locked" not in str(error) or attempt == _INIT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+_INIT_ATTEMPTS = 5
+
+
+def _init(settings: Settings, name: str) -> InitResult:
     store = Store(settings.resolved_database_url)
     try:
         before = current_revision(store)
