@@ -8,9 +8,8 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
 .PHONY: run test install lint typecheck unit clean
 
-run: install  ## initialise the platform, set up the demo project and run the gateway on :4000
-	$(BIN)/genai init
-	$(BIN)/genai demo
+run: install  ## `genai up`: the platform, a demo project with its docs bot, the gateway on :4000
+	$(BIN)/genai up
 
 test: install lint typecheck  ## install if needed, lint, type-check, run the whole suite
 	$(BIN)/python -m pytest -n auto

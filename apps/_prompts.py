@@ -34,20 +34,20 @@ from sqlalchemy.orm import Session
 
 from genai._context import Context
 from genai.errors import NotFoundError, ValidationError
-from genai.gateway import GatewayRequest, RequestStage
+from genai.gateway import GatewayRequest
 from genai.registry import Prompts, Ref
 from genai.settings import Settings
 from genai.store import Store
 from genai.tenancy import Action, Principal, Resource, authorize
 from prompts import LastGoodCache, PromptVersion, parse_ref
 
-__all__ = ["PromptStage", "prompt_stage"]
+__all__ = ["CallerContext", "PromptStage", "prompt_stage"]
 
 _Key = tuple[int, str, str]  # project id, prompt name, selector ("latest" for the newest)
 _MISSING_TTL_S = 1.0
 
 
-class _CallerContext(Context):
+class CallerContext(Context):
     """The registry as the gateway's caller (already authenticated by its key) sees it."""
 
     def __init__(self, settings: Settings, store: Store, principal: Principal) -> None:
@@ -98,22 +98,27 @@ class PromptStage:
                     field="variables",
                 )
             return
-        target = _target(ref)
         if variables is not None and not isinstance(variables, dict):
             raise ValidationError(
                 f"'variables' must be an object of name → value, not {variables!r}",
                 field="variables",
             )
+        version = await self.resolve(request, ref)
+        request.prompt_version = version.ref  # in the ledger even when rendering fails
+        rendered = version.render(variables or {})
+        head = rendered if isinstance(rendered, list) else [{"role": "user", "content": rendered}]
+        body["messages"] = [*head, *(body.get("messages") or [])]
+
+    async def resolve(self, request: GatewayRequest, ref: Any) -> PromptVersion:
+        """The version ``ref`` (``qa@production``, ``qa@3``) names in the caller's project,
+        after authorizing the caller to read the registry (cached for ``ttl_s``)."""
+        target = _target(ref)
         authorize(
             request.principal,
             Action.REGISTRY_READ,
             Resource("prompt", target.name, request.project_id),
         )
-        version = await self._version(request, target)
-        request.prompt_version = version.ref  # in the ledger even when rendering fails
-        rendered = version.render(variables or {})
-        head = rendered if isinstance(rendered, list) else [{"role": "user", "content": rendered}]
-        body["messages"] = [*head, *(body.get("messages") or [])]
+        return await self._version(request, target)
 
     def invalidate(self, project_id: int | None = None) -> None:
         """Make cached prompts (of one project, or all) stale: the next request reads them."""
@@ -148,7 +153,7 @@ class PromptStage:
                 self._locks.pop(key, None)  # waiters hold it still; new arrivals peek first
 
     def _load(self, request: GatewayRequest, target: Ref) -> PromptVersion:
-        ctx = _CallerContext(self._settings, self._store, request.principal)
+        ctx = CallerContext(self._settings, self._store, request.principal)
         return PromptVersion.from_info(Prompts(ctx).get(request.project, str(target)))
 
 
@@ -164,7 +169,7 @@ def _target(ref: Any) -> Ref:
         raise ValidationError(error.message, field="prompt") from None
 
 
-def prompt_stage(settings: Settings, store: Store, *, ttl_s: float | None = None) -> RequestStage:
+def prompt_stage(settings: Settings, store: Store, *, ttl_s: float | None = None) -> PromptStage:
     """The prompt stage for a gateway on ``store``; put it first among the request stages,
     so that the others (DLP, the cache key) see the rendered messages and the version."""
     if ttl_s is None:

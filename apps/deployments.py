@@ -70,7 +70,10 @@ def apply_spec(
     adapter: str | None = None,
 ) -> DeploymentRevision:
     """A new revision of deployment ``name`` serving ``spec`` (checked with ``parse_spec``)."""
+    from apps._knowledge import check_bot_targets
+
     parsed = parse_spec(spec)
+    check_bot_targets(parsed)
     return client.registry.deployments.create(
         project,
         name,

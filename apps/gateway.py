@@ -29,7 +29,7 @@ def options_from_env() -> GatewayOptions:
 
 
 def stages_for(settings: Settings, store: Store) -> Stages:
-    """The stages this platform runs (DLP, cache, prompts and knowledge bots plug in here).
+    """The stages this platform runs: prompts, DLP, the cache, and knowledge bots as targets.
 
     The prompt stage comes first, so DLP and the cache key see the rendered messages and
     ``request.prompt_version``; DLP comes last among the request stages and first among the
@@ -38,13 +38,16 @@ def stages_for(settings: Settings, store: Store) -> Stages:
     request as DLP left it (tokens, never raw values)."""
     from apps._cache import cache_stage
     from apps._dlp import dlp_stages
+    from apps._knowledge import KnowledgeBot
     from apps._prompts import prompt_stage
 
     dlp_request, dlp_response = dlp_stages(settings, store)
+    prompts = prompt_stage(settings, store)
     return Stages(
-        request=[prompt_stage(settings, store), dlp_request],
+        request=[prompts, dlp_request],
         response=[dlp_response],
         cache=cache_stage(settings, store),
+        targets={KnowledgeBot.name: KnowledgeBot(settings, store, prompts=prompts)},
     )
 
 

@@ -51,6 +51,7 @@ from rag._retrieve import DEFAULTS, RetrievalDefaults
 from rag._splitters import Draft, Splitter, TextSplitter, markdown_sections
 from rag._tokens import TokenCounter
 from rag._types import (
+    AnswerTrace,
     Chunk,
     ChunkMetadata,
     Document,
@@ -68,6 +69,7 @@ __all__ = [
     "DEFAULT_EXCLUDE",
     "OPERATORS",
     "Answer",
+    "AnswerTrace",
     "Chunk",
     "ChunkMetadata",
     "Citation",

@@ -24,7 +24,7 @@ from genai.tenancy import Action, Role
 from rag._chroma import ChunkStore, chroma_client, collection_name, drop_collection
 from rag._records import find_kb
 from rag._tokens import TokenCounter, model_directory
-from rag._types import KnowledgeBaseInfo, SplitterConfig
+from rag._types import AnswerTrace, KnowledgeBaseInfo, SplitterConfig
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -117,6 +117,21 @@ class KnowledgeBases:
         self.redactor = redactor
         self._chroma = chroma
         self._lock = threading.Lock()
+
+    def for_client(self, client: Client) -> KnowledgeBases:
+        """The same knowledge bases as ``client``'s principal sees them, sharing this
+        object's embedding models, token counters, rerankers and Chroma client (a server
+        answering many callers loads each model once)."""
+        other = KnowledgeBases(
+            client, reranker=self.reranker, redactor=self.redactor, chroma=self.chroma()
+        )
+        other._embedders, other._counters, other._rerankers = (
+            self._embedders,
+            self._counters,
+            self._rerankers,
+        )
+        other._lock = self._lock
+        return other
 
     # ------------------------------------------------------------------ shared parts
 
@@ -267,6 +282,27 @@ class KnowledgeBases:
             s.flush()
             drop_collection(self.chroma(), collection)
             self._ctx.audit(s, me, "kb.delete", project=proj, resource=f"kb:{name}")
+
+    def answers(
+        self,
+        project: str,
+        name: str | None = None,
+        *,
+        request_id: str | None = None,
+        limit: int = 50,
+    ) -> builtins.list[AnswerTrace]:
+        """What the project's knowledge-bot answers were built from, newest first (viewer):
+        the knowledge-base and prompt versions and the chunks given and cited; ``name``
+        and ``request_id`` (the gateway's ``x-request-id``) narrow it."""
+        with self._ctx.store.session() as s:
+            _, proj = self._authorized(s, project, Action.REGISTRY_READ)
+            query = select(t.KbAnswer).where(t.KbAnswer.project_id == proj.id)
+            if name is not None:
+                query = query.where(t.KbAnswer.kb_name == name)
+            if request_id is not None:
+                query = query.where(t.KbAnswer.request_id == request_id)
+            rows = s.scalars(query.order_by(t.KbAnswer.id.desc()).limit(limit)).all()
+            return [AnswerTrace.model_validate(row, from_attributes=True) for row in rows]
 
     def purge_orphaned_collections(self) -> builtins.list[str]:
         """Drop ``kb-<project>-<kb>`` collections whose knowledge base no longer exists

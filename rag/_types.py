@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AnswerTrace",
     "Chunk",
     "ChunkMetadata",
     "Document",
@@ -153,3 +154,16 @@ class IngestReport(BaseModel):
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.deleted)
+
+
+class AnswerTrace(BaseModel):
+    """What one knowledge-bot answer was built from (:meth:`rag.KnowledgeBases.answers`)."""
+
+    request_id: str
+    ts: datetime
+    deployment: str
+    kb_name: str
+    kb_version: int | None
+    prompt_version: str
+    chunks: list[dict[str, Any]]  # every chunk given to the LLM: id, source, score
+    cited: list[int]  # the [n] marks of the answer (1-based positions in ``chunks``)

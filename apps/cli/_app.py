@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import apps.cli._prompts  # registers `genai prompt`
     import apps.cli._rag  # noqa: F401 - registers `genai kb`, `genai ingest`, `genai ask`
     from apps.cli import _deploy, _gateway, _registry, _serve, _tenancy  # noqa: F401 - registers
-    from apps.cli._demo import demo  # noqa: F401
+    from apps.cli._up import up  # noqa: F401
 
     try:
         app(args=list(argv) if argv is not None else None, prog_name="genai")

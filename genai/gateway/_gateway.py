@@ -224,6 +224,7 @@ class Gateway:
         outcome: Outcome,
     ) -> dict[str, Any]:
         _note_for_stages(call, route, outcome)
+        await self.targets.prepare(call, spec)
         cache = self.stages.cache
         if cache is not None:
             hit = await cache.lookup(call)
@@ -329,6 +330,7 @@ class Gateway:
     ) -> Response:
         wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         _note_for_stages(call, route, outcome)
+        await self.targets.prepare(call, spec)
         cache = self.stages.cache
         if cache is not None:
             hit = await cache.lookup(call)

@@ -104,6 +104,7 @@ def as_response(relay: SseRelay, call: GatewayRequest) -> dict[str, Any]:
         "model": call.body.get("model"),
         "choices": [choice],
         "usage": relay.usage,
+        **relay.extensions,
     }
 
 

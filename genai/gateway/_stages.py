@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from genai.gateway._spec import TargetSpec
 from genai.tenancy import Principal
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "CacheStage",
     "CachedAnswer",
     "GatewayRequest",
+    "PreparedTarget",
     "RequestStage",
     "ResponseStage",
     "StreamFilter",
@@ -120,10 +122,26 @@ class CacheFeedback(Protocol):
 @runtime_checkable
 class TargetStage(Protocol):
     """A target that is not an LLM endpoint (a knowledge bot, a tool): it answers a request
-    with an OpenAI response body, or a stream of OpenAI chunk bodies."""
+    with an OpenAI response body, or a stream of OpenAI chunk bodies. A deployment names it
+    as a target's ``backend``; ``target`` is that entry of the spec (its ``options`` are the
+    stage's configuration for this deployment). Top-level fields the stage adds to its
+    answer besides OpenAI's (a knowledge bot's ``citations``) reach the client, streamed
+    (on the chunk that ends the choice) or not, and a cached replay keeps them."""
 
     name: str
 
-    async def complete(self, request: GatewayRequest) -> dict[str, Any]: ...
+    async def complete(self, request: GatewayRequest, target: TargetSpec) -> dict[str, Any]: ...
 
-    def stream(self, request: GatewayRequest) -> AsyncIterator[dict[str, Any]]: ...
+    def stream(
+        self, request: GatewayRequest, target: TargetSpec
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class PreparedTarget(Protocol):
+    """A target stage whose answer depends on more than the request: before the cache is
+    looked up it notes what (``request.prompt_version``, ``request.extra["kb_version"]``),
+    so that the cache partitions by it and the ledger records it. Called for each target
+    and fallback of the deployment that this stage serves; an error refuses the request."""
+
+    async def prepare(self, request: GatewayRequest, target: TargetSpec) -> None: ...

@@ -17,10 +17,18 @@ import orjson
 from genai.errors import BackendError
 from genai.gateway._stages import StreamFilter, ToolCallFilter
 
-__all__ = ["SseRelay", "replay_events"]
+__all__ = ["STANDARD_FIELDS", "SseRelay", "extensions", "replay_events"]
 
 _DONE = b"[DONE]"
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')  # a usage object, however the JSON is spaced
+_HEAD = ("id", "object", "created", "model", "system_fingerprint", "service_tier")
+#: OpenAI's own top-level fields; any other field is a target's extension (citations)
+STANDARD_FIELDS = frozenset((*_HEAD, "choices", "usage", "prompt_filter_results"))
+
+
+def extensions(body: dict[str, Any]) -> dict[str, Any]:
+    """The top-level fields of a response or chunk that OpenAI does not define."""
+    return {k: v for k, v in body.items() if k not in STANDARD_FIELDS}
 
 
 class SseRelay:
@@ -51,6 +59,7 @@ class SseRelay:
         self.finish_reason: str | None = None
         self.error: dict[str, Any] | None = None
         self.done = False
+        self.extensions: dict[str, Any] = {}  # a target's own top-level fields (citations)
         self.parts: list[str] = []  # what the client got (after the filters)
         self.raw_parts: list[str] = []  # what the target sent (before them)
 
@@ -120,6 +129,7 @@ class SseRelay:
             if self._model and isinstance(upstream_model, str) and upstream_model != self._model:
                 self._renames.append((orjson.dumps(upstream_model), orjson.dumps(self._model)))
         chunk["id"] = self._id.decode()
+        self.extensions.update(extensions(chunk))
         if self._model and "model" in chunk:
             chunk["model"] = self._model
         if chunk.get("usage"):
@@ -216,7 +226,7 @@ def _drain(filters: Sequence[StreamFilter]) -> str:
 def _tool_chunk(
     template: dict[str, Any], choice: dict[str, Any], call_index: int, arguments: str
 ) -> dict[str, Any]:
-    body = {k: v for k, v in template.items() if k not in ("choices", "usage")}
+    body = {k: template[k] for k in _HEAD if k in template}
     delta = {"tool_calls": [{"index": call_index, "function": {"arguments": arguments}}]}
     part = {
         "index": choice.get("index", 0),
@@ -237,7 +247,7 @@ def _event(chunk: dict[str, Any]) -> bytes:
 
 
 def _text_chunk(template: dict[str, Any], choice: dict[str, Any], text: str) -> dict[str, Any]:
-    body = {k: v for k, v in template.items() if k not in ("choices", "usage")}
+    body = {k: template[k] for k in _HEAD if k in template}
     index = choice.get("index", 0)
     if "delta" in choice:
         part = {"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
@@ -247,8 +257,10 @@ def _text_chunk(template: dict[str, Any], choice: dict[str, Any], text: str) -> 
 
 
 def replay_events(response: dict[str, Any], *, include_usage: bool, piece: int = 24) -> list[bytes]:
-    """A whole (cached) answer as the stream OpenAI would have sent for it."""
+    """A whole (cached) answer as the stream OpenAI would have sent for it; the answer's
+    own fields (:func:`extensions`) ride on the chunk that ends each choice."""
     chat = response.get("object") == "chat.completion"
+    extra = extensions(response)
     base = {
         "id": response.get("id"),
         "object": "chat.completion.chunk" if chat else "text_completion",
@@ -288,6 +300,7 @@ def replay_events(response: dict[str, Any], *, include_usage: bool, piece: int =
         events.append(
             {
                 **base,
+                **extra,
                 "choices": [
                     {
                         "index": index,

@@ -5,6 +5,7 @@ LLM backend, or a non-LLM target stage (a knowledge bot). Each answers a whole r
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ import orjson
 
 from genai.errors import BackendError, ValidationError, error_body
 from genai.gateway._spec import DeploymentSpec, TargetSpec
-from genai.gateway._stages import GatewayRequest, TargetStage
+from genai.gateway._stages import GatewayRequest, PreparedTarget, TargetStage
 from genai.gateway._upstream import UpstreamError, Upstreams
 from genai.models import LLMBackend, create_backend
 
@@ -59,6 +60,10 @@ class Targets:
         await self._upstreams.start()
 
     async def close(self) -> None:
+        for stage in self._stages.values():
+            closing = getattr(stage, "close", None)
+            if closing is not None and inspect.isawaitable(done := closing()):
+                await done
         await self._upstreams.close()
         for backend in self._local.values():
             await backend.close()
@@ -78,7 +83,7 @@ class Targets:
             return _decode(raw, target)
         stage = self._stages.get(target.backend or "")
         if stage is not None:
-            return await stage.complete(call.request)
+            return await stage.complete(call.request, target)
         from genai.serving._local import local_complete
 
         backend = await self._backend(target)
@@ -100,7 +105,12 @@ class Targets:
             return _relay_http(response, target)
         stage = self._stages.get(target.backend or "")
         if stage is not None:
-            return _sse(stage.stream(call.request))
+            chunks = stage.stream(call.request, target)
+            try:  # a stage that refuses before its first chunk refuses the request
+                first = await anext(chunks)
+            except StopAsyncIteration:
+                return _sse(chunks, None)
+            return _sse(chunks, first)
         from genai.serving._local import local_stream
 
         backend = await self._backend(target)
@@ -108,6 +118,13 @@ class Targets:
             backend, call.request.endpoint, call.body(), call.request.adapter
         )
         return _passthrough(events)
+
+    async def prepare(self, request: GatewayRequest, spec: DeploymentSpec) -> None:
+        """Let the stage targets of ``spec`` note what their answers depend on."""
+        for target in (*spec.targets, *spec.fallbacks):
+            stage = self._stages.get(target.backend or "")
+            if isinstance(stage, PreparedTarget):
+                await stage.prepare(request, target)
 
     async def warm(self, target: TargetSpec) -> None:
         """Start an in-process target's backend now rather than on its first request."""
@@ -203,8 +220,12 @@ async def _passthrough(events: AsyncIterator[bytes]) -> AsyncGenerator[bytes, No
             await aclose()
 
 
-async def _sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncGenerator[bytes, None]:
+async def _sse(
+    chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None
+) -> AsyncGenerator[bytes, None]:
     try:
+        if first is not None:
+            yield b"data: " + orjson.dumps(first) + b"\n\n"
         async for chunk in chunks:
             yield b"data: " + orjson.dumps(chunk) + b"\n\n"
     except BackendError as error:

@@ -127,7 +127,8 @@ _WINDOW = 40  # characters of the sentence so far that decide whether a period e
 def split_sentences(text: str) -> list[str]:
     """The sentences of ``text``, whitespace collapsed, in order.
 
-    Blank lines, list items and Markdown headings always end a sentence; ``.``, ``!``,
+    Blank lines, list items and Markdown headings always end a sentence (a heading is
+    left out: a title is not an answer); ``.``, ``!``,
     ``?`` and ``…`` end one when whitespace and a word not starting in lower case follow,
     except after abbreviations (``e.g.``, ``Dr.``, ``Fig.``…), initials (``J. Smith``)
     and list numbers (``Steps: 1. Open``). Decimals, versions and URLs stay whole.
@@ -145,7 +146,7 @@ def _blocks(text: str) -> list[str]:
         if not line.strip():
             blocks.append([])
         elif _HEADING.match(line):
-            blocks.extend([[_HEADING.sub("", line)], []])
+            blocks.append([])  # a title is not an answer: never quoted
         elif _LIST_MARKER.match(line):
             blocks.append([_LIST_MARKER.sub("", line, count=1)])
         else:

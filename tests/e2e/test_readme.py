@@ -124,3 +124,30 @@ def test_serving_example_runs(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_knowledge_base_examples_run(tmp_path: Path) -> None:
+    section = _section("Knowledge bases and knowledge bots")
+    cli_block = _blocks("bash", section)[0]
+    setup = subprocess.run(
+        [str(BIN / "genai"), "init"], env=_env(tmp_path / "home"), capture_output=True, text=True
+    )
+    assert setup.returncode == 0, setup.stderr
+    shell = subprocess.run(
+        ["bash", "-e", "-c", cli_block],
+        cwd=tmp_path,
+        env=_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert "1 added" in shell.stdout and "1 unchanged; 0 chunks written" in shell.stdout
+    assert "Refunds reach your card within five business days [1]." in shell.stdout
+    assert "[1] " in shell.stdout and "billing.md Refunds" in shell.stdout
+
+    python_block = _blocks("python", section)[0]
+    result = _run_python(python_block, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "The desk opens at 9 am, Monday to Friday [1]." in result.stdout
+    assert "desk.md Support desk']" in result.stdout

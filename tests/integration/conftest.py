@@ -239,3 +239,13 @@ def gateway_server() -> Iterator[Callable[..., Any]]:
 
     with contextlib.ExitStack() as stack:
         yield lambda settings, **kwargs: stack.enter_context(run_gateway(settings, **kwargs))
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """The bundled embedding model, loaded once per test process (it is read-only)."""
+    from genai.models._embedders import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder()
+    model.warm()
+    return model

@@ -94,13 +94,6 @@ async def collect(backend: ExtractiveBackend, request: GenerationRequest) -> lis
     return [chunk async for chunk in backend.stream(request)]
 
 
-@pytest.fixture(scope="module")
-def embedder() -> SentenceTransformerEmbedder:
-    model = SentenceTransformerEmbedder()
-    model.warm()
-    return model
-
-
 @pytest.fixture
 def backend(embedder: SentenceTransformerEmbedder) -> ExtractiveBackend:
     return ExtractiveBackend(embedder=embedder)

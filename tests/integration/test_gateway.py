@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from genai.errors import BackendError, DlpBlocked
-from genai.gateway import CachedAnswer, GatewayRequest, Stages
+from genai.gateway import CachedAnswer, GatewayRequest, Stages, TargetSpec
 from genai.store import _schema as t
 
 PROJECT = "proj-a"
@@ -317,7 +317,7 @@ class ScriptBot:
         self.fail_after = fail_after
         self.calls = 0
 
-    async def complete(self, request: GatewayRequest) -> dict[str, Any]:
+    async def complete(self, request: GatewayRequest, target: TargetSpec) -> dict[str, Any]:
         self.calls += 1
         return {
             "id": "bot-1",
@@ -335,7 +335,9 @@ class ScriptBot:
             "usage": {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9},
         }
 
-    async def stream(self, request: GatewayRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(
+        self, request: GatewayRequest, target: TargetSpec
+    ) -> AsyncIterator[dict[str, Any]]:
         self.calls += 1
         base = {"id": "bot-1", "object": "chat.completion.chunk", "created": 1, "model": "script"}
         for i, text in enumerate(self.pieces):

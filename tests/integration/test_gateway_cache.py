@@ -38,15 +38,6 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'genai.db'}"
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Any:
-    from genai.models._embedders import SentenceTransformerEmbedder
-
-    model = SentenceTransformerEmbedder()
-    model.warm()
-    return model
-
-
 class TestStage:
     """Stands in for the prompt, RAG and DLP stages: sets what they would set, from
     headers the test sends."""

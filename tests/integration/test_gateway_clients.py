@@ -37,13 +37,6 @@ def model_server(run_server, tiny):
         yield server
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    from genai.models._embedders import SentenceTransformerEmbedder
-
-    return SentenceTransformerEmbedder()
-
-
 @pytest.fixture
 def world(platform, settings, model_server, embedder, gateway_server):
     """proj-a serves ``chat`` (the tiny model; callers may pick adapter a1 only) and

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from genai.gateway import GatewayRequest, Stages
+from genai.gateway import GatewayRequest, Stages, TargetSpec
 from genai.store import _schema as t
 
 A, B = "proj-a", "proj-b"
@@ -50,7 +50,7 @@ class Recorder:
     def __init__(self) -> None:
         self.projects: list[str] = []
 
-    async def complete(self, request: GatewayRequest) -> dict[str, Any]:
+    async def complete(self, request: GatewayRequest, target: TargetSpec) -> dict[str, Any]:
         self.projects.append(request.project)
         return {
             "id": "bot",
@@ -67,7 +67,9 @@ class Recorder:
             "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
         }
 
-    async def stream(self, request: GatewayRequest) -> AsyncIterator[dict[str, Any]]:
+    async def stream(
+        self, request: GatewayRequest, target: TargetSpec
+    ) -> AsyncIterator[dict[str, Any]]:
         self.projects.append(request.project)
         yield {
             "id": "bot",

@@ -68,15 +68,6 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Any:
-    from genai.models._embedders import SentenceTransformerEmbedder
-
-    model = SentenceTransformerEmbedder()
-    model.warm()
-    return model
-
-
 @pytest.fixture
 def server_platform(settings_factory: Any, chroma_url: str) -> Iterator[Any]:
     settings = settings_factory(chroma_url=chroma_url)

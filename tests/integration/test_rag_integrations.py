@@ -21,15 +21,6 @@ from rag import (
 PROJECT = "integ"
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Any:
-    from genai.models._embedders import SentenceTransformerEmbedder
-
-    model = SentenceTransformerEmbedder()
-    model.warm()
-    return model
-
-
 @pytest.fixture
 def kbs(platform: Any, embedder: Any) -> KnowledgeBases:
     admin = platform()

@@ -27,15 +27,6 @@ from rag import KnowledgeBases, SplitterConfig
 ALPHA, BETA = "alpha", "beta"
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Any:
-    from genai.models._embedders import SentenceTransformerEmbedder
-
-    model = SentenceTransformerEmbedder()
-    model.warm()
-    return model
-
-
 def _world(platform: Any, embedder: Any) -> SimpleNamespace:
     admin = platform()
     for project in (ALPHA, BETA):

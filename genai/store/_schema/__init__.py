@@ -14,6 +14,7 @@ from genai.store._schema._capabilities import (
     CacheEntry,
     CacheHit,
     DlpVaultEntry,
+    KbAnswer,
     KbDocument,
     KnowledgeBase,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "DlpVaultEntry",
     "EvalRun",
     "Feedback",
+    "KbAnswer",
     "KbDocument",
     "KnowledgeBase",
     "LineageEdge",

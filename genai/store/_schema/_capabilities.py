@@ -26,6 +26,7 @@ __all__ = [
     "CacheEntry",
     "CacheHit",
     "DlpVaultEntry",
+    "KbAnswer",
     "KbDocument",
     "KnowledgeBase",
 ]
@@ -203,3 +204,24 @@ class KbDocument(Base):
     chunks: Mapped[int] = mapped_column(Integer, default=0)
     modified_at: Mapped[datetime | None] = mapped_column(nullable=True)
     indexed_at: Mapped[datetime] = _created()
+
+
+class KbAnswer(Base):
+    """What one knowledge-bot answer was built from: the knowledge-base version, the
+    prompt version and the chunks it was given and cited (never the question's text: it
+    may hold personal data). Written by the gateway's knowledge bot off the request path.
+    """
+
+    __tablename__ = "kb_answers"
+    __table_args__ = (Index("ix_kb_answers_project_request", "project_id", "request_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    ts: Mapped[datetime] = _created()
+    request_id: Mapped[str] = mapped_column(String(64))
+    deployment: Mapped[str] = mapped_column(String(200))
+    kb_name: Mapped[str] = mapped_column(String(100), index=True)
+    kb_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    prompt_version: Mapped[str] = mapped_column(String(200), default="")
+    chunks: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{id, source, score}]
+    cited: Mapped[list[Any]] = mapped_column(JSON, default=list)  # the [n] the answer cites

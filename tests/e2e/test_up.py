@@ -1,9 +1,11 @@
-"""`genai demo` (what `make run` runs): idempotent set-up, and a gateway that answers the
-calls it prints, as printed."""
+"""`genai up` (what `make run` runs): idempotent set-up of the demo project and its
+knowledge bot over this project's README, and a gateway that answers the calls it prints,
+as printed, with citations."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -18,7 +20,7 @@ import httpx
 import pytest
 from _cli import GENAI, Cli
 
-ANSWER = "The support desk opens at 9 am and closes at 6 pm, Monday to Friday [faq-1]."
+CITATION = re.compile(r"\[(\d+)\]")
 
 
 @pytest.fixture
@@ -42,32 +44,36 @@ def _snippet(out: str, first: str, last: str) -> str:
 
 
 def _python(out: str) -> str:
-    return _snippet(out, "from openai import OpenAI", "print(answer")
+    return _snippet(out, "from openai import OpenAI", "    print(f")
 
 
 def _curl(out: str) -> str:
     return _snippet(out, "curl -s ", "  -d '")
 
 
-def test_demo_without_serving_is_idempotent(cli: Cli) -> None:
-    first = cli("demo", "--no-serve").stdout
-    second = cli("demo", "--no-serve").stdout
+def test_up_without_serving_is_idempotent(cli: Cli) -> None:
+    first = cli("up", "--no-serve").stdout
+    second = cli("up", "--no-serve").stdout
     assert "project demo created" in first and "project demo exists" in second
+    assert "knowledge base docs (version 1): 1 added" in first
+    assert "knowledge base docs (version 1): 0 added, 0 updated, 0 deleted, 1 unchanged" in second
     for out in (first, second):
-        assert "deployment chat (revision 1)" in out
+        assert "prompt qa@1 at production" in out
+        assert "deployment docs-bot (revision 1)" in out
         assert "the gateway: http://127.0.0.1:4000/v1" in out
         assert "http://127.0.0.1:4000/v1/chat/completions" in _curl(out)
-        assert f'api_key="{_key(out)}"' in _python(out) and "<context>" in _python(out)
+        assert f'api_key="{_key(out)}"' in _python(out) and "citations" in _python(out)
         assert f"Bearer {_key(out)}" in _curl(out)
         assert "total: 0 requests" in out  # the usage report, printed without serving
     assert _key(first) != _key(second)
     assert [(d["name"], d["version"]) for d in cli.json("deploy", "list", "-p", "demo")] == [
-        ("chat", 1)
+        ("docs-bot", 1)
     ]
     keys = cli.json("key", "list", "-p", "demo", "--all")
     active = [(k["prefix"], k["revoked_at"] is None) for k in keys]
     assert active == [(_key(first)[:13], False), (_key(second)[:13], True)]
     assert [p["name"] for p in cli.json("project", "list")] == ["demo"]
+    assert cli.json("prompt", "get", "qa@production", "-p", "demo")["version"] == 1
 
 
 def _free_port() -> int:
@@ -76,10 +82,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_demo_serves_the_calls_it_prints(cli: Cli) -> None:
+def test_up_serves_the_calls_it_prints_with_citations(cli: Cli) -> None:
     port = _free_port()
     process = subprocess.Popen(
-        [GENAI, "demo", "--port", str(port)],
+        [GENAI, "up", "--port", str(port)],
         env=cli.env | {"PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -92,8 +98,11 @@ def test_demo_serves_the_calls_it_prints(cli: Cli) -> None:
         _wait_for_health(port, process, lines)
         _wait_for(lambda: "total: 1 requests" in "".join(lines), process, lines)
         out = "".join(lines)
-        # the demo's own first call: the question, its answer, the report with that call
-        assert f"A: {ANSWER}" in out
+        # the first call: the question, the bot's answer quoting the README, its citations
+        (answer,) = [line[3:] for line in out.splitlines() if line.startswith("A: ")]
+        numbers = CITATION.findall(answer)
+        assert numbers, answer
+        assert f"   [{numbers[0]}] " in out and "README.md" in out.split("A: ", 1)[1]
         sdk = subprocess.run(
             [sys.executable, "-c", _python(out)],
             capture_output=True,
@@ -102,7 +111,11 @@ def test_demo_serves_the_calls_it_prints(cli: Cli) -> None:
             env=cli.env,
         )
         assert sdk.returncode == 0, sdk.stderr
-        assert sdk.stdout.strip() == ANSWER
+        printed = sdk.stdout.strip().splitlines()
+        assert printed[0] == answer  # the same question: the same answer (from the cache)
+        assert any(
+            line.startswith(f"[{numbers[0]}] ") and "README.md" in line for line in printed[1:]
+        ), printed
         calls = 2
         if shutil.which("curl") and shutil.which("bash"):
             calls += 1
@@ -110,7 +123,9 @@ def test_demo_serves_the_calls_it_prints(cli: Cli) -> None:
                 ["bash", "-c", _curl(out)], capture_output=True, text=True, timeout=60
             )
             assert shell.returncode == 0, shell.stderr
-            assert json.loads(shell.stdout)["choices"][0]["message"]["content"] == ANSWER
+            body = json.loads(shell.stdout)
+            assert body["choices"][0]["message"]["content"] == answer
+            assert body["genai"]["prompt_version"] == "qa@1"
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -121,7 +136,7 @@ def test_demo_serves_the_calls_it_prints(cli: Cli) -> None:
             reader.join(timeout=10)
     assert process.returncode == 0, "".join(lines)
     report = cli.json("usage", "report", "-p", "demo", "--by", "model")
-    assert [(r["model"], r["requests"]) for r in report["rows"]] == [("chat", calls)]
+    assert [(r["model"], r["requests"]) for r in report["rows"]] == [("docs-bot", calls)]
 
 
 def _wait_for_health(port: int, process: subprocess.Popen[str], lines: list[str]) -> None:
@@ -135,10 +150,10 @@ def _wait_for_health(port: int, process: subprocess.Popen[str], lines: list[str]
 
 
 def _wait_for(done: Callable[[], bool], process: subprocess.Popen[str], lines: list[str]) -> None:
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        assert process.poll() is None, "genai demo exited:\n" + "".join(lines)
+        assert process.poll() is None, "genai up exited:\n" + "".join(lines)
         if done():
             return
         time.sleep(0.2)
-    raise AssertionError("the demo did not get there:\n" + "".join(lines))
+    raise AssertionError("genai up did not get there:\n" + "".join(lines))
