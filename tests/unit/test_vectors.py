@@ -195,3 +195,43 @@ def test_an_unreachable_chroma_server_is_a_backend_error() -> None:
     store = ChromaVectorStore(url="http://127.0.0.1:9")
     with pytest.raises(BackendError, match="Chroma"):
         store.query("coll-a", unit(1))
+
+
+def test_large_partitions_pre_rank_by_sign_bits_and_still_find_close_rows() -> None:
+    """Above ``approximate_from`` rows a query scores only the rows whose sign bits are
+    closest; every row a query is close to (cosine >= 0.8) must still come first, with the
+    exact score, and deletes must keep the bits in step with the rows."""
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((50, 64)).astype(np.float32)
+    rows = centres[rng.integers(0, 50, 6000)] + rng.standard_normal((6000, 64)).astype(
+        np.float32
+    )
+    ids = [f"r{i}" for i in range(len(rows))]
+    fast = InMemoryVectorStore(approximate_from=1000, candidates=64)
+    exact = InMemoryVectorStore(approximate_from=None)
+    for store in (fast, exact):
+        store.upsert("col", ids, rows)
+        store.delete("col", ids=ids[:500])  # moves rows (and their bits) into the holes
+    checked = 0
+    for i in rng.choice(np.arange(500, len(rows)), 200, replace=False):
+        noise = rng.standard_normal(64).astype(np.float32)
+        query = rows[i] / np.linalg.norm(rows[i]) + 0.25 * noise / np.linalg.norm(noise)
+        want = exact.query("col", query, k=1)[0]
+        if want.score < 0.8:
+            continue
+        got = fast.query("col", query, k=1)[0]
+        assert (got.id, round(got.score, 5)) == (want.id, round(want.score, 5))
+        checked += 1
+    assert checked > 150
+    # below the limit the search is exact: a far query gets the true best row too
+    far = rng.standard_normal(64).astype(np.float32)
+    small = InMemoryVectorStore(approximate_from=10_000)
+    small.upsert("col", ids, rows)
+    assert [m.id for m in small.query("col", far, k=3)] == exact_top(rows, ids, far, 3)
+
+
+def exact_top(rows: np.ndarray, ids: list[str], query: np.ndarray, k: int) -> list[str]:
+    normed = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    scores = normed @ (query / np.linalg.norm(query))
+    order = np.argsort(-scores)[:k]
+    return [ids[i] for i in order]
