@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from genai.errors import ConflictError, Forbidden, ValidationError
 from genai.store import _schema as t
-from genai.tenancy import Action, Role
+from genai.tenancy import Action
 from rag._chroma import ChunkStore, chroma_client, collection_name, drop_collection
 from rag._records import find_kb
 from rag._tokens import TokenCounter, model_directory
@@ -274,8 +274,7 @@ class KnowledgeBases:
         """Delete a knowledge base, its vectors and its source records (maintainer).
         Its dataset versions stay in the registry, as lineage."""
         with self._ctx.store.session() as s:
-            me, proj = self._authorized(s, project, Action.REGISTRY_WRITE)
-            _require_maintainer(me, proj, name)
+            me, proj = self._authorized(s, project, Action.KB_DELETE)
             row = find_kb(s, proj, name, lock=True)
             collection = row.collection
             s.delete(row)
@@ -322,18 +321,6 @@ class KnowledgeBases:
                 drop_collection(self.chroma(), name)
                 dropped.append(name)
         return dropped
-
-
-def _require_maintainer(me: Principal, proj: t.Project, name: str) -> None:
-    """Deleting a knowledge base is the maintainer's. The permission table has no action
-    for it yet, so this checks the role directly (``registry:write`` was checked first)."""
-    role = me.role_in(proj.id)
-    if me.is_admin or (role is not None and role >= Role.MAINTAINER):
-        return
-    raise Forbidden(
-        f"{me.label} has role {role.value if role else 'none'} in this project, which may not "
-        f"delete knowledge base {name!r}; it needs role maintainer or higher: ask a project owner"
-    )
 
 
 def _dimension(model: str, kbs: KnowledgeBases) -> int:

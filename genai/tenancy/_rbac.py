@@ -83,6 +83,7 @@ class Action(StrEnum):
     ALIAS_SET = "alias:set"
     ALIAS_SET_PROTECTED = "alias:set-protected"
     DEPLOYMENT_WRITE = "deployment:write"
+    KB_DELETE = "kb:delete"  # a knowledge base and its vectors (ingesting is registry:write)
     MODEL_INVOKE = "model:invoke"
 
 
@@ -106,6 +107,7 @@ _DEVELOPER = _VIEWER | {
 _MAINTAINER = _DEVELOPER | {
     Action.ALIAS_SET_PROTECTED,
     Action.DEPLOYMENT_WRITE,
+    Action.KB_DELETE,
     Action.MEMBER_MANAGE,
     Action.KEY_REVOKE,
     Action.AUDIT_READ,

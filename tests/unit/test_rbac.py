@@ -32,6 +32,7 @@ EXPECTED_TABLE = """
     alias:set             -  x  x  x
     alias:set-protected   -  -  x  x
     deployment:write      -  -  x  x
+    kb:delete             -  -  x  x
     model:invoke          -  x  x  x
 """
 ROLE_COLUMNS = (Role.VIEWER, Role.DEVELOPER, Role.MAINTAINER, Role.OWNER)
