@@ -7,13 +7,16 @@ true paraphrases often score 0.7 to 0.85. No threshold separates the two. So aft
 similarity threshold, a candidate must also pass cheap lexical checks that look at exactly
 what embeddings blur:
 
-- negation: one text is negated ("not", "never", "n't", ...) and the other is not;
+- negation: one text is negated ("not", "never", "n't", ...) and the other is not, or one
+  says a thing is absent ("without X", "non-X", "with no X") that the other mentions;
 - antonyms: one text says "open", "enable", "with", "upload", ... where the other says the
   opposite ("close", "disable", "without", "download", ...);
 - numbers: the two texts mention different numbers (amounts, years, versions, "three");
 - names: each text names something the other does not ("Paris" / "London", "A100" / "H100",
   ``load_dataset`` / ``load_from_disk``); a name also matches its acronym ("HF" / "Hugging
-  Face") and its spelling spaces.
+  Face", "JS" / "JavaScript", "TV" / "television"), its spelling spaces, a version with its
+  word cut short ("v2.10.0" / "version 2.10.0") and its adjective ("Syria" / "Syrian") —
+  other spellings of one name, recognised by their letters, never by a list of words.
 
 Each check only ever *rejects*: it turns a hit into a miss, never a miss into a hit. The
 rules were chosen on the STS-B and MRPC training splits (see ``cache/_calibrate.py``), never
@@ -291,13 +294,20 @@ for _a, _b in _ANTONYMS:
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’]*|\d[\d,.]*\d|\d")
 _NUMBER = re.compile(
     r"(?:(?<![\w.])|(?<=\b[vV]))[$€£¥]?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?((?:\.\d+)+)?"
-    r"(?:[\s-]*(%|percent|k|m|mn|bn|b|hundred|thousand|million|billion|trillion)\b)?",
+    r"(?:[\s-]*(%|percent|k|m|mn|bn|b|(?:hundred|thousand|million|billion|trillion)s?)\b)?",
     re.IGNORECASE,
 )
 _SCALED = re.compile(r"^\d+(?:\.\d+)?(?:k|m|mn|b|bn)$")
 _LIST_MARKER = re.compile(r"(?m)^\s*\(?\d{1,2}[.)]\s+")
 _TOKEN = re.compile(r"`[^`]+`|[\w][\w.\-/+#’']*[\w+#)]|\w", re.UNICODE)
 _CLAUSE_START = re.compile(r"(^|[.!?:;]\s+|\n\s*|[\"“(]\s*)$")
+_DOTTED = re.compile(r"\b(?:[A-Z]\.){2,5}")
+_VERSIONED = re.compile(r"([a-z]+)[.\-]?(\d+(?:\.\d+)*)")
+_WORD_NUMBER = re.compile(r"([A-Za-z]+)[\s\-]+[vV]?(\d+(?:\.\d+)*)")
+_CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+# Endings that make a name's adjective or inhabitant ("Syria" / "Syrian", "Japan" /
+# "Japanese", "Mexico" / "Mexican"): the same name, not another one.
+_NAME_ENDINGS = frozenset(("", "n", "an", "ian", "ese", "i", "ic", "a", "o", "y"))
 
 
 # ------------------------------------------------------------------ features
@@ -309,6 +319,57 @@ def _words(text: str) -> list[str]:
 
 def _negated(words: list[str]) -> bool:
     return any(w in _NEGATIONS or w.endswith("n't") for w in words)
+
+
+def _privatives(words: list[str]) -> list[str]:
+    """The words with "with no" written "without" and "non-X" written "nonX" (as
+    "nonbinding" is): one spelling for each way to say a thing is absent."""
+    out: list[str] = []
+    for w in words:
+        if w == "no" and out and out[-1] == "with":
+            out[-1] = "without"
+        elif out and out[-1] == "non":
+            out[-1] = "non" + w
+        else:
+            out.append(w)
+    return out
+
+
+_DETERMINERS = _set("a an the any some its their your his her my our this that these those")
+_SCOPE = 4  # words after "without" that say what is absent ("without needing to download")
+
+
+def _absent(words: list[str]) -> tuple[set[str], set[int]]:
+    """What a text (its words through ``_privatives``) says is absent — the stem of the
+    word after "without" and its determiner ("without a pet": pet), or of "nonX" — and the
+    positions of the words that say so."""
+    found, scope = set(), set()
+    for i, w in enumerate(words):
+        if w == "without":
+            rest = [j for j in range(i + 1, min(len(words), i + 1 + _SCOPE))]
+            scope.update(rest)
+            named = [j for j in rest if words[j] not in _DETERMINERS]
+            if named:
+                found.add(_stem(words[named[0]]))
+        elif w.startswith("non") and len(w) >= 7 and not w.startswith("none"):
+            found.add(_stem(w[3:]))
+            scope.add(i)
+    return found, scope
+
+
+def _stem(word: str) -> str:
+    stem = re.sub(r"(?:ing|ed|es|s|e)$", "", word)
+    return stem if len(stem) >= 3 else word
+
+
+def _absence_differs(a: list[str], b: list[str]) -> bool:
+    """Whether one text says a thing is absent that the other mentions without saying so
+    ("travel without a pet" / "travel with a pet", "non-streaming" / "streaming")."""
+    gone_a, scope_a = _absent(a)
+    gone_b, scope_b = _absent(b)
+    said_a = {_stem(w) for i, w in enumerate(a) if i not in scope_a}
+    said_b = {_stem(w) for i, w in enumerate(b) if i not in scope_b}
+    return bool((gone_a - gone_b) & said_b or (gone_b - gone_a) & said_a)
 
 
 def _antonym_phrases(words: list[str]) -> set[str]:
@@ -332,7 +393,7 @@ def _numbers(text: str) -> set[str]:
             found.add(f"{whole}.{fraction}{version}")
             continue
         value = float(whole.replace(",", "") + ("." + fraction if fraction else ""))
-        factor = _SCALES.get((scale or "").lower(), 1)
+        factor = _SCALES.get((scale or "").lower().rstrip("s"), 1)
         found.add(_canonical(value * factor))
     words = re.findall(r"[a-z]+", text.lower())
     i = 0
@@ -419,6 +480,7 @@ class _Text:
         words = re.findall(r"[a-z0-9]+", text.lower())
         keys.update(words)
         acronyms = {w.lower() for w in re.findall(r"\b[A-Z]{2,5}s?\b", text)}
+        acronyms.update(w.replace(".", "").lower() for w in _DOTTED.findall(text))
         return cls(
             frozenset(keys),
             "".join(words),
@@ -449,7 +511,7 @@ def _expanded(names: list[_Name], text: str, other: _Text) -> list[_Name]:
     if not other.acronyms:
         return names
     matched: set[str] = set()
-    for run in re.findall(r"(?:\b[A-Z][a-z]+(?:\s+|$)){2,}", text):
+    for run in re.findall(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b", text):
         words = run.split()
         initials = "".join(w[0] for w in words).lower()
         if any(a in initials for a in other.acronyms):
@@ -474,8 +536,8 @@ class LexicalVerifier:
     def reject(self, query: str, cached: str) -> str | None:
         if normalize_text(query).casefold() == normalize_text(cached).casefold():
             return None
-        qw, cw = _words(query), _words(cached)
-        if self.negation and _negated(qw) != _negated(cw):
+        qw, cw = _privatives(_words(query)), _privatives(_words(cached))
+        if self.negation and (_negated(qw) != _negated(cw) or _absence_differs(qw, cw)):
             return "negation"
         if self.antonyms and _opposed(_antonym_phrases(qw), _antonym_phrases(cw)):
             return "antonym"
@@ -496,4 +558,78 @@ def _names_differ(query: str, cached: str, *, both: bool) -> bool:
     q_text, c_text = _Text.of(query), _Text.of(cached)
     q_only = [n for n in _expanded(_names(query), query, c_text) if not _mentions(n, c_text)]
     c_only = [n for n in _expanded(_names(cached), cached, q_text) if not _mentions(n, q_text)]
+    q_only = [n for n in q_only if not _abbreviated(n, cached, q_text)]
+    c_only = [n for n in c_only if not _abbreviated(n, query, c_text)]
     return bool(q_only and c_only) if both else bool(q_only or c_only)
+
+
+# ------------------------------------------------------------------ abbreviations
+
+
+def _abbreviated(name: _Name, other: str, this: _Text) -> bool:
+    """Whether ``name``, which the other text does not write, is there in another spelling
+    of the same thing: a short form and its long form ("JS" / "JavaScript", "TV" /
+    "television"), a version with its word cut short ("v2.10" / "version 2.10"), or the
+    name's adjective or inhabitant ("Syria" / "Syrian"). Only words the other text has and
+    this one lacks can be the other spelling: a name already matched explains nothing.
+
+    A short form is an acronym: two to five capitals, the first letter of the long form
+    and the rest in order (Schwartz & Hearst's rule), not merely its first letters ("JS" is
+    not "JSON", "AI" not "airline"); where the long form is written in CamelCase, exactly
+    its parts' initials."""
+    key = name.key
+    words = [w for w in re.findall(r"[A-Za-z]+", other) if w.lower() not in this.keys]
+    versioned = _VERSIONED.fullmatch(key)
+    if versioned and not key.isalpha():
+        cut, number = versioned.groups()
+        return any(
+            number == n.replace(".", "") and _starts(cut, w.lower())
+            for w, n in _WORD_NUMBER.findall(other)
+        )
+    if not key.isalpha():
+        return False
+    if _acronym(name.raw) and any(_short_for(key, w) for w in words):
+        return True
+    for w in words:
+        if _acronym(w) and _short_for(w.lower(), name.raw):
+            return True
+        if len(w) >= 4 and _same_name(key, w.lower()):
+            return True
+    return False
+
+
+def _acronym(word: str) -> bool:
+    return 2 <= len(word) <= 5 and word.isalpha() and word.isupper()
+
+
+def _short_for(short: str, long: str) -> bool:
+    """Whether ``short`` (lower case) abbreviates the one word ``long`` (as written)."""
+    lower = long.lower()
+    if len(lower) < len(short) + 2 or lower[0] != short[0] or lower.startswith(short):
+        return False
+    parts = _CAMEL.findall(long)
+    if len(parts) > 1:
+        return "".join(p[0] for p in parts).lower() == short
+    rest = iter(lower[1:])
+    return all(letter in rest for letter in short[1:])
+
+
+def _starts(cut: str, word: str) -> bool:
+    """Whether ``cut`` is ``word`` cut short: its first letters, or its first letter and
+    others in order ("v" / "version", "ver" / "version", "py" / "python")."""
+    if not cut or cut == word or word[0] != cut[0] or len(word) <= len(cut):
+        return False
+    rest = iter(word[1:])
+    return all(letter in rest for letter in cut[1:])
+
+
+def _same_name(a: str, b: str) -> bool:
+    """Whether two words are one name with another ending ("syria" / "syrian")."""
+    if a == b:
+        return False
+    common = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        common += 1
+    return common >= 4 and a[common:] in _NAME_ENDINGS and b[common:] in _NAME_ENDINGS
