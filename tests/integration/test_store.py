@@ -287,7 +287,7 @@ def _fill_project(admin: Any, project: str) -> None:
                 status="ok",
             )
         )
-        # what DLP, the cache and knowledge bases keep
+        # what DLP, the cache, knowledge bases and knowledge bots keep
         s.add(
             t.DlpVaultEntry(
                 project_id=pid,
@@ -323,6 +323,7 @@ def _fill_project(admin: Any, project: str) -> None:
                 kb_id=kb.id, source_key="a", project_id=pid, source="a.md", content_hash="h"
             )
         )
+        s.add(t.KbAnswer(project_id=pid, request_id="r1", deployment="bot", kb_name="docs"))
 
 
 def test_deleting_a_project_deletes_everything_of_it_but_keeps_the_audit_log(platform: Any) -> None:
