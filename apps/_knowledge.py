@@ -53,7 +53,7 @@ from genai.store import Store
 from genai.store import _schema as t
 from genai.tenancy import Action
 from prompts import PromptTemplate, PromptVersion
-from rag import Chunk, KnowledgeBases
+from rag import Chunk, KnowledgeBase, KnowledgeBases
 
 __all__ = ["BOT_BACKEND", "BotLLM", "BotOptions", "KnowledgeBot", "check_bot_targets"]
 
@@ -159,6 +159,15 @@ def check_bot_targets(spec: DeploymentSpec) -> None:
             bot_options(target)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What ``prepare`` read for one target: the knowledge-base version and the prompt
+    (``_plan`` uses them, so a request reads each once)."""
+
+    kb_version: int | None
+    prompt: PromptVersion | PromptTemplate
+
+
 @dataclass
 class _Plan:
     """One question, ready for the LLM."""
@@ -202,8 +211,7 @@ class KnowledgeBot:
         )
         version = snap.version
         prompt = await self._prompt(request, options)
-        notes = request.extra.setdefault("bot", {})
-        notes[target.name] = (version, prompt.ref if isinstance(prompt, PromptVersion) else "")
+        request.extra.setdefault("bot", {})[target.name] = _Prepared(version, prompt)
         kb_label = f"{options.kb}@{version if version is not None else 0}"
         request.extra["kb_version"] = _joined(request.extra.get("kb_version"), kb_label)
         if isinstance(prompt, PromptVersion):
@@ -312,13 +320,15 @@ class KnowledgeBot:
         if history and options.condense and not options.llm.extractive:
             plan.question = await self._condense(options.llm, question, history, plan)
             plan.condensed = plan.question != question
-        kb = await asyncio.to_thread(self._kbs(request).get, request.project, options.kb)
+        prepared = (request.extra.get("bot") or {}).get(target.name)
+        if not isinstance(prepared, _Prepared):  # the gateway prepares; a direct call may not
+            await self.prepare(request, target)
+            prepared = request.extra["bot"][target.name]
+        kb = KnowledgeBase(self._kbs(request), request.project, options.kb)  # retrieve authorizes
         plan.chunks = await asyncio.to_thread(
             kb.retrieve, plan.question, options.k, None, options.mode
         )
-        noted = (request.extra.get("bot") or {}).get(target.name)
-        plan.kb_version = noted[0] if noted else await asyncio.to_thread(lambda: kb.version)
-        prompt = await self._prompt(request, options)
+        plan.kb_version, prompt = prepared.kb_version, prepared.prompt
         plan.prompt_version = prompt.ref if isinstance(prompt, PromptVersion) else ""
         if not plan.chunks:
             return plan

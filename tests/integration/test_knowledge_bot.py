@@ -223,8 +223,11 @@ def test_the_cache_replays_citations_and_a_new_ingestion_or_label_is_a_new_parti
     assert moved.json()["genai"]["prompt_version"] == "qa@2"
 
 
-def test_another_projects_key_never_reaches_the_knowledge_base(world: World) -> None:
-    world.ask(REFUNDS)  # A's own key: answered, and traced in A
+def test_another_projects_key_never_reaches_the_knowledge_base(
+    world: World, wait_until: Callable[..., bool]
+) -> None:
+    world.ask(REFUNDS)  # A's own key: answered, and traced in A (off the request path)
+    assert wait_until(lambda: len(world.kbs.answers(A)) == 1, timeout=10)
     before = world.kbs.answers(A)
     reply = world.post({"messages": [{"role": "user", "content": REFUNDS}]}, project=B)
     assert reply.status_code == 404, reply.text  # B has no knowledge base of that name
