@@ -381,7 +381,9 @@ class SemanticCache:
     ) -> CacheHit | None:
         assert key.question is not None
         query = _as_vector(vector)
-        matches = self.vectors.query(self.collection(project, key.scope), query, k=self.top_k)
+        matches = self.vectors.query(
+            self.collection(project, key.scope), query, k=self.top_k, metadata=False
+        )
         if matches:
             if matches[0].score < threshold:
                 return None

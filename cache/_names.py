@@ -10,7 +10,9 @@ list of words. Chosen, like the other checks, on the STS-B and MRPC training spl
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["names_differ"]
 
@@ -49,7 +51,10 @@ class _Name:
     key: str  # lower case, letters and digits only
 
 
-def _names(text: str) -> list[_Name]:
+# Both analyses are pure functions of a text, kept for the texts seen last: a cached question
+# is checked again on every lookup near it, and a query against each of its candidates.
+@lru_cache(maxsize=4096)
+def _names(text: str) -> tuple[_Name, ...]:
     """What a text names: mid-clause capitalised words, CamelCase, ACRONYMS, words with
     digits (A100, gpt-4), and code (``load_dataset()``, snake_case, dotted.names).
 
@@ -85,7 +90,7 @@ def _names(text: str) -> list[_Name]:
         )
         if code or dotted or has_digit or inner_caps or acronym or capital:
             names.append(_Name(token, key))
-    return names
+    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,11 @@ class _Text:
         )
 
 
+@lru_cache(maxsize=4096)
+def _text(text: str) -> _Text:
+    return _Text.of(text)
+
+
 def _mentions(name: _Name, other: _Text) -> bool:
     """Whether the other text names ``name``: the word itself, the same letters without
     spaces or dots ("HuggingFace" / "Hugging Face", "U.S." / "US"), a plural or singular of
@@ -128,11 +138,11 @@ def _mentions(name: _Name, other: _Text) -> bool:
     return len(parts) > 1 and all(p.lower() in other.keys for p in parts)
 
 
-def _expanded(names: list[_Name], text: str, other: _Text) -> list[_Name]:
+def _expanded(names: Sequence[_Name], text: str, other: _Text) -> list[_Name]:
     """The names left once runs of capitalised words that spell an acronym of the other
     text are taken as matched ("Natural Language Processing" / "NLP")."""
     if not other.acronyms:
-        return names
+        return list(names)
     matched: set[str] = set()
     for run in re.findall(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b", text):
         words = run.split()
@@ -143,7 +153,7 @@ def _expanded(names: list[_Name], text: str, other: _Text) -> list[_Name]:
 
 
 def names_differ(query: str, cached: str, *, both: bool) -> bool:
-    q_text, c_text = _Text.of(query), _Text.of(cached)
+    q_text, c_text = _text(query), _text(cached)
     q_only = [n for n in _expanded(_names(query), query, c_text) if not _mentions(n, c_text)]
     c_only = [n for n in _expanded(_names(cached), cached, q_text) if not _mentions(n, q_text)]
     q_only = [n for n in q_only if not _abbreviated(n, cached, q_text)]

@@ -85,7 +85,13 @@ class ChromaVectorStore:
         )
 
     def query(
-        self, collection: str, vector: Any, *, k: int = 5, where: Where | None = None
+        self,
+        collection: str,
+        vector: Any,
+        *,
+        k: int = 5,
+        where: Where | None = None,
+        metadata: bool = True,
     ) -> list[VectorMatch]:
         import numpy as np
 
@@ -98,7 +104,7 @@ class ChromaVectorStore:
                 query_embeddings=query,
                 n_results=k,
                 where=_where(where),
-                include=["distances", "metadatas"],
+                include=["distances", "metadatas"] if metadata else ["distances"],
             ),
         )
         if result is None or not result["ids"]:

@@ -38,10 +38,12 @@ CANDIDATES = 512
 @dataclass
 class _Group:
     """The rows sharing one value of the index key, packed at the front of ``matrix``, and
-    their sign bits (``bits``: 8-byte words, one row per row of ``matrix``)."""
+    their sign bits (``bits``: one row per 64-bit word of a vector, one column per row of
+    ``matrix`` — word by word, each a contiguous run that NumPy scans ~5x faster than the
+    same words row by row)."""
 
     matrix: NDArray[np.float32]
-    bits: NDArray[np.uint8]
+    bits: NDArray[np.uint64]
     ids: list[str] = field(default_factory=list)
 
     @property
@@ -143,7 +145,13 @@ class InMemoryVectorStore:
     # ------------------------------------------------------------ reads
 
     def query(
-        self, collection: str, vector: Any, *, k: int = 5, where: Where | None = None
+        self,
+        collection: str,
+        vector: Any,
+        *,
+        k: int = 5,
+        where: Where | None = None,
+        metadata: bool = True,
     ) -> list[VectorMatch]:
         import numpy as np
 
@@ -166,7 +174,9 @@ class InMemoryVectorStore:
             for group in self._groups_for(coll, where):
                 found.extend(self._search(coll, group, query, k, where))
             found.sort(key=lambda pair: -pair[0])
-            return [VectorMatch(i, s, dict(coll.metadata[i])) for s, i in found[:k]]
+            return [
+                VectorMatch(i, s, dict(coll.metadata[i]) if metadata else {}) for s, i in found[:k]
+            ]
 
     def count(self, collection: str, *, where: Where | None = None) -> int:
         with self._lock:
@@ -205,9 +215,9 @@ class InMemoryVectorStore:
         wanted = max(self._candidates, 8 * k)
         limit = self._approximate_from
         if limit is not None and group.size >= limit and wanted < group.size and not extra:
-            words = group.bits[: group.size].view(np.uint64)
-            probe = _sign_bits(query[None, :]).view(np.uint64)
-            distance = np.bitwise_count(words ^ probe).sum(axis=1, dtype=np.uint16)
+            probe = _sign_bits(query[None, :])[0]
+            differ = np.bitwise_count(group.bits[:, : group.size] ^ probe[:, None])
+            distance = np.add.reduce(differ, axis=0, dtype=np.uint16)
             rows = np.argpartition(distance, wanted - 1)[:wanted]
             scores = group.matrix[rows] @ query
         else:
@@ -231,21 +241,21 @@ class InMemoryVectorStore:
 
         key = meta.get(self._index_key)
         group = coll.groups.get(key)
-        bits = _sign_bits(row[None, :])
+        bits = _sign_bits(row[None, :])[0]
         if group is None:
             group = coll.groups[key] = _Group(
                 np.empty((8, row.shape[0]), dtype=np.float32),
-                np.empty((8, bits.shape[1]), dtype=np.uint8),
+                np.empty((bits.shape[0], 8), dtype=np.uint64),
             )
         if group.size == group.matrix.shape[0]:  # grow by doubling: amortised O(1) appends
             grown = np.empty((group.size * 2, row.shape[0]), dtype=np.float32)
             grown[: group.size] = group.matrix[: group.size]
             group.matrix = grown
-            grown_bits = np.empty((group.size * 2, bits.shape[1]), dtype=np.uint8)
-            grown_bits[: group.size] = group.bits[: group.size]
+            grown_bits = np.empty((bits.shape[0], group.size * 2), dtype=np.uint64)
+            grown_bits[:, : group.size] = group.bits[:, : group.size]
             group.bits = grown_bits
         group.matrix[group.size] = row
-        group.bits[group.size] = bits[0]
+        group.bits[:, group.size] = bits
         coll.where_is[vector_id] = (key, group.size)
         group.ids.append(vector_id)
         coll.metadata[vector_id] = meta
@@ -261,7 +271,7 @@ class InMemoryVectorStore:
         if index != last:
             moved = group.ids[last]
             group.matrix[index] = group.matrix[last]
-            group.bits[index] = group.bits[last]
+            group.bits[:, index] = group.bits[:, last]
             group.ids[index] = moved
             coll.where_is[moved] = (key, index)
         group.ids.pop()
@@ -270,15 +280,15 @@ class InMemoryVectorStore:
             del coll.groups[key]
 
 
-def _sign_bits(rows: NDArray[np.float32]) -> NDArray[np.uint8]:
-    """Each row's signs, one bit per dimension, padded to whole 8-byte words."""
+def _sign_bits(rows: NDArray[np.float32]) -> NDArray[np.uint64]:
+    """Each row's signs, one bit per dimension, in 64-bit words (the last one padded)."""
     import numpy as np
 
     packed = np.packbits(rows > 0, axis=1)
     pad = -packed.shape[1] % 8
     if pad:
         packed = np.pad(packed, ((0, 0), (0, pad)))
-    return np.ascontiguousarray(packed)
+    return np.ascontiguousarray(packed).view(np.uint64)
 
 
 def _as_matrix(vectors: Any, rows: int) -> NDArray[np.float32]:

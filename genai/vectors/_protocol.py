@@ -62,10 +62,18 @@ class VectorStore(Protocol):
         ...
 
     def query(
-        self, collection: str, vector: Any, *, k: int = 5, where: Where | None = None
+        self,
+        collection: str,
+        vector: Any,
+        *,
+        k: int = 5,
+        where: Where | None = None,
+        metadata: bool = True,
     ) -> list[VectorMatch]:
         """The ``k`` most similar vectors that match ``where``, best first. A collection
-        that does not exist holds nothing: the answer is empty, and nothing is created."""
+        that does not exist holds nothing: the answer is empty, and nothing is created.
+        ``metadata=False`` leaves each match's metadata empty (a caller that needs only ids
+        and scores saves reading it)."""
         ...
 
     def delete(

@@ -54,6 +54,10 @@ def test_query_ranks_by_cosine_similarity(store: VectorStore) -> None:
     assert found[0].metadata == {"n": 3}
     exact = store.query("coll-a", vectors[1], k=1)[0]
     assert exact.id == "v1" and exact.score == pytest.approx(1.0, abs=1e-4)
+    # without metadata: the same ids and scores, and nothing read for them
+    bare = store.query("coll-a", near(vectors[3], 0.05), k=3, metadata=False)
+    assert [(m.id, round(m.score, 5)) for m in bare] == [(m.id, round(m.score, 5)) for m in found]
+    assert all(m.metadata == {} for m in bare)
 
 
 def test_upsert_replaces_vector_and_metadata(store: VectorStore) -> None:
@@ -200,12 +204,12 @@ def test_an_unreachable_chroma_server_is_a_backend_error() -> None:
 def test_large_partitions_pre_rank_by_sign_bits_and_still_find_close_rows() -> None:
     """Above ``approximate_from`` rows a query scores only the rows whose sign bits are
     closest; every row a query is close to (cosine >= 0.8) must still come first, with the
-    exact score, and deletes must keep the bits in step with the rows."""
+    exact score, and deletes must keep the bits in step with the rows. 100 dimensions: two
+    64-bit words of sign bits, the second one padded."""
+    dim = 100
     rng = np.random.default_rng(7)
-    centres = rng.standard_normal((50, 64)).astype(np.float32)
-    rows = centres[rng.integers(0, 50, 6000)] + rng.standard_normal((6000, 64)).astype(
-        np.float32
-    )
+    centres = rng.standard_normal((50, dim)).astype(np.float32)
+    rows = centres[rng.integers(0, 50, 6000)] + rng.standard_normal((6000, dim)).astype(np.float32)
     ids = [f"r{i}" for i in range(len(rows))]
     fast = InMemoryVectorStore(approximate_from=1000, candidates=64)
     exact = InMemoryVectorStore(approximate_from=None)
@@ -214,7 +218,7 @@ def test_large_partitions_pre_rank_by_sign_bits_and_still_find_close_rows() -> N
         store.delete("col", ids=ids[:500])  # moves rows (and their bits) into the holes
     checked = 0
     for i in rng.choice(np.arange(500, len(rows)), 200, replace=False):
-        noise = rng.standard_normal(64).astype(np.float32)
+        noise = rng.standard_normal(dim).astype(np.float32)
         query = rows[i] / np.linalg.norm(rows[i]) + 0.25 * noise / np.linalg.norm(noise)
         want = exact.query("col", query, k=1)[0]
         if want.score < 0.8:
@@ -224,7 +228,7 @@ def test_large_partitions_pre_rank_by_sign_bits_and_still_find_close_rows() -> N
         checked += 1
     assert checked > 150
     # below the limit the search is exact: a far query gets the true best row too
-    far = rng.standard_normal(64).astype(np.float32)
+    far = rng.standard_normal(dim).astype(np.float32)
     small = InMemoryVectorStore(approximate_from=10_000)
     small.upsert("col", ids, rows)
     assert [m.id for m in small.query("col", far, k=3)] == exact_top(rows, ids, far, 3)
