@@ -36,6 +36,7 @@ def goals(report: dict[str, Any]) -> dict[str, Any]:
             "precision_met": precision >= PRECISION_GOAL,
             "hit_rate_met": rate >= (peer["hit_rate"] or 0.0),
             "met": precision >= PRECISION_GOAL and rate >= (peer["hit_rate"] or 0.0),
+            "nearest_ceiling": q.get("nearest_ceiling"),
         }
     for system, sizes in report["latency"].get("results", {}).items():
         row = sizes.get(str(GOAL_SIZE))
@@ -153,7 +154,7 @@ def verdict_lines(report: dict[str, Any]) -> list[str]:
             f"({'>=' if v['precision_met'] else '<'} {PRECISION_GOAL}), hit rate "
             f"{_f(v['hit_rate'])} vs GPTCache default {_f(v['gptcache_default_hit_rate'])} "
             f"({'at least' if v['hit_rate_met'] else 'below'}): "
-            f"**{'met' if v['met'] else 'NOT met'}**."
+            f"**{'met' if v['met'] else 'NOT met'}**." + _ceiling(v.get("nearest_ceiling"))
         )
     for system, v in g["latency"].items():
         lines.append(
@@ -163,6 +164,16 @@ def verdict_lines(report: dict[str, Any]) -> list[str]:
     if not g["latency"]:
         lines.append(f"- Lookup p99 at {GOAL_SIZE:,} entries: not measured in this run.")
     return lines
+
+
+def _ceiling(c: dict[str, Any] | None) -> str:
+    if not c:
+        return ""
+    return (
+        f" The nearest stored entry is the right one for {c['right']} of {c['of']} paraphrase "
+        f"queries ({c['hit_rate']:.3f}): no cache that answers with the nearest entry gets "
+        "more right."
+    )
 
 
 def print_tables(report: dict[str, Any], console: Console) -> None:
