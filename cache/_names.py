@@ -102,24 +102,20 @@ class _Text:
     initials: str  # the first letter of each word
     acronyms: frozenset[str]  # its short words in capitals (NLP), in lower case
 
-    @classmethod
-    def of(cls, text: str) -> _Text:
-        keys = {re.sub(r"[^a-z0-9]", "", m.group().lower()) for m in _TOKEN.finditer(text)}
-        words = re.findall(r"[a-z0-9]+", text.lower())
-        keys.update(words)
-        acronyms = {w.lower() for w in re.findall(r"\b[A-Z]{2,5}s?\b", text)}
-        acronyms.update(w.replace(".", "").lower() for w in _DOTTED.findall(text))
-        return cls(
-            frozenset(keys),
-            "".join(words),
-            "".join(w[0] for w in words if w[0].isalpha()),
-            frozenset(a.rstrip("s") if a.endswith("s") else a for a in acronyms),
-        )
-
 
 @lru_cache(maxsize=4096)
 def _text(text: str) -> _Text:
-    return _Text.of(text)
+    keys = {re.sub(r"[^a-z0-9]", "", m.group().lower()) for m in _TOKEN.finditer(text)}
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    keys.update(words)
+    acronyms = {w.lower() for w in re.findall(r"\b[A-Z]{2,5}s?\b", text)}
+    acronyms.update(w.replace(".", "").lower() for w in _DOTTED.findall(text))
+    return _Text(
+        frozenset(keys),
+        "".join(words),
+        "".join(w[0] for w in words if w[0].isalpha()),
+        frozenset(a.rstrip("s") if a.endswith("s") else a for a in acronyms),
+    )
 
 
 def _mentions(name: _Name, other: _Text) -> bool:
