@@ -97,7 +97,13 @@ def test_sse_framing_and_headers(world):
         "POST",
         gw.v1 + "/chat/completions",
         headers={"authorization": f"Bearer {world.key}"},
-        json={"model": "chat", "messages": HELLO, "max_tokens": 6, "stream": True},
+        json={
+            "model": "chat",
+            "messages": HELLO,
+            "max_tokens": 6,
+            "stream": True,
+            "temperature": 0,
+        },
         timeout=30,
     ) as response:
         assert response.status_code == 200
