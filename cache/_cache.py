@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from cache._entries import CacheStats, Entry, EntryStore, MemoryEntries
@@ -66,6 +67,13 @@ DEFAULT_TTL_S = 7 * 24 * 3600.0
 DEFAULT_MAX_ENTRIES = 100_000
 _PURGE_EVERY_S = 60.0
 _WORDS = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=4096)
+def _word_set(text: str) -> frozenset[str]:
+    """A question's words, for ranking near-duplicates (kept: a cached question is ranked
+    again on every lookup near it)."""
+    return frozenset(_WORDS.findall(text))
 
 
 @dataclass(frozen=True)
@@ -418,14 +426,14 @@ class SemanticCache:
     def _choose(
         self, question: str, candidates: Sequence[tuple[float, Entry]], threshold: float
     ) -> CacheHit | None:
-        words = set(_WORDS.findall(question))
+        words = _word_set(question)
         ranked = []
         for score, entry in candidates:
             if entry.question is None:
                 continue
             overlap = 0.0
             if self.lexical_weight:
-                theirs = set(_WORDS.findall(entry.question))
+                theirs = _word_set(entry.question)
                 overlap = len(words & theirs) / max(1, len(words | theirs))
             ranked.append((score + self.lexical_weight * overlap, score, entry))
         ranked.sort(key=lambda r: -r[0])

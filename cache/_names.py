@@ -40,9 +40,16 @@ _DOTTED = re.compile(r"\b(?:[A-Z]\.){2,5}")
 _VERSIONED = re.compile(r"([a-z]+)[.\-]?(\d+(?:\.\d+)*)")
 _WORD_NUMBER = re.compile(r"([A-Za-z]+)[\s\-]+[vV]?(\d+(?:\.\d+)*)")
 _CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_NOT_KEY = re.compile(r"[^a-z0-9]")
+_CODE_DOT = re.compile(r"[a-z]{2}\.[a-z]")
 # Endings that make a name's adjective or inhabitant ("Syria" / "Syrian", "Japan" /
 # "Japanese", "Mexico" / "Mexican"): the same name, not another one.
 _NAME_ENDINGS = frozenset(("", "n", "an", "ian", "ese", "i", "ic", "a", "o", "y"))
+
+
+def _key(word: str) -> str:
+    """A word in lower case, letters and digits only: how names are compared."""
+    return _NOT_KEY.sub("", word.lower())
 
 
 @dataclass(frozen=True)
@@ -73,12 +80,12 @@ def _names(text: str) -> tuple[_Name, ...]:
         if token.lower().endswith(("'s", "’s")):
             token = token[:-2]
         lower = token.lower()
-        key = re.sub(r"[^a-z0-9]", "", lower)
+        key = _key(lower)
         if len(key) < 2 or key.isdigit() or lower in _COMMON_CAPS or _SCALED.match(lower):
             continue  # "5k", "2.5bn": amounts, which the number check compares
         shouting = token.isupper() and token.isalpha() and len(token) > 5
         code = raw.startswith("`") or "_" in token or "()" in token
-        dotted = bool(re.search(r"[a-z]{2}\.[a-z]", lower))
+        dotted = bool(_CODE_DOT.search(lower))
         has_digit = any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
         inner_caps = any(c.isupper() for c in token[1:]) and not token.isupper()
         acronym = token.isupper() and not shouting and sum(c.isalpha() for c in token) >= 2
@@ -105,7 +112,7 @@ class _Text:
 
 @lru_cache(maxsize=4096)
 def _text(text: str) -> _Text:
-    keys = {re.sub(r"[^a-z0-9]", "", m.group().lower()) for m in _TOKEN.finditer(text)}
+    keys = {_key(m.group()) for m in _TOKEN.finditer(text)}
     words = re.findall(r"[a-z0-9]+", text.lower())
     keys.update(words)
     acronyms = {w.lower() for w in re.findall(r"\b[A-Z]{2,5}s?\b", text)}
@@ -121,8 +128,9 @@ def _text(text: str) -> _Text:
 def _mentions(name: _Name, other: _Text) -> bool:
     """Whether the other text names ``name``: the word itself, the same letters without
     spaces or dots ("HuggingFace" / "Hugging Face", "U.S." / "US"), a plural or singular of
-    it, an acronym of consecutive words ("HF" / "Hugging Face"), or each part of a
-    CamelCase name ("IterableDataset" / "a Dataset that is Iterable")."""
+    it, an acronym of consecutive words ("HF" / "Hugging Face"), each part of a dotted
+    name ("datasets.Audio" / "the Audio class of datasets") or of a CamelCase name
+    ("IterableDataset" / "a Dataset that is Iterable")."""
     key = name.key
     if key in other.keys or (len(key) >= 4 and key in other.compact):
         return True
@@ -130,7 +138,10 @@ def _mentions(name: _Name, other: _Text) -> bool:
         return True
     if name.raw.isupper() and len(key) <= 6 and key.isalpha() and key in other.initials:
         return True
-    parts = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name.raw)
+    dotted = name.raw.split(".")
+    if len(dotted) > 1 and all(len(p) >= 2 and p[:1].isalpha() for p in dotted):
+        return all(_mentions(_Name(p, _key(p)), other) for p in dotted)
+    parts = _CAMEL.findall(name.raw)
     return len(parts) > 1 and all(p.lower() in other.keys for p in parts)
 
 

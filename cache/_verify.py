@@ -7,8 +7,9 @@ true paraphrases often score 0.7 to 0.85. No threshold separates the two. So aft
 similarity threshold, a candidate must also pass cheap lexical checks that look at exactly
 what embeddings blur:
 
-- negation: one text is negated ("not", "never", "n't", ...) and the other is not, or one
-  says a thing is absent ("without X", "non-X", "with no X") that the other mentions;
+- negation: one text is negated ("not", "never", "n't", ...; not "or not", "not only" or
+  an answer's leading "No,") and the other is not, or one says a thing is absent
+  ("without X", "non-X", "with no X") that the other mentions;
 - antonyms: one text says "open", "enable", "with", "upload", ... where the other says the
   opposite ("close", "disable", "without", "download", ...);
 - numbers: the two texts mention different numbers (amounts, years, versions, "three");
@@ -28,6 +29,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 from cache._names import names_differ
@@ -290,6 +292,7 @@ _NUMBER = re.compile(
     re.IGNORECASE,
 )
 _LIST_MARKER = re.compile(r"(?m)^\s*\(?\d{1,2}[.)]\s+")
+_ANSWER_NO = re.compile(r"(?i)(?:^|(?<=[.!?;:\n]))\s*no\s*[,.!]")  # "No, it is not."
 # ------------------------------------------------------------------ features
 
 
@@ -298,7 +301,19 @@ def _words(text: str) -> list[str]:
 
 
 def _negated(words: list[str]) -> bool:
-    return any(w in _NEGATIONS or w.endswith("n't") for w in words)
+    """Whether a text (its words through ``_claims``) negates anything: "not only" and
+    "or not" ("whether it is cached or not") do not."""
+    return any(
+        (w in _NEGATIONS or w.endswith("n't"))
+        and not (w == "not" and (words[i + 1 : i + 2] == ["only"] or words[i - 1 : i] == ["or"]))
+        for i, w in enumerate(words)
+    )
+
+
+def _claims(text: str) -> list[str]:
+    """The words of a text through ``_privatives``, without an answer's leading "No,"
+    (an answer to a question, which negates nothing in the sentence after it)."""
+    return _privatives(_words(_ANSWER_NO.sub(" ", text)))
 
 
 def _privatives(words: list[str]) -> list[str]:
@@ -337,19 +352,18 @@ def _absent(words: list[str]) -> tuple[set[str], set[int]]:
     return found, scope
 
 
+_SUFFIX = re.compile(r"(?:ing|ed|es|s|e)$")
+
+
 def _stem(word: str) -> str:
-    stem = re.sub(r"(?:ing|ed|es|s|e)$", "", word)
+    stem = _SUFFIX.sub("", word)
     return stem if len(stem) >= 3 else word
 
 
-def _absence_differs(a: list[str], b: list[str]) -> bool:
-    """Whether one text says a thing is absent that the other mentions without saying so
-    ("travel without a pet" / "travel with a pet", "non-streaming" / "streaming")."""
-    gone_a, scope_a = _absent(a)
-    gone_b, scope_b = _absent(b)
-    said_a = {_stem(w) for i, w in enumerate(a) if i not in scope_a}
-    said_b = {_stem(w) for i, w in enumerate(b) if i not in scope_b}
-    return bool((gone_a - gone_b) & said_b or (gone_b - gone_a) & said_a)
+def _said(words: list[str], scope: set[int]) -> frozenset[str]:
+    """The stems of the words outside ``scope`` (what a text mentions without saying it is
+    absent)."""
+    return frozenset(_stem(w) for i, w in enumerate(words) if i not in scope)
 
 
 def _antonym_phrases(words: list[str]) -> set[str]:
@@ -415,21 +429,55 @@ class LexicalVerifier:
     names_both: bool = False
 
     def reject(self, query: str, cached: str) -> str | None:
-        if normalize_text(query).casefold() == normalize_text(cached).casefold():
+        q, c = _analysis(query), _analysis(cached)
+        if q.folded == c.folded:
             return None
-        qw, cw = _privatives(_words(query)), _privatives(_words(cached))
-        if self.negation and (_negated(qw) != _negated(cw) or _absence_differs(qw, cw)):
+        if self.negation and (q.negated != c.negated or _absence_differs(q, c)):
             return "negation"
-        if self.antonyms and _opposed(_antonym_phrases(qw), _antonym_phrases(cw)):
+        if self.antonyms and _opposed(q.phrases, c.phrases):
             return "antonym"
-        if self.numbers and _numbers(query) != _numbers(cached):
+        if self.numbers and q.numbers != c.numbers:
             return "numbers"
         if self.names and names_differ(query, cached, both=self.names_both):
             return "names"
         return None
 
 
-def _opposed(a: set[str], b: set[str]) -> bool:
+@dataclass(frozen=True)
+class _Analysis:
+    """What the checks need of one text, computed once."""
+
+    folded: str  # normalised and case-folded: the same text, as the exact tier sees it
+    negated: bool
+    gone: frozenset[str]  # the stems of what it says is absent ("without a pet": pet)
+    said: frozenset[str]  # the stems of the words it says outside such a phrase
+    phrases: frozenset[str]  # its antonym-pair phrases
+    numbers: frozenset[str]
+
+
+# A pure function of a text, kept for the texts seen last: a cached question is checked
+# again on every lookup near it, and a query against each of its candidates.
+@lru_cache(maxsize=4096)
+def _analysis(text: str) -> _Analysis:
+    words = _privatives(_words(text))
+    gone, scope = _absent(words)
+    return _Analysis(
+        folded=normalize_text(text).casefold(),
+        negated=_negated(_claims(text)),
+        gone=frozenset(gone),
+        said=_said(words, scope),
+        phrases=frozenset(_antonym_phrases(words)),
+        numbers=frozenset(_numbers(text)),
+    )
+
+
+def _absence_differs(a: _Analysis, b: _Analysis) -> bool:
+    """Whether one text says a thing is absent that the other mentions without saying so
+    ("travel without a pet" / "travel with a pet", "non-streaming" / "streaming")."""
+    return bool((a.gone - b.gone) & b.said or (b.gone - a.gone) & a.said)
+
+
+def _opposed(a: frozenset[str], b: frozenset[str]) -> bool:
     return any(word not in b and (_OPPOSITES.get(word, set()) & (b - a)) for word in a) or any(
         word not in a and (_OPPOSITES.get(word, set()) & (a - b)) for word in b
     )

@@ -1,5 +1,6 @@
-"""The verifier's other spellings of one name (abbreviations, versions, adjectives) and of
-absence ("without X", "non-X", "with no X"): accepted as the same question, while a changed
+"""The verifier's other spellings of one name (abbreviations, versions, adjectives, dotted
+parts) and of absence ("without X", "non-X", "with no X"), and words that negate nothing
+("or not", an answer's "No,"): accepted as the same question, while a changed
 polarity, an antonym, another number or another name is still turned away. No embedder."""
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ VERIFIER = LexicalVerifier()
             "Can I work on it without needing to download it?",
             "Can I work on it without downloading it?",
         ),
+        # "or not", "not only" and an answer's "No," negate nothing
+        ("Is the reply cached or not?", "Is the reply cached?"),
+        ("Does it cover not only cards but also loans?", "Does it cover cards and loans too?"),
+        ("No, the API is free for students.", "The API is free for students."),
+        # a dotted name is its parts
+        ("What does datasets.Audio decode?", "What does the Audio feature of datasets decode?"),
     ],
 )
 def test_other_spellings_of_one_thing_are_accepted(a: str, b: str) -> None:
@@ -48,6 +55,8 @@ def test_other_spellings_of_one_thing_are_accepted(a: str, b: str) -> None:
         ("Can I travel without a pet?", "Can I travel with a pet?", "negation"),
         ("Can I travel with no pet?", "Can I travel with a pet?", "negation"),
         ("Can I deploy it without Docker?", "Can I deploy it on Docker?", "negation"),
+        ("No fees apply to transfers.", "Fees apply to transfers.", "negation"),
+        ("What does datasets.Audio decode?", "What does datasets.Image decode?", "names"),
         ("What is new in v2.10.0?", "What is new in version 2.9.0?", "numbers"),
         ("What is new in v2.10.0?", "What is new in v2.10.1?", "numbers"),
         ("How do I parse JSON in Java?", "How do I parse JSON in JavaScript?", "names"),
