@@ -13,6 +13,7 @@ import importlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,8 @@ class SentenceTransformerEmbedder:
     ``model`` is ``"all-MiniLM-L6-v2"`` (the bundled copy, 384 dimensions) or the path of a
     local sentence-transformers model directory; hub names are not downloaded. ``normalize``
     makes rows unit length (what the :class:`~genai.models.Embedder` protocol promises; turn
-    it off only for models whose similarity is not cosine). Safe to share between threads.
+    it off only for models whose similarity is not cosine). Safe to share between threads;
+    embedders of one model and device share one loaded copy of it in a process.
     """
 
     def __init__(
@@ -61,11 +63,8 @@ class SentenceTransformerEmbedder:
         self._device = device
         self._batch_size = batch_size
         self._normalize = normalize
-        self._model: Any = None
-        self._counter: Any = None  # a copy of the tokenizer, so counting never waits on encoding
+        self._loaded: _Loaded | None = None
         self._load_lock = threading.Lock()
-        self._encode_lock = threading.Lock()
-        self._count_lock = threading.Lock()
         self.load_seconds: float | None = None
 
     def __repr__(self) -> str:
@@ -77,17 +76,17 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
-        dimension = self._require_model().get_embedding_dimension()
+        dimension = self._require().model.get_embedding_dimension()
         return int(dimension)
 
     @property
     def max_seq_length(self) -> int:
         """Tokens per text the model reads; longer texts are truncated when embedded."""
-        return int(self._require_model().max_seq_length)
+        return int(self._require().model.max_seq_length)
 
     def warm(self) -> None:
         """Load the model now (otherwise the first call loads it). Idempotent."""
-        self._require_model()
+        self._require()
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """A float32 array of shape ``(len(texts), dimension)``; rows unit length by default."""
@@ -95,11 +94,11 @@ class SentenceTransformerEmbedder:
 
         if isinstance(texts, str):
             raise ValidationError("embed takes a sequence of texts, not one string", field="texts")
-        model = self._require_model()
+        loaded = self._require()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._encode_lock:
-            vectors = model.encode(
+        with loaded.encode_lock:
+            vectors = loaded.model.encode(
                 list(texts),
                 batch_size=self._batch_size,
                 normalize_embeddings=self._normalize,
@@ -110,44 +109,72 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the model's tokenizer, without the special tokens."""
-        self._require_model()
-        with self._count_lock:
-            encoded = self._counter(text, add_special_tokens=False, verbose=False)
+        loaded = self._require()
+        with loaded.count_lock:
+            encoded = loaded.counter(text, add_special_tokens=False, verbose=False)
         return len(encoded["input_ids"])
 
-    def _require_model(self) -> Any:
-        if self._model is None:
+    def _require(self) -> _Loaded:
+        if self._loaded is None:
             with self._load_lock:
-                if self._model is None:
-                    self._load()
-        return self._model
+                if self._loaded is None:
+                    self._loaded = _shared(self._path or _bundled_dir(), self._device)
+                    self.load_seconds = self._loaded.seconds
+        return self._loaded
 
-    def _load(self) -> None:
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as error:
-            raise MissingDependencyError(
-                error.name or "sentence-transformers", extra="llm", purpose=_PURPOSE
-            ) from None
-        path = self._path or _bundled_dir()
-        started = time.perf_counter()
-        try:
-            model = SentenceTransformer(str(path), device=self._device, local_files_only=True)
-        except (OSError, ValueError, KeyError) as error:
-            first = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
-            raise ConfigError(
-                f"cannot load the embedding model at {path}: {first}; set GENAI_EMBEDDING_MODEL "
-                f"to {BUNDLED_EMBEDDING_MODEL!r} or to a sentence-transformers model directory"
-            ) from error
-        if getattr(model, "tokenizer", None) is None:
-            raise ConfigError(
-                f"the embedding model at {path} has no tokenizer; set "
-                "GENAI_EMBEDDING_MODEL to a sentence-transformers text model"
-            )
-        self._counter = copy.deepcopy(model.tokenizer)
-        self.load_seconds = time.perf_counter() - started
-        self._model = model
-        log.info("loaded embedding model %s on %s in %.2fs", path, self._device, self.load_seconds)
+
+class _Loaded:
+    """One loaded model, shared by every embedder of the same model and device in this
+    process (the gateway's cache, knowledge bot and /v1/embeddings use one copy, not three);
+    freed when the last of them goes. Encoding is serialised on it: its tokenizer may not be
+    used by two threads at once."""
+
+    def __init__(self, model: Any, seconds: float) -> None:
+        self.model = model
+        self.counter = copy.deepcopy(model.tokenizer)  # counting never waits on encoding
+        self.seconds = seconds
+        self.encode_lock = threading.Lock()
+        self.count_lock = threading.Lock()
+
+
+_LOADED: weakref.WeakValueDictionary[tuple[str, str], _Loaded] = weakref.WeakValueDictionary()
+_LOADING = threading.Lock()
+
+
+def _shared(path: Path, device: str) -> _Loaded:
+    key = (str(path), device)
+    with _LOADING:  # one load at a time: a second embedder of the model waits for the first
+        found = _LOADED.get(key)
+        if found is None:
+            found = _load(path, device)
+            _LOADED[key] = found
+        return found
+
+
+def _load(path: Path, device: str) -> _Loaded:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as error:
+        raise MissingDependencyError(
+            error.name or "sentence-transformers", extra="llm", purpose=_PURPOSE
+        ) from None
+    started = time.perf_counter()
+    try:
+        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
+        raise ConfigError(
+            f"cannot load the embedding model at {path}: {first}; set GENAI_EMBEDDING_MODEL "
+            f"to {BUNDLED_EMBEDDING_MODEL!r} or to a sentence-transformers model directory"
+        ) from error
+    if getattr(model, "tokenizer", None) is None:
+        raise ConfigError(
+            f"the embedding model at {path} has no tokenizer; set "
+            "GENAI_EMBEDDING_MODEL to a sentence-transformers text model"
+        )
+    loaded = _Loaded(model, time.perf_counter() - started)
+    log.info("loaded embedding model %s on %s in %.2fs", path, device, loaded.seconds)
+    return loaded
 
 
 def create_embedder(settings: Settings) -> SentenceTransformerEmbedder:

@@ -446,6 +446,29 @@ def test_the_embedder_loads_lazily_and_once() -> None:
     assert lazy.embed(["one"]).shape == (1, 384)
 
 
+def test_embedders_of_one_model_share_one_loaded_copy_and_its_lock() -> None:
+    """The gateway's cache, knowledge bot and /v1/embeddings each make an embedder: one
+    model in memory, not three, and encoding through any of them at once is safe."""
+    a = SentenceTransformerEmbedder(batch_size=8)
+    b = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2", batch_size=2)
+    assert a._require().model is b._require().model
+    assert b.load_seconds == a.load_seconds
+
+    shapes: list[tuple[int, ...]] = []
+
+    def encode(embedder: SentenceTransformerEmbedder) -> None:
+        for i in range(10):
+            shapes.append(embedder.embed([f"sentence {i}", "another one", "a third"]).shape)
+            embedder.count_tokens(f"sentence {i}")
+
+    threads = [threading.Thread(target=encode, args=(e,)) for e in (a, b, a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert shapes == [(3, 384)] * 40
+
+
 def test_unknown_embedding_models_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="GENAI_EMBEDDING_MODEL"):
         SentenceTransformerEmbedder(str(tmp_path / "missing"))
