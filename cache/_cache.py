@@ -25,7 +25,11 @@ conversation, a DLP session, a rarely used prompt) is searched from its rows (ea
 embedding), with NumPy; a busier scope gets a vector-store collection of its own, queried
 without a metadata filter. Chroma's filters scan every matching row (tens of milliseconds
 even for a handful of rows), and a collection per conversation would fill the disk; so
-neither a filter nor a collection is used where the other one is cheaper.
+neither a filter nor a collection is used where the other one is cheaper. A collection is
+named ``<collection_prefix>-p<project id>-<model>-<scope>``; one whose project holds no
+entry any more (a deleted project's entries go with it, the database cascades) is dropped by
+the purge that also removes expired entries (every minute, on a store), or at once by
+:meth:`SemanticCache.purge_orphaned_collections`.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ DEFAULT_TTL_S = 7 * 24 * 3600.0
 DEFAULT_MAX_ENTRIES = 100_000
 _PURGE_EVERY_S = 60.0
 _WORDS = re.compile(r"\w+")
+#: A collection prefix that no name mangling changes (the project id follows it).
+_PREFIX = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}")
 
 
 @lru_cache(maxsize=4096)
@@ -116,6 +122,12 @@ class SemanticCache:
         clock: Callable[[], float] = time.time,
     ) -> None:
         _check_threshold(threshold)
+        if not _PREFIX.fullmatch(collection_prefix):
+            raise ValidationError(
+                f"collection_prefix {collection_prefix!r} is not valid: use 1 to 64 letters, "
+                "digits, '_' or '-', starting with a letter or digit (e.g. 'genai-cache')",
+                field="collection_prefix",
+            )
         if margin < 0 or top_k < 1 or index_after < 1:
             raise ValidationError(
                 "margin must be >= 0, top_k and index_after >= 1 (got "
@@ -140,6 +152,7 @@ class SemanticCache:
         self.max_question_chars = max_question_chars
         self.index_after = index_after
         self._prefix = collection_prefix
+        self._own = re.compile(rf"{re.escape(collection_prefix)}-p(\d+)-")
         self._model = str(getattr(embedder, "model_name", type(embedder).__name__))
         self._clock = clock
         self._entries: EntryStore
@@ -175,7 +188,7 @@ class SemanticCache:
 
     def collection(self, project_id: int, scope: str) -> str:
         """The vector collection of one busy scope (and one embedding model)."""
-        return collection_name(self._prefix, self._model, f"p{project_id}", scope[:24])
+        return collection_name(self._prefix, f"p{project_id}", self._model, scope[:24])
 
     # ------------------------------------------------------------ lookup and store
 
@@ -506,6 +519,31 @@ class SemanticCache:
             by_project.setdefault(project_id, []).append((entry_id, scope))
         for project_id, gone in by_project.items():
             self._forget_vectors(project_id, gone)
+        self.purge_orphaned_collections()
+
+    def purge_orphaned_collections(self) -> list[str]:
+        """Drop this cache's vector collections whose project holds no entry any more (the
+        names dropped). Deleting a project deletes its entries in the database, which
+        cannot reach the vector store; its vectors would stay without this.
+
+        Collections are listed before the projects are read: one that a store creates
+        meanwhile belongs to a project whose entries are in the database already, so it
+        stays."""
+        names = self.vectors.collections(f"{self._prefix}-p")
+        if not names:
+            return []
+        live = self._entries.projects()
+        dropped = []
+        for name in names:
+            own = self._own.match(name)
+            if own is None or int(own.group(1)) in live:
+                continue
+            self.vectors.drop(name)
+            dropped.append(name)
+        if dropped:
+            with self._lock:
+                self._indexed = {(p, s) for p, s in self._indexed if p in live}
+        return dropped
 
 
 def _as_vector(vector: Any) -> Any:

@@ -123,6 +123,10 @@ class EntryStore(Protocol):
 
     def count_scope(self, project_id: int, scope: str) -> int: ...
 
+    def projects(self) -> set[int]:
+        """The projects that hold at least one entry."""
+        ...
+
     def put(self, entry: Entry) -> Entry:
         """Insert, or replace the answer of the entry with the same exact key (whose id it
         keeps): the entry as stored."""
@@ -200,6 +204,10 @@ class MemoryEntries:
     def count_scope(self, project_id: int, scope: str) -> int:
         with self._lock:
             return len(self._scopes.get((project_id, scope), {}))
+
+    def projects(self) -> set[int]:
+        with self._lock:
+            return {project for project, ids in self._projects.items() if ids}
 
     def put(self, entry: Entry) -> Entry:
         with self._lock:

@@ -96,6 +96,11 @@ class SqlEntries:
             )
         return int(found or 0)
 
+    def projects(self) -> set[int]:
+        with self._store.session() as s:
+            found = s.scalars(select(t.CacheEntry.project_id).distinct()).all()
+        return {int(p) for p in found}
+
     def for_request(self, project_id: int, request_id: str) -> list[Entry]:
         """Entries a request stored or was answered by. Another process writes its hit
         log within ``flush_interval_s``: found nothing, this looks once more after it."""

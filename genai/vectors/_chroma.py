@@ -152,6 +152,16 @@ class ChromaVectorStore:
             if not _is_missing(error):
                 raise _backend_error(f"dropping collection {collection!r}", error) from error
 
+    def collections(self, prefix: str = "") -> list[str]:
+        client = self._chroma()
+        try:
+            listed = client.list_collections()
+        except Exception as error:
+            raise _backend_error("listing collections", error) from error
+        # Chroma 1.x lists Collection objects; some versions listed bare names
+        names = (str(getattr(c, "name", c)) for c in listed)
+        return sorted(name for name in names if name.startswith(prefix))
+
     # ------------------------------------------------------------ internals
 
     def _chroma(self) -> Any:

@@ -142,6 +142,10 @@ class InMemoryVectorStore:
         with self._lock:
             self._collections.pop(check_collection(collection), None)
 
+    def collections(self, prefix: str = "") -> list[str]:
+        with self._lock:
+            return sorted(name for name in self._collections if name.startswith(prefix))
+
     # ------------------------------------------------------------ reads
 
     def query(

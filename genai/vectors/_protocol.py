@@ -89,6 +89,10 @@ class VectorStore(Protocol):
         """Remove a collection and everything in it (nothing happens if there is none)."""
         ...
 
+    def collections(self, prefix: str = "") -> list[str]:
+        """The names of the collections that exist and start with ``prefix``, sorted."""
+        ...
+
 
 def check_collection(name: str) -> str:
     """``name`` if every backend accepts it as a collection name (Chroma's rule: 3 to 512

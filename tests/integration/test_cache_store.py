@@ -7,6 +7,7 @@ invalidation delete rows; deleting a project deletes its cache; the CLI commands
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,7 +23,7 @@ from cache._sql import SqlEntries
 from genai.errors import NotFoundError, PermissionDenied
 from genai.store import Store
 from genai.store import _schema as t
-from genai.vectors import InMemoryVectorStore
+from genai.vectors import ChromaVectorStore, InMemoryVectorStore, VectorStore
 
 DIM = 8
 
@@ -60,9 +61,10 @@ def world(platform: Callable[..., genai.Client]) -> Iterator[SimpleNamespace]:
             ids[name] = s.scalar(select(t.Project.id).where(t.Project.name == name))
     made: list[SemanticCache] = []
 
-    def cache(**options: Any) -> SemanticCache:
+    def cache(vectors: VectorStore | None = None, **options: Any) -> SemanticCache:
         options.setdefault("clock", clock)
-        found = SemanticCache(InMemoryVectorStore(), WordEmbedder(), store=admin.store, **options)
+        vectors = vectors if vectors is not None else InMemoryVectorStore()
+        found = SemanticCache(vectors, WordEmbedder(), store=admin.store, **options)
         made.append(found)
         return found
 
@@ -170,6 +172,31 @@ def test_deleting_a_project_deletes_its_cache(world: SimpleNamespace) -> None:
             assert s.scalar(select(func.count()).select_from(table)) == 0, table.__tablename__
     cache.lookup(Partition(project_id=world.a, deployment="chat"), "a question")
     cache.flush()  # counters of a project deleted meanwhile are dropped, not an error
+
+
+@pytest.mark.parametrize("backend", ["memory", "chroma"])
+def test_deleting_a_project_drops_its_vectors_at_the_next_purge(
+    world: SimpleNamespace, tmp_path: Path, backend: str
+) -> None:
+    vectors = InMemoryVectorStore() if backend == "memory" else ChromaVectorStore(tmp_path)
+    cache = world.cache(vectors, index_after=2, verifier=None, threshold=0.7)
+    a, b = (Partition(project_id=p, deployment="chat") for p in (world.a, world.b))
+    questions = ["how do I open an account", "where is the nearest branch", "who is the CEO"]
+    for part in (a, b):
+        for question in questions:
+            cache.store(part, question, question.upper())
+    mine, theirs = (cache.collection(p.project_id, cache.key(p, "x").scope) for p in (a, b))
+    assert vectors.count(mine) == 3 and vectors.count(theirs) == 3  # busy: indexed
+    assert vectors.collections() == sorted([mine, theirs])
+    assert cache.purge_orphaned_collections() == []  # both projects hold entries
+    world.admin.projects.delete("proj-a")
+    cache.store(b, "what are the opening hours", "9 to 5")  # within the minute: no purge
+    assert mine in vectors.collections()
+    world.clock.now += 61
+    cache.store(b, "is there a mobile app", "yes")  # the purge's store
+    assert vectors.collections() == [theirs]
+    hit = cache.lookup(b, "how can I open an account")
+    assert hit is not None and hit.answer == questions[0].upper()
 
 
 def test_project_caches_authorize_like_the_rest(

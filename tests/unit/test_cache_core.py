@@ -329,6 +329,28 @@ def test_a_busy_scope_moves_to_its_own_collection(
     assert cache.lookup(PART, "Who is the CEO?") is None
 
 
+@pytest.mark.parametrize("prefix", ["", "has space", "-lead", "a" * 65, "dots.in.it"])
+def test_a_collection_prefix_that_names_would_change_is_refused(embedder: Any, prefix: str) -> None:
+    with pytest.raises(ValidationError, match=r"collection_prefix .* is not valid"):
+        SemanticCache(InMemoryVectorStore(), embedder, collection_prefix=prefix)
+
+
+def test_only_collections_of_projects_without_entries_are_purged(
+    embedder: Any, clock: Clock
+) -> None:
+    vectors = InMemoryVectorStore()
+    cache = SemanticCache(vectors, embedder, clock=clock, index_after=1)
+    cache.store(PART, OPEN, "open")
+    kept = cache.collection(1, cache.key(PART, OPEN).scope)
+    gone = cache.collection(7, cache.key(PART, OPEN).scope)  # project 7 holds no entry
+    vectors.upsert(gone, ["x"], [cache.embed(OPEN)])
+    other = "genai-cache-eu-p7-x"  # another cache's prefix: not ours to judge
+    vectors.upsert(other, ["x"], [cache.embed(OPEN)])
+    assert cache.purge_orphaned_collections() == [gone]
+    assert vectors.collections() == sorted([kept, other])
+    assert cache.lookup(PART, "how can I open an account") is not None
+
+
 # ------------------------------------------------------------------ feedback and counters
 
 

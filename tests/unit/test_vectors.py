@@ -107,6 +107,16 @@ def test_collections_are_apart(store: VectorStore) -> None:
     assert store.count("coll-a") == 1
 
 
+def test_collections_lists_existing_names_by_prefix(store: VectorStore) -> None:
+    for name in ("cache-p2-x", "cache-p1-x", "kb-1-1"):
+        store.upsert(name, ["v"], [unit(1)])
+    store.query("cache-never-made", unit(1))  # a query creates nothing
+    assert store.collections() == ["cache-p1-x", "cache-p2-x", "kb-1-1"]
+    assert store.collections("cache-") == ["cache-p1-x", "cache-p2-x"]
+    store.drop("cache-p1-x")
+    assert store.collections("cache-") == ["cache-p2-x"]
+
+
 def test_delete_by_ids_and_by_filter(store: VectorStore) -> None:
     store.upsert(
         "coll-a",
