@@ -13,6 +13,7 @@ import builtins
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,13 @@ from sqlalchemy import select
 from genai.errors import ConflictError, Forbidden, ValidationError
 from genai.store import _schema as t
 from genai.tenancy import Action
-from rag._chroma import ChunkStore, chroma_client, collection_name, drop_collection
+from rag._chroma import (
+    ChunkStore,
+    chroma_client,
+    collection_name,
+    collection_names,
+    drop_collection,
+)
 from rag._records import find_kb
 from rag._tokens import TokenCounter, model_directory
 from rag._types import AnswerTrace, KnowledgeBaseInfo, SplitterConfig
@@ -43,6 +50,16 @@ DATASET_PREFIX = "kb-"
 #: Texts per forward pass. On CPU, small batches of ~200-token chunks ran 15-20% faster
 #: than 64 (less padding, better cache use; bench/ingestion_throughput.py, 2 cores).
 EMBED_BATCH = 16
+#: At most how often (per process) a knowledge-base write also drops the collections of
+#: deleted projects.
+TIDY_EVERY_S = 60.0
+
+
+@dataclass
+class _Tidy:
+    """When this process last dropped the collections of deleted projects."""
+
+    at: float = float("-inf")
 
 
 def check_kb_name(name: str) -> str:
@@ -117,6 +134,7 @@ class KnowledgeBases:
         self.redactor = redactor
         self._chroma = chroma
         self._lock = threading.Lock()
+        self._tidy = _Tidy()
 
     def for_client(self, client: Client) -> KnowledgeBases:
         """The same knowledge bases as ``client``'s principal sees them, sharing this
@@ -130,7 +148,7 @@ class KnowledgeBases:
             self._counters,
             self._rerankers,
         )
-        other._lock = self._lock
+        other._lock, other._tidy = self._lock, self._tidy
         return other
 
     # ------------------------------------------------------------------ shared parts
@@ -245,6 +263,7 @@ class KnowledgeBases:
             row.collection = collection_name(proj.id, row.id)
             ChunkStore(self.chroma(), row.collection, create=True)
             self._ctx.audit(s, me, "kb.create", project=proj, resource=f"kb:{name}", model=model)
+        self.tidy()
         return KnowledgeBase(self, project, name)
 
     def get(self, project: str, name: str) -> KnowledgeBase:
@@ -281,6 +300,7 @@ class KnowledgeBases:
             s.flush()
             drop_collection(self.chroma(), collection)
             self._ctx.audit(s, me, "kb.delete", project=proj, resource=f"kb:{name}")
+        self.tidy()
 
     def answers(
         self,
@@ -305,22 +325,50 @@ class KnowledgeBases:
 
     def purge_orphaned_collections(self) -> builtins.list[str]:
         """Drop ``kb-<project>-<kb>`` collections whose knowledge base no longer exists
-        (platform admins only). Deleting a *project* removes its knowledge-base rows in
-        the database (cascade) but cannot reach Chroma; run this afterwards."""
+        (platform admins only): the names dropped. Those of a deleted project also go by
+        themselves (see :meth:`tidy`); this catches any left by a failed call."""
         with self._ctx.store.session() as s:
             me = self._ctx.me(s)
             if not me.is_admin:
                 raise Forbidden(f"{me.label} may not purge collections: only platform admins may")
+        names = self._kb_collections()
+        with self._ctx.store.session() as s:
             live = set(s.scalars(select(t.KnowledgeBase.collection)).all())
-        dropped = []
-        for collection in self.chroma().list_collections():
-            name = str(getattr(collection, "name", collection))
+        return self._drop([name for name, _ in names if name not in live])
+
+    def tidy(self) -> builtins.list[str]:
+        """Drop the collections of deleted projects (the names dropped), at most once a
+        minute per process; knowledge-base writes call it. Deleting a project removes its
+        knowledge-base rows in the database (cascade), which cannot reach Chroma.
+
+        Collections are listed before the projects are read: a collection exists only once
+        its project does, so one whose project is missing afterwards is a deleted
+        project's (ids are never reused)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._tidy.at < TIDY_EVERY_S:
+                return []
+            self._tidy.at = now
+        names = self._kb_collections()
+        if not names:
+            return []
+        with self._ctx.store.session() as s:
+            live = set(s.scalars(select(t.Project.id)).all())
+        return self._drop([name for name, project in names if project not in live])
+
+    def _kb_collections(self) -> builtins.list[tuple[str, int]]:
+        """The ``kb-<project>-<kb>`` collections in Chroma, with their project ids."""
+        found = []
+        for name in collection_names(self.chroma()):
             parts = name.split("-")
-            ours = len(parts) == 3 and parts[0] == "kb" and all(p.isdigit() for p in parts[1:])
-            if ours and name not in live:
-                drop_collection(self.chroma(), name)
-                dropped.append(name)
-        return dropped
+            if len(parts) == 3 and parts[0] == "kb" and all(p.isdigit() for p in parts[1:]):
+                found.append((name, int(parts[1])))
+        return found
+
+    def _drop(self, names: builtins.list[str]) -> builtins.list[str]:
+        for name in names:
+            drop_collection(self.chroma(), name)
+        return names
 
 
 def _dimension(model: str, kbs: KnowledgeBases) -> int:

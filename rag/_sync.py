@@ -140,6 +140,7 @@ def run_ingestion(
         _finish(kbs, snap, report, bm25=bm25, total=chunks.count())
     finally:
         lease.release()
+    kbs.tidy()
     report.status = "partial" if report.failed else "ok"
     report.seconds = time.perf_counter() - started
     return report

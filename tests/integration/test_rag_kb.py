@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from genai.errors import ConflictError, Forbidden, NotFoundError, ValidationError
-from rag import KnowledgeBases, SplitterConfig
+from rag import Document, KnowledgeBases, SplitterConfig
+from rag._chroma import collection_name
+from rag._kb import TIDY_EVERY_S
 
 ALPHA, BETA = "alpha", "beta"
 
@@ -417,15 +419,30 @@ def test_roles_viewer_reads_developer_ingests_maintainer_deletes(
     assert recreated.info.collection != collection  # ids are never reused
 
 
-def test_deleting_a_project_then_purging_drops_its_collections(world: Any) -> None:
+def test_a_deleted_projects_collections_go_with_the_next_write(world: Any) -> None:
     kbs = world.kbs()
     kept = kbs.create(BETA, "kept").info.collection
     gone = kbs.create(ALPHA, "gone").info.collection
     world.platform().projects.delete(ALPHA)
+    names = {c.name for c in kbs.chroma().list_collections()}
+    assert {kept, gone} <= names  # the database cascade cannot reach Chroma
+    kbs.create(BETA, "another")  # within the minute of the last tidy: nothing yet
+    assert gone in {c.name for c in kbs.chroma().list_collections()}
+    kbs._tidy.at -= TIDY_EVERY_S  # a minute later, an ingestion
+    kbs.get(BETA, "kept").ingest_documents([Document(text="Opening hours: 9 to 5.", source="x")])
+    names = {c.name for c in kbs.chroma().list_collections()}
+    assert gone not in names and kept in names
+
+
+def test_purging_drops_collections_no_knowledge_base_owns(world: Any) -> None:
+    kbs = world.kbs()
+    kept = kbs.create(BETA, "kept").info.collection
+    stray = collection_name(999, 1)  # left by a call that failed half-way
+    kbs.chroma().get_or_create_collection(stray)
     with pytest.raises(Forbidden, match="only platform admins"):
         world.kbs("b-developer").purge_orphaned_collections()
-    assert kbs.purge_orphaned_collections() == [gone]
-    assert {c.name for c in kbs.chroma().list_collections()} >= {kept}
+    assert kbs.purge_orphaned_collections() == [stray]
+    assert kept in {c.name for c in kbs.chroma().list_collections()}
 
 
 def test_names_and_duplicates_are_checked(local_world: Any) -> None:
