@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -333,10 +333,17 @@ def _describe(error: BaseException | None) -> str:
     return str(message) if message else type(error).__name__
 
 
-def cache_stage(settings: Settings, store: Store, **options: Any) -> CacheStage:
+def cache_stage(
+    settings: Settings,
+    store: Store,
+    *,
+    after_warm: Callable[[], None] | None = None,
+    **options: Any,
+) -> CacheStage:
     """The gateway's cache stage: the bundled (or configured) embedder, loading in the
-    background; the vector store the settings name; entries in ``store``. ``options`` go
-    to :class:`~cache.SemanticCache` (threshold, ttl_s, max_entries, ...).
+    background (then ``after_warm`` runs in that thread); the vector store the settings
+    name; entries in ``store``. ``options`` go to :class:`~cache.SemanticCache`
+    (threshold, ttl_s, max_entries, ...).
 
     Embedded Chroma belongs to one process: a gateway with several workers needs
     ``GENAI_CHROMA_URL`` (a ``chroma run`` server) for the cache's vectors."""
@@ -347,13 +354,17 @@ def cache_stage(settings: Settings, store: Store, **options: Any) -> CacheStage:
     cache = SemanticCache(
         create_vector_store(settings), _MemoEmbedder(model), store=store, **options
     )
-    threading.Thread(target=_warm, args=(model,), name="genai-cache-warm", daemon=True).start()
+    threading.Thread(
+        target=_warm, args=(model, after_warm), name="genai-cache-warm", daemon=True
+    ).start()
     return GatewayCache(cache, store=store)
 
 
-def _warm(model: Any) -> None:
+def _warm(model: Any, then: Callable[[], None] | None) -> None:
     """Load the embedding model before the first request needs it."""
     try:
         model.warm()
     except Exception as error:  # the first lookup will report it (as a miss)
         log.warning("the cache's embedding model did not load: %s", _describe(error))
+    if then is not None:
+        then()

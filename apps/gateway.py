@@ -6,8 +6,10 @@ options come from ``GENAI_*`` variables so every worker builds the same gateway.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+from collections.abc import Callable
 
 from fastapi import FastAPI
 
@@ -28,7 +30,9 @@ def options_from_env() -> GatewayOptions:
     )
 
 
-def stages_for(settings: Settings, store: Store) -> Stages:
+def stages_for(
+    settings: Settings, store: Store, *, after_warm: Callable[[], None] | None = None
+) -> Stages:
     """The stages this platform runs: prompts, DLP, the cache, and knowledge bots as targets.
 
     The prompt stage comes first, so DLP and the cache key see the rendered messages and
@@ -46,7 +50,7 @@ def stages_for(settings: Settings, store: Store) -> Stages:
     return Stages(
         request=[prompts, dlp_request],
         response=[dlp_response],
-        cache=cache_stage(settings, store),
+        cache=cache_stage(settings, store, after_warm=after_warm),
         targets={KnowledgeBot.name: KnowledgeBot(settings, store, prompts=prompts)},
     )
 
@@ -63,12 +67,20 @@ def _embedder(settings: Settings) -> object | None:
         return None
 
 
+def freeze_heap() -> None:
+    """Leave what start-up loaded out of the cycle collector's passes. With the embedding
+    model loaded a process holds ~500k objects, and a full collection over them holds the
+    GIL, hence every request, for ~0.3 s (2 cores here); frozen, a pass sees only what
+    requests allocated since. Collected first, so no start-up garbage is kept forever."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app() -> FastAPI:
     settings = Settings()
     store = Store(settings.resolved_database_url, pool_size=10)
-    gateway = create_gateway(
-        settings, stages=stages_for(settings, store), options=options_from_env(), store=store
-    )
+    stages = stages_for(settings, store, after_warm=freeze_heap)
+    gateway = create_gateway(settings, stages=stages, options=options_from_env(), store=store)
     from apps.admin import mount_admin
 
     return create_gateway_app(

@@ -72,6 +72,17 @@ class Proc:
                 total += times.user + times.system
         return total
 
+    def settle(self, timeout: float = 120.0) -> float:
+        """Wait until the process is idle (under 10% of a CPU over half a second): done
+        loading in the background, or done with abandoned requests. The seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() < started + timeout:
+            cpu0 = self.cpu_seconds()
+            time.sleep(0.5)
+            if self.cpu_seconds() - cpu0 < 0.05:
+                break
+        return time.monotonic() - started
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -178,6 +189,7 @@ def litellm_setup(
     try:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         wait_ready(proc, url, MASTER_KEY, "stub")
+        proc.settle()  # measure the steady state, not a start-up still finishing
         yield url, MASTER_KEY, "stub", proc
     finally:
         proc.stop()
@@ -251,6 +263,7 @@ def genai_setup(
     try:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         wait_ready(proc, url, key, "stub")
+        proc.settle()  # the cache stage loads its embedding model in the background
         yield url, key, "stub", proc
     finally:
         proc.stop()

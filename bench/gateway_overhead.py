@@ -156,12 +156,7 @@ def max_rate(setup: tuple[str, str, str, Proc | None], args: argparse.Namespace)
         steps[-1]["p99_from_due_ms"] = round(r["latency_from_due_ms"]["p99"] or -1, 2)
         print(f"    {rate:8.0f} req/s: {'pass' if ok else 'FAIL'}  {steps[-1]}", file=sys.stderr)
         if proc:  # an overloaded server may still work on abandoned requests: let it drain
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                cpu0 = proc.cpu_seconds()
-                time.sleep(0.5)
-                if proc.cpu_seconds() - cpu0 < 0.05:  # under 10% of a CPU: idle
-                    break
+            proc.settle()
             wait_ready(proc, url, key, model, timeout=60)
         else:
             time.sleep(1.0)
