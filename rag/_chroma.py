@@ -27,13 +27,7 @@ if TYPE_CHECKING:
 
     from genai.settings import Settings
 
-__all__ = [
-    "ChunkStore",
-    "chroma_client",
-    "collection_name",
-    "collection_names",
-    "drop_collection",
-]
+__all__ = ["ChunkStore", "chroma_client", "collection_name", "drop_collection"]
 
 _PAGE = 2000  # rows per get() page when reading a whole collection
 
@@ -209,13 +203,6 @@ class ChunkStore:
                 return
             yield page["ids"], list(page["documents"]), [dict(m) for m in page["metadatas"]]
             offset += len(page["ids"])
-
-
-def collection_names(client: Any) -> list[str]:
-    """The names of every collection the client holds."""
-    with _translated("list collections"):
-        listed = client.list_collections()
-    return [str(getattr(c, "name", c)) for c in listed]  # objects in Chroma 1.x, names in 0.6
 
 
 def drop_collection(client: Any, name: str) -> None:

@@ -22,13 +22,8 @@ from sqlalchemy import select
 from genai.errors import ConflictError, Forbidden, ValidationError
 from genai.store import _schema as t
 from genai.tenancy import Action
-from rag._chroma import (
-    ChunkStore,
-    chroma_client,
-    collection_name,
-    collection_names,
-    drop_collection,
-)
+from genai.vectors import ChromaVectorStore
+from rag._chroma import ChunkStore, chroma_client, collection_name, drop_collection
 from rag._records import find_kb
 from rag._tokens import TokenCounter, model_directory
 from rag._types import AnswerTrace, KnowledgeBaseInfo, SplitterConfig
@@ -359,7 +354,7 @@ class KnowledgeBases:
     def _kb_collections(self) -> builtins.list[tuple[str, int]]:
         """The ``kb-<project>-<kb>`` collections in Chroma, with their project ids."""
         found = []
-        for name in collection_names(self.chroma()):
+        for name in ChromaVectorStore(client=self.chroma()).collections("kb-"):
             parts = name.split("-")
             if len(parts) == 3 and parts[0] == "kb" and all(p.isdigit() for p in parts[1:]):
                 found.append((name, int(parts[1])))
