@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,6 +179,22 @@ class Embeddings:
 
     def of(self, texts: list[str]) -> Vectors:
         return np.stack([self.known[self.key(t)] for t in texts]).astype(np.float32)
+
+
+def embedded_datasets(
+    limit: int | None, task: Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+) -> tuple[list[Dataset], Embeddings]:
+    """The three sets with their vectors (texts not yet in the on-disk cache are encoded,
+    with a ``task`` progress bar) and the embeddings they came from."""
+    datasets = load_datasets(limit)
+    emb = Embeddings()
+    texts = sorted({t for ds in datasets for t in (*ds.stored, *ds.queries)})
+    missing = sum(1 for t in texts if emb.key(t) not in emb.known)
+    with task(f"embedding {missing:,} texts (all-MiniLM-L6-v2, cached after)", missing) as adv:
+        emb.fill(texts, adv)
+    for ds in datasets:
+        ds.stored_vecs, ds.query_vecs = emb.of(ds.stored), emb.of(ds.queries)
+    return datasets, emb
 
 
 def _unit(x: Vectors) -> Vectors:

@@ -104,13 +104,15 @@ def default_threshold() -> float:
 class Ours:
     """One SemanticCache over a fresh vector store; ``close`` drops it (and Chroma's files).
 
-    ``options`` go to ``SemanticCache`` as they are (none: its defaults)."""
+    ``options`` go to ``SemanticCache`` (or ``cache_class``, a subclass) as they are
+    (none: its defaults)."""
 
     def __init__(
         self,
         store: str = "memory",
         embedder: CountingEmbedder | None = None,
         scratch: Path | None = None,
+        cache_class: Any = None,
         **options: Any,
     ) -> None:
         from cache import Partition, SemanticCache
@@ -129,7 +131,7 @@ class Ours:
         else:
             raise ValueError(f"unknown store {store!r}: memory or chroma")
         self.vectors = vectors
-        self.cache = SemanticCache(vectors, self.embedder, **options)
+        self.cache = (cache_class or SemanticCache)(vectors, self.embedder, **options)
         self.partition = Partition(project_id=1, deployment="bench")
 
     def store(

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _cache_data import Dataset, Embeddings, load_datasets
+from _cache_data import Dataset, embedded_datasets
 from _cache_gptcache import GPTCacheDriver, SetupError, ensure_venv, work_dir
 from _cache_latency import DIM, console, latency, task
 from _cache_ours import CountingEmbedder, Ours, available, blas_one_thread, default_threshold
@@ -216,14 +216,7 @@ def main() -> None:
     args = parse()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
-    datasets = load_datasets(args.limit)
-    emb = Embeddings()
-    texts = sorted({t for ds in datasets for t in (*ds.stored, *ds.queries)})
-    missing = sum(1 for t in texts if emb.key(t) not in emb.known)
-    with task(f"embedding {missing:,} texts (all-MiniLM-L6-v2, cached after)", missing) as adv:
-        emb.fill(texts, adv)
-    for ds in datasets:
-        ds.stored_vecs, ds.query_vecs = emb.of(ds.stored), emb.of(ds.queries)
+    datasets, emb = embedded_datasets(args.limit, task)
 
     scratch = work_dir("cache-bench-")
     driver: GPTCacheDriver | None = None
