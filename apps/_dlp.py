@@ -32,15 +32,17 @@ from typing import Any
 from genai.dlp import WITHHELD, Dlp, Policy, Restorer, RestoringFilter, policy_from_options
 from genai.dlp._anonymize import Planned, blocked, check_blocked, render
 from genai.errors import BackendError, DlpBlocked, GenAIError
-from genai.gateway import GatewayRequest, RequestStage, ResponseStage, StreamFilter
+from genai.gateway import GatewayRequest, StreamFilter
 from genai.settings import Settings
 from genai.store import Store
+from genai.store import _schema as t
 
 __all__ = ["DlpRequestStage", "DlpResponseStage", "DlpState", "collect_texts", "dlp_stages"]
 
 log = logging.getLogger("genai.gateway.dlp")
 
 WARM_TIMEOUT_S = 120.0  # building a detector (loading a model) is not the request's timeout
+MAX_WARM = 4  # detectors a gateway builds at start (each loads its NER model: seconds)
 PURGE_EVERY_S = 600.0
 
 
@@ -175,9 +177,11 @@ class DlpRequestStage:
         *,
         default_policy: Policy | None = None,
         workers: int = 4,
+        after_load: Callable[[], None] | None = None,
     ) -> None:
         self.dlp = dlp
         self.default_policy = default_policy
+        self.after_load = after_load  # runs (in a worker) once a request built a detector
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genai-dlp")
         self._policies: OrderedDict[str, Policy | None] = OrderedDict()
         self._last_purge = time.monotonic()
@@ -214,10 +218,14 @@ class DlpRequestStage:
         if not texts.texts:
             return
         loop = asyncio.get_running_loop()
+        fresh = self.after_load is not None and not self.dlp.loaded(policy)
         try:
             await asyncio.wait_for(
                 loop.run_in_executor(self._pool, self.dlp.detector, policy), WARM_TIMEOUT_S
             )
+            if fresh and self.after_load is not None:
+                done = loop.run_in_executor(self._pool, self.after_load)
+                done.add_done_callback(_log_failure("after loading a DLP detector"))
             result = await asyncio.wait_for(
                 loop.run_in_executor(self._pool, self._protect, request, texts.texts, policy),
                 policy.timeout_s,
@@ -231,6 +239,37 @@ class DlpRequestStage:
         texts.write(result.texts)
         request.extra["dlp"] = DlpState(result.restorer, result.counts, result.status)
         self._maybe_purge(loop)
+
+    def warm(self, store: Store) -> int:
+        """Build now the detectors of the policies projects set (and of the default policy),
+        the most used first, at most ``MAX_WARM``: a project's first request would otherwise
+        wait seconds for its model. How many are ready (built now or before). Never raises:
+        a detector that does not build here fails (closed) on its first request instead."""
+        from sqlalchemy import select
+
+        used: dict[str, tuple[int, Policy]] = {}
+        try:
+            with store.session() as s:
+                rows = s.execute(select(t.Project.options)).all()
+        except Exception as error:
+            log.warning("DLP warm-up could not read the projects: %s", type(error).__name__)
+            rows = []
+        for (options,) in rows:
+            try:
+                policy = policy_from_options(options or {}, default=self.default_policy)
+            except GenAIError:
+                continue  # a broken policy: its requests are refused, nothing to load
+            if policy is not None:
+                count = used.get(policy.recognizer_key, (0, policy))[0]
+                used[policy.recognizer_key] = (count + 1, policy)
+        built = 0
+        for _, policy in sorted(used.values(), key=lambda u: -u[0])[:MAX_WARM]:
+            try:
+                self.dlp.detector(policy)
+                built += 1
+            except Exception as error:
+                log.warning("a DLP detector did not build: %s", type(error).__name__)
+        return built
 
     def _protect(self, request: GatewayRequest, texts: list[str], policy: Policy) -> _Result:
         """Detect, then anonymise (in a worker thread)."""
@@ -322,16 +361,19 @@ class DlpRequestStage:
             return
         self._last_purge = now
         future = loop.run_in_executor(self._pool, self.dlp.vault.purge_expired)
-        future.add_done_callback(_log_purge)
+        future.add_done_callback(_log_failure("purging the DLP vault"))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _log_purge(future: asyncio.Future[int]) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        if future.exception() is not None:
-            log.warning("purging the DLP vault failed: %s", type(future.exception()).__name__)
+def _log_failure(what: str) -> Callable[[asyncio.Future[Any]], None]:
+    def done(future: asyncio.Future[Any]) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            if future.exception() is not None:
+                log.warning("%s failed: %s", what, type(future.exception()).__name__)
+
+    return done
 
 
 def _redacted(texts: list[str], plans: list[list[Planned]]) -> list[str]:
@@ -364,10 +406,13 @@ class DlpResponseStage:
         return RestoringFilter(state.restorer)
 
 
-def dlp_stages(settings: Settings, store: Store) -> tuple[RequestStage, ResponseStage]:
+def dlp_stages(
+    settings: Settings, store: Store, *, after_load: Callable[[], None] | None = None
+) -> tuple[DlpRequestStage, DlpResponseStage]:
     """The DLP stages of a gateway: put the request stage last among the request stages
     (it must see the final prompt) and the response stage first among the response stages
     (they run in reverse, so it restores last, just before the client)."""
     default = Policy.load(settings.dlp_policy) if settings.dlp_policy else None
     dlp = Dlp.from_settings(settings, store)
-    return DlpRequestStage(dlp, default_policy=default), DlpResponseStage()
+    request = DlpRequestStage(dlp, default_policy=default, after_load=after_load)
+    return request, DlpResponseStage()

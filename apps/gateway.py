@@ -39,18 +39,28 @@ def stages_for(
     ``request.prompt_version``; DLP comes last among the request stages and first among the
     response stages (which run in reverse), so it restores just before the client. A project
     without a DLP policy (and no GENAI_DLP_POLICY default) skips DLP; the cache looks up the
-    request as DLP left it (tokens, never raw values)."""
+    request as DLP left it (tokens, never raw values).
+
+    Start-up loads the cache's embedding model and then the DLP detectors the projects'
+    policies need, in one background thread; ``after_warm`` runs after both, and again
+    whenever a request makes DLP load another detector."""
     from apps._cache import cache_stage
     from apps._dlp import dlp_stages
     from apps._knowledge import KnowledgeBot
     from apps._prompts import prompt_stage
 
-    dlp_request, dlp_response = dlp_stages(settings, store)
+    dlp_request, dlp_response = dlp_stages(settings, store, after_load=after_warm)
     prompts = prompt_stage(settings, store)
+
+    def warmed() -> None:  # in the cache's warm-up thread, once its model is loaded
+        dlp_request.warm(store)
+        if after_warm is not None:
+            after_warm()
+
     return Stages(
         request=[prompts, dlp_request],
         response=[dlp_response],
-        cache=cache_stage(settings, store, after_warm=after_warm),
+        cache=cache_stage(settings, store, after_warm=warmed),
         targets={KnowledgeBot.name: KnowledgeBot(settings, store, prompts=prompts)},
     )
 

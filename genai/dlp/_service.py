@@ -142,7 +142,7 @@ class Dlp:
 
     def detector(self, policy: Policy | None = None) -> Detector:
         """The detector with ``policy``'s custom recognizers (built once, then shared)."""
-        key = (self.ner, self.language, policy.recognizer_key if policy is not None else "[]")
+        key = self._detector_key(policy)
         with _DETECTORS_LOCK:
             found = _DETECTORS.get(key)
             if found is not None:
@@ -168,6 +168,14 @@ class Dlp:
 
     def warm(self, policy: Policy | None = None) -> None:
         self.detector(policy)
+
+    def loaded(self, policy: Policy | None = None) -> bool:
+        """Whether the detector for ``policy`` is built (``detector`` returns it at once)."""
+        with _DETECTORS_LOCK:
+            return self._detector_key(policy) in _DETECTORS
+
+    def _detector_key(self, policy: Policy | None) -> tuple[str | None, str, str]:
+        return (self.ner, self.language, policy.recognizer_key if policy is not None else "[]")
 
     def detect(self, texts: Sequence[str], policy: Policy) -> list[list[Finding]]:
         """Findings in each text at or above the policy's lowest threshold."""

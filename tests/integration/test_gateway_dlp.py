@@ -494,3 +494,86 @@ def test_a_project_without_dlp_still_logs_no_raw_prompts(
     access = [r.getMessage() for r in caplog.records if r.name == "genai.gateway.access"]
     assert access, "prompt logging is on: the access log has the request"
     _no_raw("the access log", "\n".join(access))
+
+
+# --------------------------------------------------------------------------- loading detectors
+
+
+def _unique_policy() -> Policy:
+    """A policy whose detector no test built yet (detectors are shared by the process)."""
+    word = f"Codename{secrets.token_hex(4)}"
+    return Policy.parse(
+        {"recognizers": [{"kind": "deny_list", "entity_type": "CODENAME", "values": [word]}]}
+    )
+
+
+def test_warming_builds_the_detectors_the_projects_policies_need(
+    world: World, settings: genai.Settings
+) -> None:
+    used, unused = _unique_policy(), _unique_policy()
+    world.admin.projects.set_option("dlp-b", "dlp", used.to_json())
+    store = Store(settings.resolved_database_url)
+    try:
+        request, _ = dlp_stages(settings, store)
+        assert not request.dlp.loaded(used)
+        assert request.warm(store) == 2  # dlp-a's policy and dlp-b's
+        assert request.dlp.loaded(used) and request.dlp.loaded(POLICY)
+        assert not request.dlp.loaded(unused)
+    finally:
+        store.dispose()
+
+
+def test_a_detector_a_request_had_to_build_runs_after_load_once(
+    world: World, settings: genai.Settings, wait_until: Any
+) -> None:
+    """What `genai gateway` passes there freezes the heap with the new model in it."""
+    policy = _unique_policy()
+    world.admin.projects.set_option("dlp-a", "dlp", policy.to_json())
+    world.upstream.reply = "noted"
+    loads: list[bool] = []
+    store = Store(settings.resolved_database_url)
+    try:
+        request, _ = dlp_stages(settings, store, after_load=lambda: loads.append(True))
+        gateway = world.start(request)
+        client = openai.OpenAI(base_url=gateway.v1, api_key=world.keys["dlp-a"], max_retries=0)
+        message = [{"role": "user", "content": f"I am {EMAIL}"}]
+        client.chat.completions.create(model="chat", messages=message)  # type: ignore[arg-type]
+        assert request.dlp.loaded(policy)
+        assert wait_until(lambda: loads == [True], timeout=10)
+        client.chat.completions.create(model="chat", messages=message)  # type: ignore[arg-type]
+        request.close()
+        request._pool.shutdown(wait=True)  # whatever the requests handed to it has run
+        assert loads == [True]
+        assert "EMAIL_ADDRESS_1" in json.dumps(world.sent())
+    finally:
+        store.dispose()
+
+
+def test_the_gateway_loads_the_projects_detectors_before_after_warm(
+    world: World, settings: genai.Settings
+) -> None:
+    """``stages_for``, as `genai gateway` builds it: the embedding model, then the DLP
+    detectors projects use, then ``after_warm`` (freeze_heap), in one background thread."""
+    import threading
+
+    from apps.gateway import stages_for
+
+    policy = _unique_policy()
+    world.admin.projects.set_option("dlp-b", "dlp", policy.to_json())
+    store = Store(settings.resolved_database_url)
+    dlp = Dlp.from_settings(settings, store)
+    seen: list[bool] = []
+    done = threading.Event()
+
+    def after_warm() -> None:
+        seen.append(dlp.loaded(policy))
+        done.set()
+
+    try:
+        stages = stages_for(settings, store, after_warm=after_warm)
+        assert done.wait(120)
+        assert seen == [True]
+        assert stages.cache is not None
+        stages.cache.close()  # type: ignore[attr-defined]
+    finally:
+        store.dispose()
