@@ -109,6 +109,24 @@ def test_plain_numbers_and_amounts_are_not_people(detector: Detector) -> None:
         assert not types & {"PERSON", "LOCATION", "ORGANIZATION", "NRP", "TITLE"}, text
 
 
+def test_question_and_greeting_words_are_not_people(detector: Detector) -> None:
+    """The bundled model tagged the "How" of "How do I open an account?" as a PERSON (a
+    capitalised first word): a span of English function words only is never a name, while
+    a name next to them still is."""
+    for text in (
+        "How do I open an account?",
+        "What is the fee if I miss a payment?",
+        "Please, can you reset my password?",
+        "Hi there, where is my card?",
+    ):
+        types = {f.entity_type for f in detector.analyze(text)}
+        assert not types & {"PERSON", "LOCATION", "ORGANIZATION", "NRP", "TITLE"}, text
+    found = detector.analyze("Hi, I am John Smith from Paris.")
+    assert {("PERSON", "John Smith"), ("LOCATION", "Paris")} <= {
+        (f.entity_type, "Hi, I am John Smith from Paris."[f.start : f.end]) for f in found
+    }
+
+
 def test_findings_are_sorted_and_do_not_overlap(detector: Detector) -> None:
     text = (
         "Hi, I'm Lena Fischer (lena.fischer@example.de), living at 12 Harbour Road, "

@@ -68,6 +68,26 @@ _IGNORED_LABELS = (
 )
 _NUMERIC_OK = frozenset({"DATE_TIME", "AGE"})
 _LETTER = re.compile(r"[^\W\d_]")
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+# English closed-class words that are never a name on their own (a model trained on
+# synthetic sentences tags a capitalised "How" or "Please" at the start of a question as a
+# PERSON): a span made of these only is dropped. Words that are also given names or places
+# ("Will", "May", "Mark", "Bill") are not here.
+_FUNCTION_WORDS_EN = """
+    a an the this that these those some any each every no all both either neither
+    i me my mine you your yours he him his she her hers it its we us our ours they them
+    their theirs myself yourself himself herself itself ourselves themselves
+    who whom whose what which where when why how whoever whatever whichever
+    do does did done is are was were be been being am has have had having
+    can could would should must shall might ought
+    and or but nor so yet if then than because although though while whereas unless
+    of in on at to for with from by about as into onto over under after before between
+    through during without within upon against among around near
+    hi hello hey dear please thanks thank yes ok okay sorry well oh
+    not also just only very too there here
+    i'm i've i'd i'll you're we're they're it's that's what's where's how's
+"""
+_NEVER_A_NAME_EN = frozenset(_FUNCTION_WORDS_EN.split())
 _EDGE = " \t\r\n,;:.\"'()[]<>|*-"
 
 
@@ -151,8 +171,20 @@ class NerRecognizer(LocalRecognizer):
                 continue
             if label not in _NUMERIC_OK and not _LETTER.search(text, start, end):
                 continue
+            if (
+                label not in _NUMERIC_OK
+                and self.supported_language == "en"
+                and (_closed_class(text[start:end]))
+            ):
+                continue
             results.append(RecognizerResult(label, start, end, float(score)))
         return results
+
+
+def _closed_class(span: str) -> bool:
+    """Whether every word of a span is an English function word (no name among them)."""
+    words = _WORD.findall(span.replace("’", "'"))
+    return bool(words) and all(w.lower() in _NEVER_A_NAME_EN for w in words)
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
