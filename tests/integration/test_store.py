@@ -324,6 +324,7 @@ def _fill_project(admin: Any, project: str) -> None:
             )
         )
         s.add(t.KbAnswer(project_id=pid, request_id="r1", deployment="bot", kb_name="docs"))
+        s.add(t.ProjectSecret(project_id=pid, name="vendor-key", ciphertext="c"))
 
 
 def test_deleting_a_project_deletes_everything_of_it_but_keeps_the_audit_log(platform: Any) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "Model",
     "Principal",
     "Project",
+    "ProjectSecret",
     "PromptVersion",
     "Quota",
     "Run",
@@ -135,6 +136,27 @@ class Quota(Base):
     tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     budget_usd_per_month: Mapped[float | None] = mapped_column(Float, nullable=True)
     adapter_slots: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_in_flight: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ProjectSecret(Base):
+    """A credential a project's deployments use upstream (a vendor's API key), by name.
+
+    The value is stored encrypted (AES-GCM under the platform's secret key, bound to the
+    project and the name); it is written through the API and never read back by callers:
+    only the gateway decrypts it, to send it to the upstream a deployment names."""
+
+    __tablename__ = "project_secrets"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+    updated_at: Mapped[datetime] = _created()
+    updated_by: Mapped[str] = mapped_column(String(120), default="")
 
 
 class Counter(Base):
