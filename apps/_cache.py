@@ -24,12 +24,19 @@ calls, cut by a content filter or empty, and anything when the project's options
 
 Project options (``{"cache": {...}}``): ``enabled``, ``threshold``, ``ttl_s``,
 ``max_temperature``. A lookup never fails a request: a cache error is logged (no text) and
-counted as a miss; stores run in the background after the answer is sent.
+counted as a miss; stores run in the background after the answer is sent. With the
+gateway's fair CPU pool, the embedding of a question (the CPU work of a lookup) is the
+project's job there, and the SQL and vector-store work runs in a thread, never holding a
+pool worker while it waits on I/O; an exact hit embeds nothing. A project whose queue in
+the pool is full is refused (429) at its lookup rather than queued; a store that finds it
+full is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import re
 import threading
@@ -43,6 +50,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from cache import ChatRequest, Partition, RequestKey, SemanticCache, output_params
+from genai._pool import FairPool, PoolOverloaded, QueueFull
 from genai.gateway import CachedAnswer, CacheStage, GatewayRequest
 from genai.settings import Settings
 from genai.store import Store
@@ -54,6 +62,19 @@ log = logging.getLogger("genai.cache")
 
 _PSEUDONYM = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 _CACHEABLE_FINISH = {"stop", "length", None}
+#: Deployments whose newest revision is remembered (when the gateway does not say it).
+_MAX_REVISIONS = 10_000
+#: Set while a lookup or store runs in a thread: a question not embedded yet is not
+#: embedded there (:class:`_EmbedLater`), but in the fair CPU pool.
+_DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar("cache_defer", default=False)
+
+
+class _EmbedLater(Exception):  # a signal, not an error
+    """The question needs embedding: do it in the fair CPU pool, then call again."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__("embedding deferred to the CPU pool")
+        self.text = text
 
 
 @dataclass(frozen=True)
@@ -71,9 +92,11 @@ class _Plan:
 
 class _MemoEmbedder:
     """The embedder with a small memory of recent single-text calls: a miss's store embeds
-    the question its lookup embedded a moment earlier."""
+    the question its lookup embedded a moment earlier. It keeps the ``size`` most recently
+    used texts (a vector is ~1.5 KiB): a store follows its lookup within the request, so a
+    few hundred cover every request in flight."""
 
-    def __init__(self, inner: Any, size: int = 2048) -> None:
+    def __init__(self, inner: Any, size: int = 512) -> None:
         self.inner = inner
         self.model_name = str(getattr(inner, "model_name", type(inner).__name__))
         self._memo: OrderedDict[str, Any] = OrderedDict()
@@ -93,6 +116,8 @@ class _MemoEmbedder:
             if found is not None:
                 self._memo.move_to_end(text)
                 return found
+        if _DEFERRED.get():
+            raise _EmbedLater(text)
         vectors = self.inner.embed([text])
         with self._lock:
             self._memo[text] = vectors
@@ -107,12 +132,21 @@ class GatewayCache:
     name = "cache"
 
     def __init__(
-        self, cache: SemanticCache, *, store: Store | None = None, revision_ttl_s: float = 5.0
+        self,
+        cache: SemanticCache,
+        *,
+        store: Store | None = None,
+        revision_ttl_s: float = 5.0,
+        pool: FairPool | None = None,
+        max_pending_stores: int = 256,
     ) -> None:
         self.cache = cache
+        self._cpu = pool
         self._store = store
         self._revision_ttl = revision_ttl_s
-        self._revisions: dict[tuple[int, str], tuple[float, str]] = {}
+        self._revisions: dict[tuple[int, str], tuple[float, str]] = {}  # oldest first
+        self.max_pending_stores = max_pending_stores  # background stores in flight, at most
+        self.stores_skipped = 0
         self._pending: set[asyncio.Future[Any]] = set()
 
     # ------------------------------------------------------------ the stage
@@ -123,15 +157,20 @@ class GatewayCache:
             request.extra["cache"] = plan
             if plan is None or not plan.lookup:
                 return None
-            hit = await asyncio.to_thread(
-                self.cache.lookup,
-                plan.partition,
-                plan.request,
-                session=plan.session,
-                request_id=request.request_id,
-                threshold=plan.threshold,
-                key=plan.key,
+            hit = await self._run(
+                request,
+                functools.partial(
+                    self.cache.lookup,
+                    plan.partition,
+                    plan.request,
+                    session=plan.session,
+                    request_id=request.request_id,
+                    threshold=plan.threshold,
+                    key=plan.key,
+                ),
             )
+        except (QueueFull, PoolOverloaded):
+            raise  # back-pressure: the project is over its share of the CPU, or all are
         except Exception as error:  # the cache must never fail a request
             log.warning(
                 "cache lookup failed for request %s (%s): answered as a miss",
@@ -157,18 +196,24 @@ class GatewayCache:
         tokens = int(usage.get("total_tokens") or 0) if isinstance(usage, dict) else 0
         # what the answer cost (the gateway's outcome of this request): a hit saves it
         cost = float(getattr(request.extra.get("outcome"), "cost_usd", 0.0) or 0.0)
+        if len(self._pending) >= self.max_pending_stores:
+            self._skipped()
+            return
         task = asyncio.ensure_future(
-            asyncio.to_thread(
-                self.cache.store,
-                plan.partition,
-                plan.request,
-                kept,
-                session=plan.session,
-                request_id=request.request_id,
-                tokens=tokens,
-                cost_usd=cost,
-                ttl_s=plan.ttl_s,
-                key=plan.key,
+            self._run(
+                request,
+                functools.partial(
+                    self.cache.store,
+                    plan.partition,
+                    plan.request,
+                    kept,
+                    session=plan.session,
+                    request_id=request.request_id,
+                    tokens=tokens,
+                    cost_usd=cost,
+                    ttl_s=plan.ttl_s,
+                    key=plan.key,
+                ),
             )
         )
         self._pending.add(task)
@@ -192,10 +237,41 @@ class GatewayCache:
 
     # ------------------------------------------------------------ internals
 
+    async def _run(self, request: GatewayRequest, work: Callable[[], Any]) -> Any:
+        """``work()`` (a lookup or a store) in a thread; the question's embedding, when it
+        needs one, first, as the project's job in the fair CPU pool (if any)."""
+        if self._cpu is None:
+            return await asyncio.to_thread(work)
+        token = _DEFERRED.set(True)
+        try:
+            return await asyncio.to_thread(work)
+        except _EmbedLater as later:  # raised before the work wrote or counted anything
+            await self._cpu.run(request.project, self.cache.embed, later.text)  # remembered
+        finally:
+            _DEFERRED.reset(token)
+        return await asyncio.to_thread(work)
+
+    def _skipped(self) -> None:
+        """Stores slower than the misses must not pile up (each holds a copy of its answer):
+        beyond ``max_pending_stores`` in flight a store is skipped, counted and logged (the
+        first, then every hundredth); the answer is simply not cached."""
+        self.stores_skipped += 1
+        if self.stores_skipped == 1 or self.stores_skipped % 100 == 0:
+            log.warning(
+                "cache stores fall behind the traffic: %d skipped so far (%d in flight at most)",
+                self.stores_skipped,
+                self.max_pending_stores,
+            )
+
     def _stored(self, task: asyncio.Future[Any]) -> None:
         self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("cache store failed: %s", _describe(task.exception()))
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        if isinstance(error, QueueFull | PoolOverloaded):
+            log.debug("cache store skipped: %s", _describe(error))
+        else:
+            log.warning("cache store failed: %s", _describe(error))
 
     async def _plan(self, request: GatewayRequest) -> _Plan | None:
         options = _options(request)
@@ -260,7 +336,10 @@ class GatewayCache:
         if known is not None and known[0] > now:
             return known[1]
         revision = await asyncio.to_thread(self._read_revision, *key)
+        self._revisions.pop(key, None)
         self._revisions[key] = (now + self._revision_ttl, revision)
+        while len(self._revisions) > _MAX_REVISIONS:
+            self._revisions.pop(next(iter(self._revisions)))
         return revision
 
     def _read_revision(self, project_id: int, deployment: str) -> str:
@@ -338,26 +417,33 @@ def cache_stage(
     store: Store,
     *,
     after_warm: Callable[[], None] | None = None,
+    pool: FairPool | None = None,
+    vectors: str = "chroma",
     **options: Any,
 ) -> CacheStage:
     """The gateway's cache stage: the bundled (or configured) embedder, loading in the
     background (then ``after_warm`` runs in that thread); the vector store the settings
-    name; entries in ``store``. ``options`` go to :class:`~cache.SemanticCache`
-    (threshold, ttl_s, max_entries, ...).
+    name; entries in ``store``; lookups and stores in ``pool`` (the gateway's fair CPU
+    pool). ``options`` go to :class:`~cache.SemanticCache` (threshold, ttl_s, max_entries,
+    ...).
 
     Embedded Chroma belongs to one process: a gateway with several workers needs
-    ``GENAI_CHROMA_URL`` (a ``chroma run`` server) for the cache's vectors."""
+    ``GENAI_CHROMA_URL`` (a ``chroma run`` server) for the cache's vectors. ``vectors=
+    "memory"`` keeps them in this process instead (exact NumPy search, memory bounded by
+    ``max_entries``; rebuilt from the entries' rows, which keep their embeddings, after a
+    restart): Chroma never reuses the room of a deleted vector, so a cache that evicts
+    grows its Chroma index for as long as the process runs."""
     from genai.models._embedders import create_embedder
     from genai.vectors import create_vector_store
 
     model = create_embedder(settings)
     cache = SemanticCache(
-        create_vector_store(settings), _MemoEmbedder(model), store=store, **options
+        create_vector_store(settings, backend=vectors), _MemoEmbedder(model), store=store, **options
     )
     threading.Thread(
         target=_warm, args=(model, after_warm), name="genai-cache-warm", daemon=True
     ).start()
-    return GatewayCache(cache, store=store)
+    return GatewayCache(cache, store=store, pool=pool)
 
 
 def _warm(model: Any, then: Callable[[], None] | None) -> None:

@@ -5,9 +5,11 @@ all roles, content-part lists, tool results, tool-call arguments, completion pro
 embedding inputs, ``user``) and applies the project's policy (``dlp`` in the project's
 options, else ``GENAI_DLP_POLICY``; no policy: DLP off). Pseudonyms are kept in the vault
 session named by the ``x-genai-session`` header (per project and principal), or in a
-session of the request alone. Detection runs in a thread pool, within the policy's
-``timeout_s``; when it fails or times out the request is refused (503) unless the policy
-says ``fail_open``.
+session of the request alone. Detection runs as the project's job in the gateway's fair CPU
+pool (or in the stage's own threads when it has none), within the policy's ``timeout_s``
+(its wait in the pool included); when it fails or times out the request is refused (503)
+unless the policy says ``fail_open``. When the project's queue in the pool is full the
+request is refused at once (429; 503 when the whole pool is), whatever the policy says.
 
 :class:`DlpResponseStage` restores the originals: in whole answers (content and tool-call
 arguments) and, through :class:`~genai.dlp.RestoringFilter`, in streams.
@@ -29,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from genai._pool import FairPool, PoolOverloaded, QueueFull
 from genai.dlp import WITHHELD, Dlp, Policy, Restorer, RestoringFilter, policy_from_options
 from genai.dlp._anonymize import Planned, blocked, check_blocked, render
 from genai.errors import BackendError, DlpBlocked, GenAIError
@@ -178,8 +181,10 @@ class DlpRequestStage:
         default_policy: Policy | None = None,
         workers: int = 4,
         after_load: Callable[[], None] | None = None,
+        pool: FairPool | None = None,
     ) -> None:
         self.dlp = dlp
+        self._cpu = pool  # detection; building detectors and the vault's purge stay in _pool
         self.default_policy = default_policy
         self.after_load = after_load  # runs (in a worker) once a request built a detector
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genai-dlp")
@@ -227,9 +232,12 @@ class DlpRequestStage:
                 done = loop.run_in_executor(self._pool, self.after_load)
                 done.add_done_callback(_log_failure("after loading a DLP detector"))
             result = await asyncio.wait_for(
-                loop.run_in_executor(self._pool, self._protect, request, texts.texts, policy),
+                self._run(request, self._protect, request, texts.texts, policy),
                 policy.timeout_s,
             )
+        except (QueueFull, PoolOverloaded):
+            _withhold(request)  # refused unchecked: a prompt log of it holds no raw text
+            raise
         except Exception as error:
             self._failed(request, policy, error)
             return
@@ -340,12 +348,9 @@ class DlpRequestStage:
         """A scrubbed copy of the body for the prompt log of a project without DLP."""
         copy = json.loads(json.dumps(request.body, default=str))
         texts = collect_texts(request.endpoint, copy)
-        loop = asyncio.get_running_loop()
         try:
             scrubbed = await asyncio.wait_for(
-                loop.run_in_executor(
-                    self._pool, lambda: [self.dlp.scrub_for_log(t) for t in texts.texts]
-                ),
+                self._run(request, lambda: [self.dlp.scrub_for_log(t) for t in texts.texts]),
                 5.0,
             )
         except Exception:
@@ -354,6 +359,12 @@ class DlpRequestStage:
         request.extra["log_request"] = {
             k: v for k, v in copy.items() if k in ("messages", "prompt", "input")
         }
+
+    async def _run(self, request: GatewayRequest, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` as the request's project's job in the fair CPU pool (or here)."""
+        if self._cpu is not None:
+            return await self._cpu.run(request.project, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _maybe_purge(self, loop: asyncio.AbstractEventLoop) -> None:
         now = time.monotonic()
@@ -407,12 +418,16 @@ class DlpResponseStage:
 
 
 def dlp_stages(
-    settings: Settings, store: Store, *, after_load: Callable[[], None] | None = None
+    settings: Settings,
+    store: Store,
+    *,
+    after_load: Callable[[], None] | None = None,
+    pool: FairPool | None = None,
 ) -> tuple[DlpRequestStage, DlpResponseStage]:
     """The DLP stages of a gateway: put the request stage last among the request stages
     (it must see the final prompt) and the response stage first among the response stages
     (they run in reverse, so it restores last, just before the client)."""
     default = Policy.load(settings.dlp_policy) if settings.dlp_policy else None
     dlp = Dlp.from_settings(settings, store)
-    request = DlpRequestStage(dlp, default_policy=default, after_load=after_load)
+    request = DlpRequestStage(dlp, default_policy=default, after_load=after_load, pool=pool)
     return request, DlpResponseStage()

@@ -9,7 +9,7 @@ A deployment names it as a target's backend, with the bot's configuration as opt
           kb: docs                      # a knowledge base of the deployment's project
           prompt: qa@production         # a registered prompt (null: the built-in one)
           k: 4                          # chunks retrieved per question
-          llm: {backend: extractive}    # or {url: http://…/v1, model: M, api_key_env: K}
+          llm: {backend: extractive}    # or {url: http://…/v1, model: M, api_key_secret: K}
                                         # or {backend: transformers, options: {model: DIR}}
 
 Per request: the last user message is the question (condensed with the conversation into
@@ -24,14 +24,14 @@ Before the cache is looked up the bot notes the knowledge-base and prompt versio
 (:class:`~genai.gateway.PreparedTarget`), so a re-ingestion or a moved ``production``
 label starts a fresh cache partition, and the usage ledger records the prompt version.
 Each answer's trace (versions, chunks given and cited; never the question) is written to
-``kb_answers`` off the request path: :meth:`rag.KnowledgeBases.answers` reads it.
+``kb_answers`` off the request path (at most ``max_pending_traces`` writes in flight; beyond
+that a trace is dropped and counted): :meth:`rag.KnowledgeBases.answers` reads it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 import uuid
@@ -39,15 +39,17 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 
+from apps._bot_llms import BotLLM, BotLLMs
 from apps._prompts import CallerContext, PromptStage
 from genai import Client
-from genai.errors import BackendError, ConfigError, GenAIError, ValidationError
+from genai._pool import FairPool
+from genai.errors import ValidationError
 from genai.gateway import DeploymentSpec, GatewayRequest, TargetSpec
-from genai.models import ChatMessage, ContextPassage, GenerationRequest, LLMBackend
+from genai.gateway._credentials import UpstreamCredentials
+from genai.models import ChatMessage, ContextPassage, GenerationRequest
 from genai.settings import Settings
 from genai.store import Store
 from genai.store import _schema as t
@@ -90,39 +92,6 @@ _CONDENSE = (
     "without the conversation. Reply with the question only.\n\nConversation:\n{history}\n\n"
     "Last question: {question}"
 )
-
-
-class BotLLM(BaseModel):
-    """The bot's LLM: an in-process ``backend`` by name (default ``extractive``) or an
-    OpenAI-compatible ``url``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    backend: str | None = None
-    url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-    timeout_s: float = Field(default=60.0, gt=0)
-
-    @model_validator(mode="after")
-    def _one(self) -> BotLLM:
-        if self.backend is not None and self.url is not None:
-            raise ValueError("give the LLM's backend or its url, not both")
-        if self.url is not None and not re.match(r"^https?://[^\s/]+", self.url):
-            raise ValueError(f"url {self.url!r} is not an http(s) URL")
-        return self
-
-    @property
-    def name(self) -> str:
-        return self.url or self.backend or "extractive"
-
-    @property
-    def extractive(self) -> bool:
-        return self.url is None and (self.backend or "extractive") == "extractive"
-
-    def key(self) -> str:
-        return orjson.dumps(self.model_dump(), option=orjson.OPT_SORT_KEYS).decode()
 
 
 class BotOptions(BaseModel):
@@ -193,14 +162,22 @@ class KnowledgeBot:
         *,
         prompts: PromptStage,
         knowledge_bases: KnowledgeBases | None = None,
+        pool: FairPool | None = None,
+        max_pending_traces: int = 256,
     ) -> None:
         self._settings = settings
         self._store = store
         self._prompts = prompts
         self._kbs_root = knowledge_bases
-        self._llms: dict[str, LLMBackend] = {}
-        self._lock = asyncio.Lock()
+        self._llms = BotLLMs(settings, store)
         self._pending: set[asyncio.Future[Any]] = set()
+        self._cpu = pool  # retrieval runs there as the project's job (the gateway's pool)
+        self.max_pending_traces = max_pending_traces  # trace writes in flight, at most
+        self.traces_dropped = 0
+
+    def use_credentials(self, credentials: UpstreamCredentials) -> None:
+        """Resolve the LLM's key through the gateway's credentials (its cache and allowlist)."""
+        self._llms.use_credentials(credentials)
 
     # ------------------------------------------------------------ the gateway's calls
 
@@ -221,7 +198,7 @@ class KnowledgeBot:
         plan = await self._plan(request, target)
         text, finish = NOTHING_FOUND, "stop"
         if plan.generation is not None:
-            llm = await self._llm(bot_options(target).llm)
+            llm = await self._llms.get(bot_options(target).llm, request, self._kbs_root)
             generation = await llm.generate(plan.generation)
             text, finish = generation.text, generation.finish_reason
             plan.usage["prompt"] += generation.prompt_tokens
@@ -264,14 +241,19 @@ class KnowledgeBot:
                 ],
             }
 
+        # the LLM (and its key) before the first chunk: a misconfigured one refuses the request
+        llm = (
+            None
+            if plan.generation is None
+            else await self._llms.get(bot_options(target).llm, request, self._kbs_root)
+        )
         yield chunk({"role": "assistant", "content": ""})
         parts: list[str] = []
         finish = "stop"
-        if plan.generation is None:
+        if plan.generation is None or llm is None:
             parts.append(NOTHING_FOUND)
             yield chunk({"content": NOTHING_FOUND})
         else:
-            llm = await self._llm(bot_options(target).llm)
             async for piece in llm.stream(plan.generation):
                 if piece.text:
                     parts.append(piece.text)
@@ -288,9 +270,7 @@ class KnowledgeBot:
     async def close(self) -> None:
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
-        for llm in self._llms.values():
-            await llm.close()
-        self._llms.clear()
+        await self._llms.close()
 
     # ------------------------------------------------------------ steps
 
@@ -318,16 +298,14 @@ class KnowledgeBot:
             question=question, chunks=[], generation=None, prompt_version="", kb_version=None
         )
         if history and options.condense and not options.llm.extractive:
-            plan.question = await self._condense(options.llm, question, history, plan)
+            plan.question = await self._condense(options.llm, request, question, history, plan)
             plan.condensed = plan.question != question
         prepared = (request.extra.get("bot") or {}).get(target.name)
         if not isinstance(prepared, _Prepared):  # the gateway prepares; a direct call may not
             await self.prepare(request, target)
             prepared = request.extra["bot"][target.name]
         kb = KnowledgeBase(self._kbs(request), request.project, options.kb)  # retrieve authorizes
-        plan.chunks = await asyncio.to_thread(
-            kb.retrieve, plan.question, options.k, None, options.mode
-        )
+        plan.chunks = await self._retrieve(request, kb, plan.question, options)
         plan.kb_version, prompt = prepared.kb_version, prepared.prompt
         plan.prompt_version = prompt.ref if isinstance(prompt, PromptVersion) else ""
         if not plan.chunks:
@@ -349,8 +327,22 @@ class KnowledgeBot:
         plan.generation = _generation(request.body, messages, plan.chunks, options.llm)
         return plan
 
-    async def _condense(self, llm_options: BotLLM, question: str, history: str, plan: _Plan) -> str:
-        llm = await self._llm(llm_options)
+    async def _retrieve(
+        self, request: GatewayRequest, kb: KnowledgeBase, question: str, options: BotOptions
+    ) -> list[Chunk]:
+        """Hybrid retrieval (it embeds the question): the project's job in the fair CPU pool
+        when the bot has one. The extractive LLM's answer runs there too, through
+        :func:`genai._pool.offload`, as the gateway binds each request to its project."""
+        if self._cpu is None:
+            return await asyncio.to_thread(kb.retrieve, question, options.k, None, options.mode)
+        return await self._cpu.run(
+            request.project, kb.retrieve, question, options.k, None, options.mode
+        )
+
+    async def _condense(
+        self, llm_options: BotLLM, request: GatewayRequest, question: str, history: str, plan: _Plan
+    ) -> str:
+        llm = await self._llms.get(llm_options, request, self._kbs_root)
         prompt = _CONDENSE.format(history=history, question=question)
         generation = await llm.generate(
             GenerationRequest(
@@ -362,18 +354,6 @@ class KnowledgeBot:
         plan.usage["completion"] += generation.completion_tokens
         condensed = " ".join(generation.text.split())
         return condensed or question
-
-    async def _llm(self, options: BotLLM) -> LLMBackend:
-        key = options.key()
-        llm = self._llms.get(key)
-        if llm is None:
-            async with self._lock:
-                llm = self._llms.get(key)
-                if llm is None:
-                    llm = _make_llm(options, self._kbs_root)
-                    await llm.start()
-                    self._llms[key] = llm
-        return llm
 
     def _record(
         self, request: GatewayRequest, target: TargetSpec, plan: _Plan, cited: list[int]
@@ -391,9 +371,25 @@ class KnowledgeBot:
             ],
             "cited": cited,
         }
+        if len(self._pending) >= self.max_pending_traces:
+            self._dropped_trace()
+            return
         task = asyncio.ensure_future(asyncio.to_thread(self._write, row))
         self._pending.add(task)
         task.add_done_callback(self._written)
+
+    def _dropped_trace(self) -> None:
+        """A database slower than the traffic must not pile up trace writes (each holds its
+        row and a thread's turn): beyond ``max_pending_traces`` in flight a trace is
+        dropped, counted, and logged (the first, then every hundredth)."""
+        self.traces_dropped += 1
+        if self.traces_dropped == 1 or self.traces_dropped % 100 == 0:
+            log.warning(
+                "knowledge-bot traces are written slower than answers arrive: %d dropped so "
+                "far (%d writes in flight at most)",
+                self.traces_dropped,
+                self.max_pending_traces,
+            )
 
     def _write(self, row: dict[str, Any]) -> None:
         with self._store.session() as s:
@@ -466,39 +462,6 @@ def _generation(
             else None
         ),
     )
-
-
-def _make_llm(options: BotLLM, kbs: KnowledgeBases | None) -> LLMBackend:
-    from genai.models import create_backend
-
-    if options.url is not None:
-        api_key = None
-        if options.api_key_env:
-            api_key = os.environ.get(options.api_key_env)
-            if not api_key:
-                raise ConfigError(
-                    f"the knowledge bot's LLM key variable {options.api_key_env} is not set "
-                    "in the gateway's environment"
-                )
-        return create_backend(
-            "openai",
-            base_url=options.url,
-            model=options.model,
-            api_key=api_key,
-            timeout=options.timeout_s,
-        )
-    name = options.backend or "extractive"
-    extra = dict(options.options)
-    if name == "extractive" and kbs is not None and "embedder" not in extra:
-        extra["embedder"] = kbs.embedder(kbs.settings.embedding_model)  # load it once
-    try:
-        return create_backend(name, **extra)
-    except GenAIError:
-        raise
-    except Exception as error:  # a bad option for the backend's constructor
-        raise BackendError(
-            f"the knowledge bot's LLM {name!r} could not be built: {error}", backend=name
-        ) from error
 
 
 def _cited(text: str, chunks: list[Chunk]) -> list[int]:

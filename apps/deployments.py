@@ -14,9 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from genai import Client
 from genai.errors import ValidationError
 from genai.gateway import DeploymentSpec, parse_spec
+from genai.gateway._credentials import env_not_allowed, secret_not_set, suggested_secret_name
 from genai.registry import DeploymentRevision
 
-__all__ = ["TrafficChange", "apply_spec", "change_traffic", "newest_revisions", "retarget"]
+__all__ = [
+    "TrafficChange",
+    "apply_spec",
+    "change_traffic",
+    "check_credentials",
+    "newest_revisions",
+    "retarget",
+]
 
 
 class TrafficChange(BaseModel):
@@ -69,11 +77,13 @@ def apply_spec(
     model: str | None = None,
     adapter: str | None = None,
 ) -> DeploymentRevision:
-    """A new revision of deployment ``name`` serving ``spec`` (checked with ``parse_spec``)."""
+    """A new revision of deployment ``name`` serving ``spec`` (checked with ``parse_spec``,
+    and its upstream keys with :func:`check_credentials`)."""
     from apps._knowledge import check_bot_targets
 
     parsed = parse_spec(spec)
     check_bot_targets(parsed)
+    check_credentials(client, project, parsed)
     return client.registry.deployments.create(
         project,
         name,
@@ -82,6 +92,38 @@ def apply_spec(
         model=model,
         adapter=adapter,
     )
+
+
+def check_credentials(client: Client, project: str, spec: DeploymentSpec) -> None:
+    """Refuse a spec whose targets (live, fallback, shadow, a knowledge bot's LLM) read a
+    key from a variable the operator did not allow, or name a secret ``project`` lacks.
+
+    The refusal of a variable has the same words whether or not it exists, and names the
+    migration (a project secret). The gateway checks again per request: this is the early,
+    friendly half, under the allowlist of the settings this client runs with."""
+    from apps._knowledge import BOT_BACKEND, bot_options
+
+    allowed = set(client.settings.secret_env_allowlist)
+    secrets: set[str] | None = None
+    shadow = [spec.shadow.target] if spec.shadow else []
+    for target in (*spec.targets, *spec.fallbacks, *shadow):
+        keys = [(f"target {target.name!r}", target.api_key_secret, target.api_key_env)]
+        if target.backend == BOT_BACKEND:
+            llm = bot_options(target).llm
+            keys.append((f"target {target.name!r} (its LLM)", llm.api_key_secret, llm.api_key_env))
+        for who, secret, env in keys:
+            if env is not None and env not in allowed:
+                suggestion = suggested_secret_name(env, target.name)
+                raise ValidationError(
+                    env_not_allowed(who, env, project, suggestion), field="api_key_env"
+                )
+            if secret is not None:
+                if secrets is None:
+                    secrets = {info.name for info in client.secrets.list(project)}
+                if secret not in secrets:
+                    raise ValidationError(
+                        secret_not_set(who, secret, project), field="api_key_secret"
+                    )
 
 
 def change_traffic(

@@ -9,29 +9,134 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Literal, cast
 
 from fastapi import FastAPI
 
+from apps._memory import start_malloc_trim
+from genai._pool import FairPool
+from genai.errors import ConfigError
 from genai.gateway import GatewayOptions, Stages, create_gateway, create_gateway_app
+from genai.gateway._admission import cpu_pool
 from genai.settings import Settings
 from genai.store import Store
 
 __all__ = ["create_app", "options_from_env"]
 
 
-def options_from_env() -> GatewayOptions:
+def options_from_env(settings: Settings | None = None) -> GatewayOptions:
+    """The gateway's options from ``GENAI_GATEWAY_*``, with the upstream-key settings
+    (the project secrets' cipher, the operator's variable allowlist) of ``settings``."""
+    from genai.tenancy import secret_sealer
+
     env = os.environ
+    settings = settings or Settings()
+    d = GatewayOptions()  # the defaults of what is not set
     return GatewayOptions(
-        max_body_bytes=int(env.get("GENAI_GATEWAY_MAX_BODY_BYTES", 4 << 20)),
-        key_cache_ttl_s=float(env.get("GENAI_GATEWAY_CACHE_TTL_S", 10.0)),
-        route_cache_ttl_s=float(env.get("GENAI_GATEWAY_ROUTE_TTL_S", 5.0)),
+        max_body_bytes=_whole(env, "GENAI_GATEWAY_MAX_BODY_BYTES", d.max_body_bytes),
+        key_cache_ttl_s=_seconds(env, "GENAI_GATEWAY_CACHE_TTL_S", 10.0),
+        route_cache_ttl_s=_seconds(env, "GENAI_GATEWAY_ROUTE_TTL_S", 5.0),
         prewarm=env.get("GENAI_GATEWAY_PREWARM", "1") not in ("0", "false", "no"),
+        ledger_journal=_journal_mode(env.get("GENAI_GATEWAY_LEDGER_JOURNAL", "fsync")),
+        secrets=secret_sealer(settings),
+        secret_env_allowlist=tuple(settings.secret_env_allowlist),
+        max_request_tokens=_whole(env, "GENAI_GATEWAY_MAX_REQUEST_TOKENS", d.max_request_tokens),
+        max_embedding_inputs=_whole(
+            env, "GENAI_GATEWAY_MAX_EMBEDDING_INPUTS", d.max_embedding_inputs
+        ),
+        max_embedding_input_tokens=_whole(
+            env, "GENAI_GATEWAY_MAX_EMBEDDING_INPUT_TOKENS", d.max_embedding_input_tokens
+        ),
+        max_embedding_tokens=_whole(
+            env, "GENAI_GATEWAY_MAX_EMBEDDING_TOKENS", d.max_embedding_tokens
+        ),
+        embedding_batch=_whole(env, "GENAI_GATEWAY_EMBEDDING_BATCH", d.embedding_batch),
+        embedding_batch_tokens=_whole(
+            env, "GENAI_GATEWAY_EMBEDDING_BATCH_TOKENS", d.embedding_batch_tokens
+        ),
+        max_in_flight_per_project=_whole_or_none(
+            env, "GENAI_GATEWAY_MAX_IN_FLIGHT_PER_PROJECT", d.max_in_flight_per_project
+        ),
+        cpu_workers=_whole(env, "GENAI_GATEWAY_CPU_WORKERS", d.cpu_workers),
+        cpu_queue_per_project=_whole(
+            env, "GENAI_GATEWAY_CPU_QUEUE_PER_PROJECT", d.cpu_queue_per_project
+        ),
+        cpu_queue=_whole(env, "GENAI_GATEWAY_CPU_QUEUE", d.cpu_queue),
+        max_recent=_whole(env, "GENAI_GATEWAY_MAX_RECENT", d.max_recent),
     )
 
 
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive whole number from the variable ``name`` (``default`` when unset)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ConfigError(f"{name} is {raw!r}: give a whole number of at least 1")
+    return int(raw)
+
+
+def _whole_or_none(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """:func:`_whole`, or None (no limit) for ``none``."""
+    raw = env.get(name, "").strip().lower()
+    if raw in ("none", "unlimited", "off") or (not raw and default is None):
+        return None
+    return _whole(env, name, default or 1)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds (0 or more) from the variable ``name`` (``default`` when unset)."""
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ConfigError(f"{name} is {raw!r}: give a number of seconds (0 turns it off)")
+    return value
+
+
+def _cache_vectors() -> str:
+    """Where the semantic cache keeps its vectors: ``chroma`` (the settings' vector store,
+    the default) or ``memory`` (this process, bounded by the cache's entries), from
+    ``GENAI_GATEWAY_CACHE_VECTORS``."""
+    raw = os.environ.get("GENAI_GATEWAY_CACHE_VECTORS", "").strip().lower() or "chroma"
+    if raw not in ("chroma", "memory"):
+        raise ConfigError(
+            f"GENAI_GATEWAY_CACHE_VECTORS is {raw!r}: use chroma (the vector store the settings "
+            "name) or memory (this process, exact search, rebuilt from the database)"
+        )
+    return raw
+
+
+def _cache_bounds() -> dict[str, int]:
+    """The semantic cache's entry bound (per project, least recently used out) from
+    ``GENAI_GATEWAY_CACHE_MAX_ENTRIES``; the cache's own default when unset."""
+    from cache._cache import DEFAULT_MAX_ENTRIES
+
+    return {
+        "max_entries": _whole(os.environ, "GENAI_GATEWAY_CACHE_MAX_ENTRIES", DEFAULT_MAX_ENTRIES)
+    }
+
+
+def _journal_mode(value: str) -> Literal["fsync", "write", "off"]:
+    mode = value.strip().lower()
+    if mode not in ("fsync", "write", "off"):
+        raise ConfigError(
+            f"GENAI_GATEWAY_LEDGER_JOURNAL is {value!r}: use fsync (a usage row is on disk "
+            "before its response completes), write (survives the process, not the machine) "
+            "or off"
+        )
+    return cast(Literal["fsync", "write", "off"], mode)
+
+
 def stages_for(
-    settings: Settings, store: Store, *, after_warm: Callable[[], None] | None = None
+    settings: Settings,
+    store: Store,
+    *,
+    after_warm: Callable[[], None] | None = None,
+    pool: FairPool | None = None,
 ) -> Stages:
     """The stages this platform runs: prompts, DLP, the cache, and knowledge bots as targets.
 
@@ -43,13 +148,17 @@ def stages_for(
 
     Start-up loads the cache's embedding model and then the DLP detectors the projects'
     policies need, in one background thread; ``after_warm`` runs after both, and again
-    whenever a request makes DLP load another detector."""
+    whenever a request makes DLP load another detector.
+
+    ``pool`` is the process's fair CPU pool: DLP detection, the cache's question
+    embeddings and knowledge-bot retrieval run there as their project's jobs (and the
+    gateway's own embeddings, and extractive answers)."""
     from apps._cache import cache_stage
     from apps._dlp import dlp_stages
     from apps._knowledge import KnowledgeBot
     from apps._prompts import prompt_stage
 
-    dlp_request, dlp_response = dlp_stages(settings, store, after_load=after_warm)
+    dlp_request, dlp_response = dlp_stages(settings, store, after_load=after_warm, pool=pool)
     prompts = prompt_stage(settings, store)
 
     def warmed() -> None:  # in the cache's warm-up thread, once its model is loaded
@@ -60,8 +169,16 @@ def stages_for(
     return Stages(
         request=[prompts, dlp_request],
         response=[dlp_response],
-        cache=cache_stage(settings, store, after_warm=warmed),
-        targets={KnowledgeBot.name: KnowledgeBot(settings, store, prompts=prompts)},
+        cache=cache_stage(
+            settings,
+            store,
+            after_warm=warmed,
+            pool=pool,
+            vectors=_cache_vectors(),
+            **_cache_bounds(),
+        ),
+        targets={KnowledgeBot.name: KnowledgeBot(settings, store, prompts=prompts, pool=pool)},
+        pool=pool,
     )
 
 
@@ -86,11 +203,30 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def limit_torch_threads(env: Mapping[str, str]) -> None:
+    """Torch's threads per operation in this process: ``GENAI_GATEWAY_TORCH_THREADS``, else
+    half the CPUs (at least one). Torch's default, a thread per CPU, oversubscribes the
+    machine the event loop and the CPU pool's workers share: on 2 busy CPUs one short text
+    took ~160 ms to embed with two threads and ~18 ms with one (all-MiniLM-L6-v2)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return
+    import torch
+
+    default = max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(_whole(env, "GENAI_GATEWAY_TORCH_THREADS", default))
+
+
 def create_app() -> FastAPI:
     settings = Settings()
+    limit_torch_threads(os.environ)
+    start_malloc_trim(_seconds(os.environ, "GENAI_GATEWAY_MALLOC_TRIM_S", 30.0))
     store = Store(settings.resolved_database_url, pool_size=10)
-    stages = stages_for(settings, store, after_warm=freeze_heap)
-    gateway = create_gateway(settings, stages=stages, options=options_from_env(), store=store)
+    options = options_from_env(settings)
+    pool = cpu_pool(options)  # one per process, shared by the stages and /v1/embeddings
+    stages = stages_for(settings, store, after_warm=freeze_heap, pool=pool)
+    gateway = create_gateway(settings, stages=stages, options=options, store=store)
     from apps.admin import mount_admin
 
     return create_gateway_app(

@@ -70,15 +70,17 @@ DEFAULT_LEXICAL_WEIGHT = 0.1
 DEFAULT_TTL_S = 7 * 24 * 3600.0
 DEFAULT_MAX_ENTRIES = 100_000
 _PURGE_EVERY_S = 60.0
+#: Scopes remembered as having a collection (one forgotten is looked up again on a store).
+_MAX_INDEXED = 10_000
 _WORDS = re.compile(r"\w+")
 #: A collection prefix that no name mangling changes (the project id follows it).
 _PREFIX = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _word_set(text: str) -> frozenset[str]:
-    """A question's words, for ranking near-duplicates (kept: a cached question is ranked
-    again on every lookup near it)."""
+    """A question's words, for ranking near-duplicates (kept for the 1024 texts seen last,
+    ~1.5 KiB each: a cached question is ranked again on every lookup near it)."""
     return frozenset(_WORDS.findall(text))
 
 
@@ -162,7 +164,8 @@ class SemanticCache:
             from cache._sql import SqlEntries
 
             self._entries = SqlEntries(store)
-        self._indexed: set[tuple[int, str]] = set()  # scopes known to have a collection
+        # scopes known to have a collection, oldest first
+        self._indexed: dict[tuple[int, str], None] = {}
         self._last_purge = clock()
         self._lock = threading.Lock()
 
@@ -488,7 +491,9 @@ class SemanticCache:
                         [meta] * len(part),
                     )
             with self._lock:
-                self._indexed.add((project, scope))
+                self._indexed[(project, scope)] = None
+                while len(self._indexed) > _MAX_INDEXED:
+                    self._indexed.pop(next(iter(self._indexed)))
         self.vectors.upsert(name, [entry_id], [vector], [meta])
 
     def _forget_vectors(self, project_id: int, gone: Sequence[tuple[str, str]]) -> None:
@@ -504,7 +509,7 @@ class SemanticCache:
 
     def _drop(self, project_id: int, scope: str) -> None:
         with self._lock:
-            self._indexed.discard((project_id, scope))
+            self._indexed.pop((project_id, scope), None)
         self.vectors.drop(self.collection(project_id, scope))
 
     def _maybe_purge(self, now: float) -> None:
@@ -542,7 +547,7 @@ class SemanticCache:
             dropped.append(name)
         if dropped:
             with self._lock:
-                self._indexed = {(p, s) for p, s in self._indexed if p in live}
+                self._indexed = {(p, s): None for p, s in self._indexed if p in live}
         return dropped
 
 

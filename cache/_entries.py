@@ -171,16 +171,23 @@ class EntryStore(Protocol):
 
 
 class MemoryEntries:
-    """Entries in dicts, indexed by project and scope: one process, gone on exit."""
+    """Entries in dicts, indexed by project and scope: one process, gone on exit.
 
-    def __init__(self) -> None:
+    The entries themselves are bounded by the cache (``max_entries`` per project, TTL); the
+    log of which request each hit answered (what :meth:`for_request` reads for feedback)
+    keeps the latest ``max_hit_log`` requests."""
+
+    def __init__(self, *, max_hit_log: int = 100_000) -> None:
+        if max_hit_log < 1:
+            raise ValueError(f"max_hit_log must be at least 1, not {max_hit_log}")
+        self.max_hit_log = max_hit_log
         self._rows: dict[str, Entry] = {}
         self._keys: dict[tuple[int, str], str] = {}
         self._scopes: dict[tuple[int, str], dict[str, None]] = {}
         self._projects: dict[int, dict[str, None]] = {}  # least recently used first
         self._used: dict[str, float] = {}
         self._counters: dict[tuple[int, str], dict[str, float]] = {}
-        self._hits: dict[tuple[int, str], set[str]] = {}
+        self._hits: dict[tuple[int, str], set[str]] = {}  # oldest request first
         self._lock = threading.RLock()
 
     def exact(self, project_id: int, exact_key: str) -> Entry | None:
@@ -290,6 +297,8 @@ class MemoryEntries:
                     mine[entry_id] = None
                 if request_id:
                     self._hits.setdefault((project_id, request_id), set()).add(entry_id)
+                    while len(self._hits) > self.max_hit_log:
+                        self._hits.pop(next(iter(self._hits)))
 
     def stats(self, project_id: int) -> CacheStats:
         with self._lock:

@@ -58,9 +58,10 @@ class _Name:
     key: str  # lower case, letters and digits only
 
 
-# Both analyses are pure functions of a text, kept for the texts seen last: a cached question
-# is checked again on every lookup near it, and a query against each of its candidates.
-@lru_cache(maxsize=4096)
+# Both analyses are pure functions of a text, kept for the 1024 texts seen last (~2.5 KiB
+# each, together): a cached question is checked again on every lookup near it, and a query
+# against each of its candidates.
+@lru_cache(maxsize=1024)
 def _names(text: str) -> tuple[_Name, ...]:
     """What a text names: mid-clause capitalised words, CamelCase, ACRONYMS, words with
     digits (A100, gpt-4), and code (``load_dataset()``, snake_case, dotted.names).
@@ -110,7 +111,7 @@ class _Text:
     acronyms: frozenset[str]  # its short words in capitals (NLP), in lower case
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _text(text: str) -> _Text:
     keys = {_key(m.group()) for m in _TOKEN.finditer(text)}
     words = re.findall(r"[a-z0-9]+", text.lower())

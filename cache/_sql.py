@@ -4,7 +4,9 @@ PostgreSQL), so every gateway process shares them.
 A lookup reads (one indexed query per tier) and writes nothing: hit counters, "last used"
 times and the hit → request log are buffered and written by a background thread every
 ``flush_interval_s`` (and by :meth:`SqlEntries.flush`), so the database sees one small
-batch a second instead of a write per request.
+batch a second instead of a write per request. The buffer holds at most ``max_buffered``
+rows of each kind: a database too slow for the traffic loses hit-log rows (counted and
+logged), never memory.
 """
 
 from __future__ import annotations
@@ -39,10 +41,15 @@ class SqlEntries:
         *,
         flush_interval_s: float = 1.0,
         hit_retention_s: float = 3 * 24 * 3600.0,
+        max_buffered: int = 50_000,
     ) -> None:
+        if max_buffered < 1:
+            raise ValueError(f"max_buffered must be at least 1, not {max_buffered}")
         self._store = store
         self._interval = flush_interval_s
         self._retention = hit_retention_s
+        self.max_buffered = max_buffered
+        self.dropped = 0  # hit-log rows and "last used" times dropped while the buffer was full
         self._lock = threading.Lock()
         self._counters: dict[tuple[int, str], dict[str, float]] = {}
         self._hits: list[tuple[int, str, str, float]] = []  # project, request, entry, at
@@ -258,16 +265,35 @@ class SqlEntries:
             for name, value in counts.items():
                 row[name] = row.get(name, 0) + value
             if hit is not None:
-                entry_id, request_id = hit
-                hits, _ = self._used.get(entry_id, (0, 0.0))
-                self._used[entry_id] = (hits + 1, moment)
-                if request_id:
-                    self._hits.append((project_id, request_id, entry_id, moment))
+                self._buffer_hit(project_id, hit, moment)
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(
                     target=self._run, name="genai-cache-flush", daemon=True
                 )
                 self._thread.start()
+
+    def _buffer_hit(self, project_id: int, hit: tuple[str, str], moment: float) -> None:
+        """Buffer a hit (under the lock) until the next flush. A database slower than the
+        traffic must not grow the buffer without end: beyond ``max_buffered`` rows a hit's
+        log row and "last used" time are dropped, counted and reported by the next flush
+        (the counters are never dropped)."""
+        entry_id, request_id = hit
+        known = self._used.get(entry_id)
+        if known is None and len(self._used) >= self.max_buffered:
+            self.dropped += 1
+        else:
+            hits, _ = known or (0, 0.0)
+            self._used[entry_id] = (hits + 1, moment)
+        if request_id:
+            if len(self._hits) >= self.max_buffered:
+                self.dropped += 1
+            else:
+                self._hits.append((project_id, request_id, entry_id, moment))
+
+    def buffered(self) -> int:
+        """Rows waiting for the next flush (hit log and "last used" times)."""
+        with self._lock:
+            return len(self._hits) + len(self._used)
 
     def flush(self) -> None:
         """Write what :meth:`record` buffered. A failed write is logged; its counters are
@@ -276,6 +302,14 @@ class SqlEntries:
             counters, self._counters = self._counters, {}
             hits, self._hits = self._hits, []
             used, self._used = self._used, {}
+            dropped, self.dropped = self.dropped, 0
+        if dropped:
+            log.warning(
+                "the cache's hit log fell behind the traffic: %d hit records dropped "
+                "(%d rows are buffered at most between flushes)",
+                dropped,
+                self.max_buffered,
+            )
         if not (counters or hits or used):
             return
         try:

@@ -455,9 +455,9 @@ class _Analysis:
     numbers: frozenset[str]
 
 
-# A pure function of a text, kept for the texts seen last: a cached question is checked
-# again on every lookup near it, and a query against each of its candidates.
-@lru_cache(maxsize=4096)
+# A pure function of a text, kept for the 1024 texts seen last (~2.5 KiB each): a cached
+# question is checked again on every lookup near it, and a query against each candidate.
+@lru_cache(maxsize=1024)
 def _analysis(text: str) -> _Analysis:
     words = _privatives(_words(text))
     gone, scope = _absent(words)

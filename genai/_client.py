@@ -10,13 +10,14 @@ from sqlalchemy import func, select
 
 from genai._context import Context
 from genai._names import check_user_name
+from genai._private import private_dir, tighten
 from genai.errors import StoreUnavailable, UsageError
 from genai.registry import Registry
 from genai.settings import Settings
 from genai.store import Store, check_schema, current_revision, head_revision, upgrade
 from genai.store import _schema as t
 from genai.store._migrate import lock_schema
-from genai.tenancy import Audit, Keys, Projects, Quotas, Usage, Users
+from genai.tenancy import Audit, Keys, Projects, Quotas, Secrets, Usage, Users
 
 __all__ = ["Client", "InitResult", "connect", "init"]
 
@@ -38,7 +39,7 @@ def init(settings: Settings | None = None, *, admin: str | None = None) -> InitR
     """
     settings = settings or Settings()
     name = check_user_name(admin or settings.user)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home)  # 0700: it holds the database, vectors, keys and artifacts
     for attempt in range(_INIT_ATTEMPTS):
         try:
             return _init(settings, name)
@@ -108,6 +109,7 @@ class Client:
         self.quotas = Quotas(ctx)
         self.usage = Usage(ctx)
         self.audit = Audit(ctx)
+        self.secrets = Secrets(ctx)
         self.registry = Registry(ctx)
 
     @property
@@ -149,6 +151,7 @@ def connect(
         raise UsageError("connect as a user or with an API key, not both")
     if api_key is None:
         user = check_user_name(user or settings.user)
+    tighten(settings.home)  # one an older version made readable by others
     store = store or Store(settings.resolved_database_url)
     check_schema(store)
     return Client(Context(settings, store, user=user, api_key=api_key))

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     self_service_projects: bool = Field(
         default=True, description="Whether any registered user may create projects."
     )
+    max_keys_per_project: int = Field(
+        default=100,
+        ge=1,
+        description="Active API keys a project may hold (unrevoked and unexpired); creating "
+        "one more is refused until a key is revoked.",
+    )
     dlp_key: SecretStr | None = Field(
         default=None,
         description="Key of the DLP vault (any long secret; the same on every gateway "
@@ -118,8 +124,20 @@ class Settings(BaseSettings):
         description="A DLP policy file (YAML or JSON) for projects that set none; without "
         "it such projects run without DLP.",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that encrypts project secrets (any long secret; the same on every "
+        "process that shares the database); home/secret.key (made once, mode 0600) when unset.",
+    )
+    secret_env_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Environment variables of the gateway that deployments may name as "
+        "api_key_env (comma-separated; empty: none, use project secrets).",
+    )
 
-    @field_validator("license_allowlist", "protected_aliases", mode="before")
+    @field_validator(
+        "license_allowlist", "protected_aliases", "secret_env_allowlist", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

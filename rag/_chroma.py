@@ -18,8 +18,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from genai._private import private_umask
 from genai.errors import BackendError, ConfigError, MissingDependencyError
 from genai.vectors import collection_name as vector_collection_name
+from genai.vectors._chroma import chroma_settings as shared_settings
+from genai.vectors._chroma import embedded_client
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,12 +46,11 @@ def chroma_client(settings: Settings) -> Any:
     """A Chroma client as the settings configure it (server when ``chroma_url`` is set)."""
     try:
         import chromadb
-        from chromadb.config import Settings as ChromaSettings
     except ImportError:
         raise MissingDependencyError("chromadb", extra="rag", purpose="knowledge bases") from None
     # The same client settings as genai.vectors.ChromaVectorStore (the semantic cache), so
     # both share one embedded Chroma system per directory in a process.
-    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    chroma_settings = shared_settings()
     if settings.chroma_url:
         parts = urlsplit(settings.chroma_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -70,15 +72,14 @@ def chroma_client(settings: Settings) -> Any:
                 backend="chroma",
                 retryable=True,
             ) from error
-    path = settings.resolved_vector_path
-    path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    return embedded_client(settings.resolved_vector_path)  # private files (0700/0600)
 
 
 @contextlib.contextmanager
 def _translated(action: str) -> Iterator[None]:
     try:
-        yield
+        with private_umask():  # the index files Chroma writes during the call are private
+            yield
     except BackendError:
         raise
     except Exception as error:

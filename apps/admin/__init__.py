@@ -21,8 +21,9 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from apps.admin import _deployments, _tenancy
+from apps.admin import _deployments, _secrets, _tenancy
 from apps.admin._auth import AdminAPI, http_error, invalid_request
+from apps.admin._params import ADMIN_ERRORS, StrictJsonBodies
 from genai.gateway import Gateway
 from genai.settings import Settings
 
@@ -35,7 +36,9 @@ def mount_admin(app: FastAPI, gateway: Gateway) -> None:
     if not isinstance(settings, Settings):
         raise TypeError("mount_admin needs app.state.settings (create_gateway_app sets it)")
     app.state.admin = AdminAPI(gateway, settings)
-    app.include_router(_tenancy.router)
-    app.include_router(_deployments.router)
+    for router in (_tenancy.router, _deployments.router, _secrets.router):
+        # every route documents the errors every route may give (OpenAI's error body)
+        app.include_router(router, responses=ADMIN_ERRORS)
+    app.add_middleware(StrictJsonBodies)  # each key once, no NaN: before a route reads it
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)

@@ -228,7 +228,8 @@ async def invalid_request(_: Request, error: Any) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
-    message = f"invalid request at {where or 'body'}: {first['msg']}"
+    said = str(first["msg"]).removeprefix("Value error, ")  # a converter's own words
+    message = f"invalid request at {where or 'body'}: {said}"
     return JSONResponse(error_body(ValidationError(message, field=where or None)), status_code=400)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from apps.admin._auth import Scoped
+from apps.admin._params import Id
 from apps.deployments import TrafficChange, apply_spec, change_traffic, newest_revisions
 from genai.registry import DeploymentRevision
 from genai.tenancy import Action
@@ -50,8 +51,11 @@ def list_deployments(scope: Scoped) -> list[DeploymentRevision]:
     return newest_revisions(scope.client, scope.project)
 
 
+Revision = Annotated[Id | None, Query(description="A revision number; the newest when left out.")]
+
+
 @router.get("/{name}")
-def get_deployment(scope: Scoped, name: str, revision: int | None = None) -> DeploymentRevision:
+def get_deployment(scope: Scoped, name: str, revision: Revision = None) -> DeploymentRevision:
     """The newest revision of ``name``, or the revision asked for."""
     ref = name if revision is None else f"{name}@{revision}"
     return scope.client.registry.deployments.get(scope.project, ref)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from apps.admin._auth import Caller, Operator, Scoped
+from apps.admin._params import Count32, IsoDate, ListLimit, Money, Positive32, Positive64
 from genai.errors import ValidationError
 from genai.tenancy import (
     GROUPS,
@@ -56,10 +56,15 @@ class KeyCreate(_Body):
 class QuotaChange(_Body):
     """The limits to change; a limit left out stays, and null makes it unlimited."""
 
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_day: int | None = Field(default=None, ge=1)
-    budget_usd_per_month: float | None = Field(default=None, gt=0)
-    adapter_slots: int | None = Field(default=None, ge=0)
+    requests_per_minute: Positive32 | None = None
+    tokens_per_day: Positive64 | None = None
+    budget_usd_per_month: Annotated[Money, Field(gt=0)] | None = None
+    adapter_slots: Count32 | None = None
+    max_in_flight: Positive32 | None = Field(
+        default=None,
+        description="Requests in progress at once per gateway process; the gateway's "
+        "GENAI_GATEWAY_MAX_IN_FLIGHT_PER_PROJECT applies when lower.",
+    )
 
 
 # ------------------------------------------------------------------ projects
@@ -141,8 +146,17 @@ def create_key(scope: Scoped, body: KeyCreate) -> CreatedKey:
     )
 
 
+KeyRef = Annotated[
+    str,
+    Path(
+        description="The key's prefix (gk_ and 10 characters) or its id.",
+        examples=["gk_abcdefghij", "42"],
+    ),
+]
+
+
 @router.delete("/projects/{project}/keys/{key}", tags=["keys"])
-def revoke_key(scope: Scoped, key: str) -> ApiKeyInfo:
+def revoke_key(scope: Scoped, key: KeyRef) -> ApiKeyInfo:
     """Revoke a key named by its prefix (gk_xxxxxxxxxx) or id; the gateway refuses it at once."""
     return scope.run(lambda: scope.client.keys.revoke(scope.project, key), callers=True)
 
@@ -172,8 +186,8 @@ def set_quota(scope: Scoped, body: QuotaChange) -> QuotaLimits:
 GroupBy = Annotated[
     str, Query(description="Comma-separated, any of: " + ", ".join(GROUPS), examples=["model,day"])
 ]
-Since = Annotated[date | None, Query(description="First day (UTC), inclusive.")]
-Until = Annotated[date | None, Query(description="Last day (UTC), inclusive.")]
+Since = Annotated[IsoDate | None, Query(description="First day (UTC), inclusive: YYYY-MM-DD.")]
+Until = Annotated[IsoDate | None, Query(description="Last day (UTC), inclusive: YYYY-MM-DD.")]
 
 
 def _groups(text: str) -> list[str]:
@@ -198,7 +212,7 @@ def usage(
     return acting.client.usage.report(None, group_by=_groups(group_by), since=since, until=until)
 
 
-Limit = Annotated[int, Query(ge=1, le=1000)]
+Limit = Annotated[ListLimit, Query(description="At most this many entries.")]
 
 
 @router.get("/projects/{project}/audit", tags=["audit"])

@@ -252,6 +252,12 @@ def quota_set(
     tokens_per_day: str | None = typer.Option(None, "--tokens-per-day"),
     budget_usd: str | None = typer.Option(None, "--budget-usd", help="USD per month."),
     adapter_slots: str | None = typer.Option(None, "--adapter-slots"),
+    max_in_flight: str | None = typer.Option(
+        None,
+        "--max-in-flight",
+        help="Requests in progress at once per gateway process, or 'none' (the gateway's "
+        "GENAI_GATEWAY_MAX_IN_FLIGHT_PER_PROJECT applies when lower).",
+    ),
 ) -> None:
     """Change the limits given; 'none' makes one unlimited."""
     changes = {
@@ -259,11 +265,13 @@ def quota_set(
         "tokens_per_day": _limit(tokens_per_day, int),
         "budget_usd_per_month": _limit(budget_usd, float),
         "adapter_slots": _limit(adapter_slots, int),
+        "max_in_flight": _limit(max_in_flight, int),
     }
     given = {k: v for k, v in changes.items() if v is not ...}
     if not given:
         raise ValidationError(
-            "name a limit to set: --rpm, --tokens-per-day, --budget-usd, --adapter-slots"
+            "name a limit to set: --rpm, --tokens-per-day, --budget-usd, --adapter-slots, "
+            "--max-in-flight"
         )
     with client() as c:
         limits = c.quotas.set(project, **given)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ a key is shown only once).
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ DEPLOYMENT = "docs-bot"
 KB = "docs"
 PROMPT = "qa"
 DEMO_KEY = "demo"
+UPSTREAM_SECRET = "upstream-key"  # the project secret --upstream-key-env's value goes to
 QUESTION = "How do I run the tests?"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +57,10 @@ def up(
         None, "--upstream-model", help="The upstream's model name (default: its first)."
     ),
     upstream_key_env: str | None = typer.Option(
-        None, "--upstream-key-env", help="The variable that holds the upstream's API key."
+        None,
+        "--upstream-key-env",
+        help="The variable of your shell that holds the upstream's API key (stored as the "
+        f"project secret {UPSTREAM_SECRET!r}; the gateway never reads the variable).",
     ),
     docs: list[Path] = typer.Option(
         [], "--docs", help="Files or folders for the knowledge base (default: this project's)."
@@ -79,7 +84,7 @@ def up(
         _knowledge_base(c, project, docs or _project_docs())
         _prompt(c, project)
         _dlp(c, project)
-        llm = _llm(model, upstream, upstream_model, upstream_key_env)
+        llm = _llm(c, project, model, upstream, upstream_model, upstream_key_env)
         _deployment(c, project, llm)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
@@ -171,8 +176,15 @@ def _dlp(c: Client, project: str) -> None:
 
 
 def _llm(
-    model: Path | None, upstream: str | None, upstream_model: str | None, key_env: str | None
+    c: Client,
+    project: str,
+    model: Path | None,
+    upstream: str | None,
+    upstream_model: str | None,
+    key_env: str | None,
 ) -> dict[str, Any]:
+    """The bot's LLM. An upstream's key is read from ``key_env`` here, in the user's shell,
+    and stored as a project secret the bot refers to by name."""
     if model is not None:
         return {"backend": "transformers", "options": {"model": str(model.resolve())}}
     if upstream is not None:
@@ -180,7 +192,18 @@ def _llm(
         if upstream_model:
             llm["model"] = upstream_model
         if key_env:
-            llm["api_key_env"] = key_env
+            value = os.environ.get(key_env)
+            if not value:
+                raise UsageError(
+                    f"--upstream-key-env {key_env}: that variable is not set (or empty) in "
+                    "this shell: export the upstream's key in it first"
+                )
+            c.secrets.set(project, UPSTREAM_SECRET, value)
+            console.print(
+                f"[green]✓[/] the upstream's key (from ${key_env}) is the project secret "
+                f"{UPSTREAM_SECRET}"
+            )
+            llm["api_key_secret"] = UPSTREAM_SECRET
         return llm
     return {"backend": "extractive"}
 
@@ -238,7 +261,7 @@ def _print_calls(base: str, secret: str, project: str) -> None:
             ")",
             "print(answer.choices[0].message.content)",
             'for cited in answer.model_extra["citations"]:',
-            '    print(f"[{cited[\'number\']}] {cited[\'label\']}")',
+            "    print(f\"[{cited['number']}] {cited['label']}\")",
         ]
     )
     console.print(f"\nthe gateway: {base}/v1  (admin API: {base}/api, its docs: {base}/docs)")

@@ -120,7 +120,7 @@ class Dlp:
         language: str = "en",
     ) -> None:
         self.keys = keys
-        self.vault: Vault = vault or MemoryVault()
+        self.vault: Vault = vault if vault is not None else MemoryVault()
         self.ner = ner
         self.language = language
 
@@ -225,7 +225,11 @@ class Dlp:
         tokens: dict[tuple[str, str], str] = {}
         mapping: dict[str, str] = {}
         if items or session is not None:  # a session's earlier tokens restore too
-            store = vault or (self.vault if session is not None else MemoryVault())
+            store: Vault
+            if vault is not None:
+                store = vault
+            else:
+                store = self.vault if session is not None else MemoryVault()
             assigned = store.assign(
                 project_id, session or "request", items, ttl_s=policy.vault_ttl_s
             )

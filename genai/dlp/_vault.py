@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import delete, func, select, update
 
 from genai.dlp._keys import DlpKeys
-from genai.errors import BackendError, ConfigError, ConflictError
+from genai.errors import BackendError, ConfigError, ConflictError, ValidationError
 from genai.store import Store, mask_url
 from genai.store import _schema as t
 
@@ -82,24 +82,67 @@ def _unique(items: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(items))
 
 
+def _pairs(wanted: Sequence[tuple[str, str]], macs: Sequence[str]) -> set[tuple[str, str]]:
+    return {(entity, mac) for (entity, _), mac in zip(wanted, macs, strict=True)}
+
+
+def _check_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise ValidationError(
+            f"this DLP session would hold {size} personal values, more than the {limit} a "
+            "session keeps: start a new session (another x-genai-session id)",
+            field="session",
+        )
+
+
 # --------------------------------------------------------------------------- memory
 
 
 class MemoryVault:
-    """A vault in this process only (thread-safe): single requests, tests, batch jobs."""
+    """A vault in this process only (thread-safe): single requests, tests, batch jobs.
 
-    def __init__(self) -> None:
+    Bounded: at most ``max_sessions`` sessions (beyond it the least recently used one goes,
+    after the expired ones) of at most ``max_values`` values each (a session that would
+    hold more is refused with a :class:`~genai.errors.ValidationError`: dropping a value
+    would leave its token impossible to restore). ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_sessions: int = 10_000,
+        max_values: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_sessions < 1 or max_values < 1:
+            raise ValueError("max_sessions and max_values must be at least 1")
+        self.max_sessions = max_sessions
+        self.max_values = max_values
+        self._clock = clock
+        # least recently used first
         self._sessions: dict[tuple[int, str], tuple[dict[tuple[str, str], str], float]] = {}
         self._lock = threading.Lock()
+
+    def session_count(self) -> int:
+        """Sessions held now (expired ones included until they are dropped)."""
+        with self._lock:
+            return len(self._sessions)
 
     def assign(
         self, project_id: int, session: str, items: Sequence[tuple[str, str]], *, ttl_s: int
     ) -> Assigned:
         key = (project_id, session)
         with self._lock:
-            entries, expires = self._sessions.get(key, ({}, 0.0))
-            if expires <= time.monotonic():
+            now = self._clock()
+            entries, expires = self._sessions.pop(key, ({}, 0.0))
+            if expires <= now:
                 entries = {}
+            try:
+                _check_size(len(entries) + len(set(items) - set(entries)), self.max_values)
+            except ValidationError:
+                if entries:
+                    self._sessions[key] = (entries, expires)  # unchanged, still usable
+                raise
             counts: dict[str, int] = {}
             for entity, _ in entries:
                 counts[entity] = counts.get(entity, 0) + 1
@@ -110,13 +153,23 @@ class MemoryVault:
                     counts[item[0]] = counts.get(item[0], 0) + 1
                     token = entries[item] = f"{item[0]}_{counts[item[0]]}"
                 tokens.append(token)
-            self._sessions[key] = (entries, time.monotonic() + ttl_s)
+            self._sessions[key] = (entries, now + ttl_s)
+            if len(self._sessions) > self.max_sessions:
+                self._evict(now)
             return Assigned(tokens, {tok: value for (_, value), tok in entries.items()})
+
+    def _evict(self, now: float) -> None:
+        """Expired sessions first, then the least recently used (under the lock)."""
+        dead = [key for key, (_, expires) in self._sessions.items() if expires <= now]
+        for key in dead[: len(self._sessions) - self.max_sessions]:
+            del self._sessions[key]
+        while len(self._sessions) > self.max_sessions:
+            self._sessions.pop(next(iter(self._sessions)))
 
     def mapping(self, project_id: int, session: str) -> dict[str, str]:
         with self._lock:
             entries, expires = self._sessions.get((project_id, session), ({}, 0.0))
-            if expires <= time.monotonic():
+            if expires <= self._clock():
                 return {}
             return {tok: value for (_, value), tok in entries.items()}
 
@@ -125,7 +178,7 @@ class MemoryVault:
             self._sessions.pop((project_id, session), None)
 
     def purge_expired(self) -> int:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             dead = [key for key, (_, expires) in self._sessions.items() if expires <= now]
             for key in dead:
@@ -137,11 +190,16 @@ class MemoryVault:
 
 
 class SqlVault:
-    """The vault in the metadata store's ``dlp_vault`` table (SQLite or PostgreSQL)."""
+    """The vault in the metadata store's ``dlp_vault`` table (SQLite or PostgreSQL).
 
-    def __init__(self, store: Store, keys: DlpKeys) -> None:
+    A session holds at most ``max_values`` values (each request reads and decrypts its
+    session's whole mapping); expired rows go at the next assignment of their session and
+    in :meth:`purge_expired`."""
+
+    def __init__(self, store: Store, keys: DlpKeys, *, max_values: int = 10_000) -> None:
         self.store = store
         self.keys = keys
+        self.max_values = max_values
 
     def assign(
         self, project_id: int, session: str, items: Sequence[tuple[str, str]], *, ttl_s: int
@@ -176,6 +234,7 @@ class SqlVault:
             s.execute(delete(e).where(*mine, e.expires_at <= now))
             rows = list(s.execute(select(e).where(*mine)).scalars())
             known = {(row.entity_type, row.value_mac) for row in rows}
+            _check_size(len(rows) + len(_pairs(wanted, macs) - known), self.max_values)
             top: dict[str, int] = {}
             for row in rows:
                 top[row.entity_type] = max(top.get(row.entity_type, 0), row.seq)

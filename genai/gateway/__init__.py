@@ -7,6 +7,8 @@ ledger, metrics, and the stage protocols other packages plug into.
 
 from __future__ import annotations
 
+import dataclasses
+
 from genai.gateway._app import create_gateway_app
 from genai.gateway._gateway import Gateway, GatewayOptions, Stages
 from genai.gateway._observe import GatewayMetrics
@@ -68,7 +70,10 @@ def create_gateway(
     store: Store | None = None,
 ) -> Gateway:
     """A gateway on the settings' store, with counters in Redis when ``GENAI_REDIS_URL`` is
-    set (shared by every gateway process) and in this process otherwise."""
+    set (shared by every gateway process) and in this process otherwise, and its usage
+    ledger journaled under ``GENAI_HOME/ledger`` (``options.ledger_journal``). Upstream keys
+    come from the project secrets (under ``GENAI_SECRET_KEY``) and the operator's allowlist
+    of variables (``GENAI_SECRET_ENV_ALLOWLIST``) unless ``options`` name others."""
     from genai.store import check_schema
 
     store = store or Store(settings.resolved_database_url, pool_size=10)
@@ -78,4 +83,19 @@ def create_gateway(
         if settings.redis_url
         else AsyncMemoryCounters()
     )
-    return Gateway(store, AsyncQuotaEnforcer(counters), stages=stages, options=options)
+    options = options or GatewayOptions()
+    if options.secrets is None:  # project secrets (api_key_secret) under the settings' key
+        from genai.tenancy import secret_sealer
+
+        options = dataclasses.replace(options, secrets=secret_sealer(settings))
+    if not options.secret_env_allowlist:
+        allowed = tuple(settings.secret_env_allowlist)
+        options = dataclasses.replace(options, secret_env_allowlist=allowed)
+    journal = None
+    if options.ledger_journal != "off":
+        from genai.gateway._journal import Journal
+
+        journal = Journal(settings.home / "ledger", sync=options.ledger_journal)
+    return Gateway(
+        store, AsyncQuotaEnforcer(counters), stages=stages, options=options, journal=journal
+    )

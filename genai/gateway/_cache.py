@@ -1,7 +1,8 @@
 """What the gateway keeps in memory so a request touches no database: who a key is, and
 where a project's deployments send traffic.
 
-Entries live ``ttl_s`` seconds (a revoked key or a changed deployment takes effect within
+Each keeps at most ``max_entries`` (expired ones go first, then the oldest). Entries live
+``ttl_s`` seconds (a revoked key or a changed deployment takes effect within
 that time in every gateway process, at once in the process that made the change). A key's
 entry never outlives the key's own expiry. Bad keys are remembered briefly too, so a flood
 of them does not reach the database; concurrent misses for one key share one lookup.
@@ -66,6 +67,9 @@ class _TTLCache(Generic[K, V]):
         for key in [k for k, (_, v) in self._entries.items() if predicate(k, v)]:
             del self._entries[key]
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def _evict(self) -> None:
         now = time.monotonic()
         self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
@@ -75,7 +79,9 @@ class _TTLCache(Generic[K, V]):
 
 def _unwrap(value: V | GenAIError) -> V:
     if isinstance(value, GenAIError):
-        raise value
+        # a fresh traceback each time: re-raising one remembered error would chain every
+        # raise's frames onto it for as long as it is cached
+        raise value.with_traceback(None)
     return value
 
 
@@ -91,11 +97,18 @@ class Caller:
 
 
 class CallerCache:
-    def __init__(self, store: Store, *, ttl_s: float = 10.0, negative_ttl_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl_s: float = 10.0,
+        negative_ttl_s: float = 2.0,
+        max_entries: int = 10_000,
+    ) -> None:
         self._store = store
         self._ttl = ttl_s
         self._negative_ttl = negative_ttl_s
-        self._cache: _TTLCache[str, Caller] = _TTLCache(100_000)
+        self._cache: _TTLCache[str, Caller] = _TTLCache(max_entries)
 
     async def resolve(self, key: str) -> Caller:
         if not KEY_PATTERN.match(key):
@@ -160,10 +173,10 @@ class Route:
 class RouteTable:
     """The newest revision of every deployment of a project, by name."""
 
-    def __init__(self, store: Store, *, ttl_s: float = 5.0) -> None:
+    def __init__(self, store: Store, *, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
         self._store = store
         self._ttl = ttl_s
-        self._cache: _TTLCache[int, dict[str, Route]] = _TTLCache(10_000)
+        self._cache: _TTLCache[int, dict[str, Route]] = _TTLCache(max_entries)
 
     async def get(self, project_id: int, name: str) -> Route:
         routes = await self._cache.get(

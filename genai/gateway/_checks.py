@@ -1,113 +1,166 @@
-"""Light, fast checks of OpenAI request bodies at the gateway (the target checks the rest).
+"""Checks of ``/v1`` request bodies at the gateway, as OpenAI checks them (the target
+checks the rest).
 
-Unknown fields are refused as OpenAI refuses them; numbers out of OpenAI's ranges are
-refused with the field named. Fields the gateway itself adds (``prompt``, ``variables``,
-``context``) are allowed on top.
+Each body is validated against its model in :mod:`genai.gateway._schemas` (the models the
+OpenAPI document shows), in pydantic's strict mode: a boolean is not a number, a decimal
+is not an integer, and ``"2"`` is not 2. Unknown top-level fields are refused as OpenAI
+refuses them; fields the platform adds (``prompt``, ``variables``, ``context``) are in the
+models. A refusal is a :class:`~genai.errors.ValidationError` whose message names the
+field as OpenAI does (``messages[1].content``), what it must be and what it was; its
+``field`` becomes the error body's ``param``.
+
+Cost on a typical 1 KB chat body (timeit, on 2 shared cores): ~6 µs for the model and
+~5 µs for the duplicate-key check, next to ~1.5 µs to parse it with orjson (the checks
+before the models: ~3 µs). How a refusal is worded is :mod:`genai.gateway._refusals`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticError
+
 from genai.errors import ValidationError
+from genai.gateway._refusals import explain
+from genai.gateway._schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    FeedbackRequest,
+)
 
-__all__ = ["check_request"]
+__all__ = ["check_feedback", "check_request", "refuse_duplicate_keys"]
 
-_COMMON = {
-    "model",
-    "stream",
-    "stream_options",
-    "temperature",
-    "top_p",
-    "n",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "logprobs",
-    "user",
-    "max_tokens",
-    "context",  # passages for grounded answers (an extension the platform's targets read)
+_MODELS: dict[str, type[BaseModel]] = {
+    "chat": ChatCompletionRequest,
+    "completions": CompletionRequest,
+    "embeddings": EmbeddingRequest,
+    "feedback": FeedbackRequest,
 }
-_FIELDS = {
-    "chat": _COMMON
-    | {
-        "messages",
-        "max_completion_tokens",
-        "top_logprobs",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "service_tier",
-        "store",
-        "metadata",
-        "reasoning_effort",
-        "modalities",
-        "functions",
-        "function_call",
-        "audio",
-        "prediction",
-        "web_search_options",
-        "prompt",
-        "variables",
-    },
-    "completions": _COMMON | {"prompt", "echo", "suffix", "best_of"},
-    "embeddings": {"model", "input", "encoding_format", "dimensions", "user"},
-}
-_RANGES: dict[str, tuple[float, float]] = {
-    "temperature": (0.0, 2.0),
-    "top_p": (0.0, 1.0),
-    "presence_penalty": (-2.0, 2.0),
-    "frequency_penalty": (-2.0, 2.0),
-    "n": (1, 128),
-    "max_tokens": (1, 10_000_000),
-    "max_completion_tokens": (1, 10_000_000),
-}
+_VALIDATORS = {name: model.__pydantic_validator__ for name, model in _MODELS.items()}
 
 
 def check_request(endpoint: str, body: Any) -> str:
-    """Check ``body`` for ``endpoint``; returns its ``model``."""
-    if not isinstance(body, dict):
-        raise ValidationError("the request body must be a JSON object")
-    unknown = [key for key in body if key not in _FIELDS[endpoint]]
-    if unknown:
-        raise ValidationError(
-            f"Unrecognized request argument supplied: {unknown[0]}", field=unknown[0]
-        )
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ValidationError("you must provide a model parameter", field="model")
-    for name, (low, high) in _RANGES.items():
-        value = body.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValidationError(f"'{name}' must be a number, not {value!r}", field=name)
-        if not low <= value <= high:
-            raise ValidationError(
-                f"'{name}' is {value}, but must be between {low:g} and {high:g}", field=name
-            )
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise ValidationError("'stream' must be true or false", field="stream")
-    _check_shape(endpoint, body)
+    """Check ``body`` for ``endpoint`` (chat, completions, embeddings); returns its model."""
+    _validate(endpoint, body)
+    if endpoint == "chat":
+        _check_chat(body)
+    model: str = body["model"]
     return model
 
 
-def _check_shape(endpoint: str, body: dict[str, Any]) -> None:
-    if endpoint == "chat":
-        messages = body.get("messages")
-        if body.get("prompt") is None and (not isinstance(messages, list) or not messages):
-            raise ValidationError("'messages' must be a non-empty list", field="messages")
-        if isinstance(messages, list) and not all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages
+def check_feedback(body: Any) -> None:
+    """Check a ``/v1/feedback`` body (which answer, and its score or rating)."""
+    _validate("feedback", body)
+
+
+def refuse_duplicate_keys(raw: bytes, body: Any) -> None:
+    """Refuse a body (``raw``, parsed as ``body``) that names a key twice in one object,
+    anywhere in it.
+
+    JSON parsers disagree on which value wins (orjson, like most, keeps the last), so the
+    gateway, its stages and the target could each read a different request.
+
+    Most bodies are cleared by counting: every ``:`` of the raw body is either one pair's
+    or inside a string, so when the parsed body has as many keys plus colons in its string
+    values as the raw body has colons, no pair was dropped (given no ``\\u003a`` escape,
+    which puts a colon in a string that the raw bytes do not show). Otherwise the standard
+    library's scanner, which sees every pair, finds the key. Measured with timeit on these
+    2 shared cores: ~4 µs on a 1 KB chat body (the scanner alone: ~8 µs); on 3 MB, ~4 ms of
+    texts and ~15 ms of token ids, about what parsing them takes (the scanner: ~2x that).
+    """
+    if raw.count(b":") == _keys_and_colons(body) and b"u003" not in raw:
+        return
+    try:
+        json.loads(raw, object_pairs_hook=_unique)
+    except _Duplicate as duplicate:
+        raise ValidationError(
+            f"the request body names {duplicate.key!r} more than once in one object: "
+            "send each field once",
+            field=duplicate.key,
+        ) from None
+    except (ValueError, RecursionError):
+        raise ValidationError("the request body is not valid JSON (or nests too deep)") from None
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _keys_and_colons(node: Any) -> int:
+    """How many keys the parsed ``node`` holds, plus the colons in its string values."""
+    kind = type(node)
+    if kind is dict:
+        found = len(node)
+        for value in node.values():  # a colon in a key is left uncounted: the scanner's case
+            inner = type(value)
+            if inner is str:
+                found += value.count(":")
+            elif inner is dict or inner is list:
+                found += _keys_and_colons(value)
+        return found
+    if kind is list:
+        kinds = set(map(type, node))
+        if kinds <= _SCALARS:  # token ids: nothing to count, and fast to tell
+            return 0
+        if kinds == {str}:
+            return sum(text.count(":") for text in node)
+        return sum(map(_keys_and_colons, node))
+    return int(node.count(":")) if kind is str else 0
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Duplicate(key)
+            seen.add(key)
+    return found
+
+
+def _validate(endpoint: str, body: Any) -> None:
+    if type(body) is not dict:
+        raise ValidationError("the request body must be a JSON object")
+    try:
+        _VALIDATORS[endpoint].validate_python(body)
+    except PydanticError as error:
+        errors = error.errors(include_url=False)
+        raise explain(endpoint, _MODELS[endpoint], body, errors) from None
+
+
+def _check_chat(body: dict[str, Any]) -> None:
+    """What the model cannot say: messages or a registered prompt; null content only where
+    an assistant calls tools; a json_schema format that names its schema."""
+    messages = body.get("messages") or []
+    if not messages and body.get("prompt") is None:
+        raise ValidationError(
+            "'messages' must be a non-empty list of messages (or name a registered 'prompt')",
+            field="messages",
+        )
+    for i, message in enumerate(messages):
+        if (
+            message.get("content") is None
+            and message["role"] == "assistant"
+            and not (message.get("tool_calls") or message.get("function_call"))
         ):
-            raise ValidationError("each message needs a 'role'", field="messages")
-    elif endpoint == "completions":
-        if not isinstance(body.get("prompt"), (str, list)):
-            raise ValidationError("'prompt' must be a string or a list of strings", field="prompt")
-    else:
-        value = body.get("input")
-        if not (isinstance(value, str) or (isinstance(value, list) and value)):
-            raise ValidationError("'input' must be a string or a non-empty list", field="input")
+            raise ValidationError(
+                f"'messages[{i}].content' is null, which only an assistant message that "
+                "calls tools may be: give its text, or its 'tool_calls'",
+                field=f"messages[{i}].content",
+            )
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema" and response_format.get("json_schema") is None:
+        raise ValidationError(
+            "Missing required parameter: 'response_format.json_schema' (a json_schema format "
+            "names its schema)",
+            field="response_format.json_schema",
+        )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,9 +15,12 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genai.errors import BackendError, NotFoundError, ValidationError
-from genai.gateway._checks import check_request
-from genai.gateway._http import bearer, json_body
+from genai.errors import BackendError, GenAIError, NotFoundError, ValidationError
+from genai.gateway._admission import check_embedding_tokens
+from genai.gateway._cache import Caller
+from genai.gateway._checks import check_feedback, check_request
+from genai.gateway._http import ClientGone, bearer, json_body, unless_gone
+from genai.gateway._outcome import Outcome
 from genai.gateway._spec import DeploymentSpec
 from genai.gateway._stages import CacheFeedback, GatewayRequest
 from genai.gateway._targets import TargetCall, TargetFailed
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
     from genai.models import Embedder
 
 __all__ = ["Endpoints"]
+
+COUNT_CHARS = 32_768  # characters of text one counting job tokenizes (~20 ms on a busy CPU)
 
 
 class Endpoints:
@@ -57,7 +64,11 @@ class Endpoints:
         )
 
     async def embeddings(self, http: Request) -> Response:
-
+        """OpenAI's embeddings: with the gateway's own model (``settings.embedding_model``)
+        in the fair CPU pool, or through an embedding deployment's upstream. Admitted as a
+        chat request is (size limits, the project's requests in progress, its quota); a
+        refusal once the caller and model are known has its ledger row. A client that
+        disconnects first cancels the work: its jobs not started yet never run."""
         g = self.gateway
         started = time.perf_counter()
         caller = await g.callers.resolve(bearer(http))
@@ -72,69 +83,9 @@ class Endpoints:
                 "'input' must be text (token arrays are not supported)", field="input"
             )
         local = self.embedder is not None and model == self.embedding_model
-        if not local:
-            route = await g.routes.get(caller.project_id, model)
-            spec = route.usable()
-            if spec.kind != "embedding":
-                raise ValidationError(
-                    f"deployment {model!r} is not an embedding deployment", field="model"
-                )
-        await g.quota.admit(caller.project_id, caller.project, caller.limits)
-        if local:
-            payload, tokens = await asyncio.to_thread(self._embed_locally, texts, body)
-        else:
-            payload = await self._embed_upstream(caller, body, model, spec)
-            tokens = int((payload.get("usage") or {}).get("prompt_tokens") or 0)
-        latency = (time.perf_counter() - started) * 1000
-        event = UsageEvent(
-            model=model,
-            target="local" if local else spec.targets[0].name,
-            prompt_tokens=tokens,
-            latency_ms=latency,
-        )
-        from genai.gateway._ledger import UsageRow
-
-        g.ledger.add(
-            UsageRow(caller.project_id, event, caller.principal.label, caller.principal.key_id)
-        )
-        await g.quota.record_spend(caller.project_id, tokens=tokens, cost_usd=0.0)
-        return Response(orjson.dumps(payload), media_type="application/json")
-
-    def _embed_locally(self, texts: list[str], body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        assert self.embedder is not None
-        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
-        dims = body.get("dimensions")
-        if dims is not None:
-            if not isinstance(dims, int) or not 1 <= dims <= vectors.shape[1]:
-                raise ValidationError(
-                    f"'dimensions' must be 1 to {vectors.shape[1]}", field="dimensions"
-                )
-            vectors = vectors[:, :dims]
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12
-        as_base64 = body.get("encoding_format") == "base64"
-        data = [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": base64.b64encode(v.tobytes()).decode() if as_base64 else v.tolist(),
-            }
-            for i, v in enumerate(vectors)
-        ]
-        count = getattr(self.embedder, "count_tokens", None)
-        tokens = sum(count(x) for x in texts) if count else sum(len(x.split()) for x in texts)
-        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return {
-            "object": "list",
-            "data": data,
-            "model": self.embedding_model,
-            "usage": usage,
-        }, tokens
-
-    async def _embed_upstream(
-        self, caller: Any, body: dict[str, Any], model: str, spec: DeploymentSpec
-    ) -> dict[str, Any]:
-        request = GatewayRequest(
-            request_id="",
+        spec = None if local else await self._embedding_spec(caller, model)
+        call = GatewayRequest(
+            request_id=os.urandom(12).hex(),
             endpoint="embeddings",
             principal=caller.principal,
             project_id=caller.project_id,
@@ -143,8 +94,141 @@ class Endpoints:
             body=body,
             deployment=model,
         )
+        slot = None
         try:
-            return await self.gateway.targets.complete(TargetCall(spec.targets[0], request, spec))
+            slot = g.admission.enter(call, caller.limits)  # size (400), in progress (429)
+            return await unless_gone(http, self._embed(call, caller, texts, spec, started))
+        except ClientGone:
+            g._record(call, caller, Outcome(status="cancelled"), started)
+            raise
+        except GenAIError as error:
+            return g._refuse(error, call.request_id, "embeddings", call, Outcome(), started)
+        finally:
+            if slot is not None:
+                slot.leave()
+
+    async def _embedding_spec(self, caller: Caller, model: str) -> DeploymentSpec:
+        spec = (await self.gateway.routes.get(caller.project_id, model)).usable()
+        if spec.kind != "embedding":
+            raise ValidationError(
+                f"deployment {model!r} is not an embedding deployment", field="model"
+            )
+        return spec
+
+    async def _embed(
+        self,
+        call: GatewayRequest,
+        caller: Caller,
+        texts: list[str],
+        spec: DeploymentSpec | None,
+        started: float,
+    ) -> Response:
+        """The answer of an admitted request: the local model's (``spec`` None) or the
+        deployment's upstream's, with its ledger row and spend."""
+        g = self.gateway
+        model = call.deployment
+        await g.quota.admit(caller.project_id, caller.project, caller.limits)
+        if spec is None:
+            raw, tokens = await self._embed_locally(call, texts)
+        else:
+            payload = await self._embed_upstream(call, spec)
+            tokens = int((payload.get("usage") or {}).get("prompt_tokens") or 0)
+            raw = orjson.dumps(payload)
+        latency = (time.perf_counter() - started) * 1000
+        event = UsageEvent(
+            ts=datetime.now(UTC),
+            model=model,
+            target="local" if spec is None else spec.targets[0].name,
+            prompt_tokens=tokens,
+            latency_ms=latency,
+            request_id=call.request_id,
+        )
+        from genai.gateway._ledger import UsageRow
+
+        ticket = g.ledger.add(
+            UsageRow(caller.project_id, event, caller.principal.label, caller.principal.key_id)
+        )
+        await g.quota.record_spend(caller.project_id, tokens=tokens, cost_usd=0.0)
+        await g.ledger.durable(ticket)  # billed before the answer leaves
+        g.metrics.requests.labels(call.project, model, "embeddings", "200").inc()
+        return Response(
+            raw, media_type="application/json", headers={"x-request-id": call.request_id}
+        )
+
+    async def _embed_locally(self, call: GatewayRequest, texts: list[str]) -> tuple[bytes, int]:
+        """Counted (the token limits), then embedded in small batches (``embedding_batch``
+        texts, ``embedding_batch_tokens`` padded tokens), each one job of the project's in
+        the fair CPU pool: a large request takes its turns between other projects' jobs
+        instead of holding a worker for minutes. Only the first job may be refused (the
+        project's queue is full); the others belong to a request already admitted."""
+        g = self.gateway
+        counts: list[int] = []
+        for start, end in _by_length(texts, COUNT_CHARS):  # counting is work too: in turns
+            got, width, longest = await g.pool.run(
+                call.project, self._measure, texts[start:end], bounded=not counts
+            )
+            counts.extend(got)
+            check_embedding_tokens(counts, g.options)  # an oversized request stops early
+        dims = _dimensions(call.body.get("dimensions"), width)
+        as_base64 = call.body.get("encoding_format") == "base64"
+        parts = []
+        for start, end in batches(
+            counts,
+            tokens=g.options.embedding_batch_tokens,
+            texts=g.options.embedding_batch,
+            longest=longest,
+        ):
+            parts.append(
+                await g.pool.run(
+                    call.project,
+                    self._encode,
+                    texts[start:end],
+                    start,
+                    dims,
+                    as_base64,
+                    bounded=False,
+                )
+            )
+        tokens = sum(counts)
+        usage = orjson.dumps({"prompt_tokens": tokens, "total_tokens": tokens})
+        model = orjson.dumps(self.embedding_model)
+        raw = b'{"object":"list","data":[%b],"model":%b,"usage":%b}' % (
+            b",".join(parts),
+            model,
+            usage,
+        )
+        return raw, tokens
+
+    def _measure(self, texts: list[str]) -> tuple[list[int], int, int]:
+        """Each text's tokens (the embedder's tokenizer, else words), the vectors' width,
+        and the most tokens of a text the model reads (it truncates the rest)."""
+        assert self.embedder is not None
+        count = getattr(self.embedder, "count_tokens", None)
+        counts = [int(count(x)) for x in texts] if count else [len(x.split()) for x in texts]
+        longest = int(getattr(self.embedder, "max_seq_length", 512))
+        return counts, int(self.embedder.dimension), longest
+
+    def _encode(self, texts: list[str], offset: int, dims: int | None, as_base64: bool) -> bytes:
+        """One batch's ``data`` items, as JSON (without the brackets of the list)."""
+        assert self.embedder is not None
+        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        if dims is not None:
+            vectors = vectors[:, :dims]
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12
+        items = [
+            {
+                "object": "embedding",
+                "index": offset + i,
+                "embedding": base64.b64encode(v.tobytes()).decode() if as_base64 else v.tolist(),
+            }
+            for i, v in enumerate(vectors)
+        ]
+        return orjson.dumps(items)[1:-1]
+
+    async def _embed_upstream(self, call: GatewayRequest, spec: DeploymentSpec) -> dict[str, Any]:
+        model = call.deployment
+        try:
+            return await self.gateway.targets.complete(TargetCall(spec.targets[0], call, spec))
         except TargetFailed as error:
             raise BackendError(
                 f"deployment {model!r}: {error.message}",
@@ -159,6 +243,7 @@ class Endpoints:
         g = self.gateway
         caller = await g.callers.resolve(bearer(http))
         body = await json_body(http, 64 << 10)
+        check_feedback(body)
         rid = _request_id(body)
         authorize(
             caller.principal, Action.MODEL_INVOKE, Resource("response", rid, caller.project_id)
@@ -204,6 +289,48 @@ class Endpoints:
         if row is None:
             raise NotFoundError(f"no response {rid!r} in this project")
         return project_id, row.model, row.target, row.cost_usd
+
+
+def _by_length(texts: list[str], chars: int) -> list[tuple[int, int]]:
+    """Consecutive runs ``(start, end)`` of texts of at most ``chars`` characters in all
+    (or one longer text alone)."""
+    runs: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for i, text in enumerate(texts):
+        if i > start and size + len(text) > chars:
+            runs.append((start, i))
+            start, size = i, 0
+        size += len(text)
+    if texts:
+        runs.append((start, len(texts)))
+    return runs
+
+
+def batches(counts: list[int], *, tokens: int, texts: int, longest: int) -> list[tuple[int, int]]:
+    """Consecutive runs ``(start, end)`` of texts to embed together: at most ``texts`` of
+    them, and at most ``tokens`` once padded to the run's longest text (a text counts its
+    tokens up to ``longest``, the model's limit, plus two special tokens). A text over the
+    budget alone is a run of its own."""
+    runs: list[tuple[int, int]] = []
+    start, widest = 0, 0
+    for i, count in enumerate(counts):
+        size = min(count, longest) + 2
+        wider = max(widest, size)
+        if i > start and ((i - start + 1) * wider > tokens or i - start >= texts):
+            runs.append((start, i))
+            start, wider = i, size
+        widest = wider
+    if counts:
+        runs.append((start, len(counts)))
+    return runs
+
+
+def _dimensions(value: Any, width: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= width:
+        raise ValidationError(f"'dimensions' must be 1 to {width}", field="dimensions")
+    return value
 
 
 def _request_id(body: Any) -> str:

@@ -11,12 +11,15 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from genai._crypto import Sealer
+from genai._pool import FairPool
 from genai.errors import (
     BackendError,
     GenAIError,
@@ -24,8 +27,10 @@ from genai.errors import (
     error_body,
     http_status,
 )
+from genai.gateway._admission import Admission, Slot, cpu_pool
 from genai.gateway._cache import Caller, CallerCache, Route, RouteTable
 from genai.gateway._checks import check_request
+from genai.gateway._credentials import UpstreamCredentials
 from genai.gateway._http import (
     as_response,
     backoff,
@@ -35,8 +40,10 @@ from genai.gateway._http import (
     json_body,
     response_id,
     text_of,
+    unless_gone,
     with_id,
 )
+from genai.gateway._journal import Journal
 from genai.gateway._ledger import LedgerWriter, UsageRow
 from genai.gateway._observe import GatewayMetrics, access_enabled, access_log, span
 from genai.gateway._outcome import (
@@ -65,6 +72,10 @@ __all__ = ["Gateway", "GatewayOptions", "Stages"]
 
 log = logging.getLogger("genai.gateway")
 
+#: Bandits kept in memory (one per deployment with the bandit policy); one dropped is
+#: rebuilt from the feedback table on its next request.
+MAX_BANDITS = 4096
+
 
 @dataclass(frozen=True)
 class GatewayOptions:
@@ -74,6 +85,29 @@ class GatewayOptions:
     ledger_interval_s: float = 0.2
     max_shadow_in_flight: int = 64
     prewarm: bool = False  # start the in-process backends deployments use, before traffic
+    # fairness (genai/gateway/_admission.py): request-size limits, requests in progress per
+    # project (in this process; a project's quota may lower it), the fair CPU pool
+    max_request_tokens: int = 1_000_000  # chat/completions: prompt estimate + n × max_tokens
+    max_embedding_inputs: int = 2048
+    max_embedding_input_tokens: int = 8192
+    max_embedding_tokens: int = 300_000
+    # a CPU-pool job embeds at most this many texts and about this many (padded) tokens:
+    # other projects' jobs run between a large request's jobs
+    embedding_batch: int = 32
+    embedding_batch_tokens: int = 128
+    max_in_flight_per_project: int | None = 64
+    cpu_workers: int = 1
+    cpu_queue_per_project: int = 32
+    cpu_queue: int = 256
+    # the usage ledger's journal: "fsync" (a row is on disk before its response completes),
+    # "write" (in the kernel: survives the process, not the machine), "off" (memory only)
+    ledger_journal: Literal["fsync", "write", "off"] = "fsync"
+    # upstream keys: the cipher of project secrets (api_key_secret; genai.tenancy.
+    # secret_sealer(settings)) and the variables deployments may name (api_key_env)
+    secrets: Sealer | None = None
+    secret_env_allowlist: tuple[str, ...] = ()
+    # answers remembered for POST /v1/feedback (older ones are looked up in the ledger)
+    max_recent: int = 20_000
 
 
 @dataclass
@@ -84,6 +118,7 @@ class Stages:
     response: list[ResponseStage] = field(default_factory=list)
     cache: CacheStage | None = None
     targets: dict[str, TargetStage] = field(default_factory=dict)
+    pool: FairPool | None = None  # the CPU pool the stages share (else the gateway's own)
 
 
 class Gateway:
@@ -96,6 +131,7 @@ class Gateway:
         options: GatewayOptions | None = None,
         metrics: GatewayMetrics | None = None,
         rng: random.Random | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.options = options or GatewayOptions()
         self.store = store
@@ -104,8 +140,20 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.callers = CallerCache(store, ttl_s=self.options.key_cache_ttl_s)
         self.routes = RouteTable(store, ttl_s=self.options.route_cache_ttl_s)
-        self.ledger = LedgerWriter(store, interval_s=self.options.ledger_interval_s)
-        self.targets = Targets(self.stages.targets)
+        self.ledger = LedgerWriter(
+            store, interval_s=self.options.ledger_interval_s, journal=journal
+        )
+        self.targets = Targets(
+            self.stages.targets,
+            credentials=UpstreamCredentials(
+                store,
+                sealer=self.options.secrets,
+                allowlist=self.options.secret_env_allowlist,
+                ttl_s=self.options.key_cache_ttl_s,
+            ),
+        )
+        self.pool = self.stages.pool or cpu_pool(self.options)
+        self.admission = Admission(self.options, self.pool)
         self.circuits = Circuits()
         self.bandits: dict[tuple[int, str], Bandit] = {}
         self.recent: dict[
@@ -116,7 +164,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.targets.start()
-        self.ledger.start()
+        await asyncio.to_thread(self.ledger.start)  # replays what a dead process journaled
         if self.options.prewarm:
             for target in await asyncio.to_thread(self._local_targets):
                 try:
@@ -149,18 +197,37 @@ class Gateway:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, timeout=5)
         await self.targets.close()
+        self.pool.close()  # queued CPU jobs are cancelled; running ones finish
         await asyncio.to_thread(self.ledger.close)
 
     # ------------------------------------------------------------ entry
 
     async def handle(self, http: Request, endpoint: str) -> Response:
+        """Answer one chat or completion request (every refusal in OpenAI's error shape).
+        A client that leaves before its answer cancels the work still to do (its CPU jobs
+        not started, its upstream call) and gets a ``cancelled`` ledger row."""
         started = time.perf_counter()
         rid = os.urandom(12).hex()
-        call: GatewayRequest | None = None
-        outcome = Outcome()
         try:
             caller = await self.callers.resolve(bearer(http))
             body = await json_body(http, self.options.max_body_bytes)
+        except GenAIError as error:
+            return self._refuse(error, rid, endpoint, None, Outcome(), started)
+        return await unless_gone(http, self._answer(http, endpoint, caller, body, rid, started))
+
+    async def _answer(
+        self,
+        http: Request,
+        endpoint: str,
+        caller: Caller,
+        body: Any,
+        rid: str,
+        started: float,
+    ) -> Response:
+        call: GatewayRequest | None = None
+        outcome = Outcome()
+        slot: Slot | None = None
+        try:
             model = check_request(endpoint, body)
             deployment, _, adapter = model.partition(":")
             authorize(
@@ -192,6 +259,7 @@ class Gateway:
             if self.stages.request:
                 call.extra["unchecked"] = True  # until every request stage has run (logs)
             # after the request is known, so that a refusal has its ledger row too
+            slot = self.admission.enter(call, caller.limits)  # size (400), in progress (429)
             await self.quota.admit(caller.project_id, caller.project, caller.limits)
             with span(
                 "gateway.request",
@@ -205,13 +273,22 @@ class Gateway:
                     await stage.before(call)
                 call.extra.pop("unchecked", None)
                 if call.stream:
-                    return await self._stream(call, caller, route, spec, outcome, started)
+                    stream = await self._stream(call, caller, route, spec, outcome, started)
+                    return slot.until_sent(stream)  # the slot is held until it is sent
                 payload = await self._complete(call, caller, route, spec, outcome)
             response = Response(orjson.dumps(payload), media_type="application/json")
-            self._finish(call, caller, outcome, started, response, 200)
+            await self._durable(self._finish(call, caller, outcome, started, response, 200))
             return response
         except GenAIError as error:
             return self._refuse(error, rid, endpoint, call, outcome, started)
+        except asyncio.CancelledError:  # the client left (or the server is stopping)
+            if call is not None and not outcome.recorded:
+                outcome.status = "cancelled"
+                self._record(call, caller, outcome, started)
+            raise
+        finally:
+            if slot is not None:
+                slot.leave()
 
     # ------------------------------------------------------------ whole answers
 
@@ -341,7 +418,7 @@ class Gateway:
                 events = replay_events(payload, include_usage=wants_usage)
                 response = StreamingResponse(iterate(events), media_type="text/event-stream")
                 account(outcome, None, payload.get("usage"))
-                self._finish(call, caller, outcome, started, response, 200)
+                await self._durable(self._finish(call, caller, outcome, started, response, 200))
                 return response
         call.body["stream_options"] = {
             **(call.body.get("stream_options") or {}),
@@ -361,10 +438,24 @@ class Gateway:
             keep_text=cache is not None or spec.shadow is not None,
         )
 
+        recorded: list[int] = []  # the ledger ticket, once the row is written
+
+        def settle() -> int:
+            """The request's ledger row (once), from what the stream came to."""
+            if not recorded:
+                if relay.error is not None:
+                    outcome.status = "upstream_error"
+                account(outcome, target, relay.usage)
+                recorded.append(self._record(call, caller, outcome, started))
+            return recorded[0]
+
         async def body() -> AsyncIterator[bytes]:
             try:
                 async for chunk in events:
-                    for event in relay.feed(chunk):
+                    out = relay.feed(chunk)
+                    if relay.done:  # the answer is whole: billed before its last event leaves
+                        await self._durable(settle())
+                    for event in out:
                         yield event
                 if not relay.done and relay.error is None:
                     raise TargetFailed("the stream ended before [DONE]", "truncated")
@@ -374,14 +465,12 @@ class Gateway:
             except (TargetFailed, GenAIError) as error:
                 outcome.status = "upstream_error"
                 self.metrics.upstream_errors.labels(target.name, "mid_stream").inc()
+                await self._durable(settle())
                 yield error_event(error, call)
             finally:
                 with contextlib.suppress(BaseException):
                     await events.aclose()
-                if relay.error is not None:
-                    outcome.status = "upstream_error"
-                account(outcome, target, relay.usage)
-                self._record(call, caller, outcome, started)
+                settle()
                 if outcome.status == "ok":
                     if cache is not None:
                         await cache.store(call, as_response(relay, call))
@@ -406,12 +495,18 @@ class Gateway:
         started: float,
         response: Response,
         status: int,
-    ) -> None:
+    ) -> int:
+        """Headers, metrics and the ledger row of an answer; the row's ledger ticket."""
         self._headers(response, call, outcome, started)
         self.metrics.requests.labels(
             call.project, call.deployment, call.endpoint, str(status)
         ).inc()
-        self._record(call, caller, outcome, started)
+        return self._record(call, caller, outcome, started)
+
+    async def _durable(self, ticket: int) -> None:
+        """Wait until a ledger row is on disk (the journal's fsync), if it is not yet."""
+        if self.ledger.must_wait(ticket):
+            await self.ledger.durable(ticket)
 
     def _headers(
         self, response: Response, call: GatewayRequest, outcome: Outcome, started: float
@@ -427,9 +522,12 @@ class Gateway:
 
     def _record(
         self, call: GatewayRequest, caller: Caller, outcome: Outcome, started: float
-    ) -> None:
+    ) -> int:
+        """Write the request's ledger row (journaled at once); its ledger ticket."""
+        outcome.recorded = True
         latency_ms = (time.perf_counter() - started) * 1000
         event = UsageEvent(
+            ts=datetime.now(UTC),
             model=call.deployment,
             target=outcome.target,
             adapter=outcome.adapter,
@@ -443,7 +541,7 @@ class Gateway:
             status=outcome.status,
             request_id=call.request_id,
         )
-        self.ledger.add(
+        ticket = self.ledger.add(
             UsageRow(caller.project_id, event, caller.principal.label, caller.principal.key_id)
         )
         self.metrics.ledger_pending.set(self.ledger.pending)
@@ -461,6 +559,7 @@ class Gateway:
             task.add_done_callback(log_failure)
         if access_enabled():
             access_log(access_record(call, outcome, latency_ms))
+        return ticket
 
     def _remember(self, call: GatewayRequest, outcome: Outcome) -> None:
         self.recent[call.request_id] = (
@@ -469,8 +568,8 @@ class Gateway:
             outcome.target,
             outcome.cost_usd,
         )
-        if len(self.recent) > 100_000:
-            for key in list(self.recent)[:10_000]:
+        if len(self.recent) > self.options.max_recent:  # the oldest tenth goes
+            for key in list(self.recent)[: max(1, self.options.max_recent // 10)]:
                 del self.recent[key]
 
     def _refuse(
@@ -517,6 +616,8 @@ class Gateway:
                 key, Bandit(spec.bandit.prior_alpha, spec.bandit.prior_beta)
             )
             bandit.seed(totals)
+            while len(self.bandits) > MAX_BANDITS:  # the oldest: re-seeded when next used
+                self.bandits.pop(next(iter(self.bandits)))
         return bandit
 
     def _feedback_totals(

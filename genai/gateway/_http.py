@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from genai.errors import AuthenticationError, GenAIError, PayloadTooLarge, ValidationError
+from genai.gateway._checks import refuse_duplicate_keys
 from genai.gateway._stages import GatewayRequest
 from genai.gateway._streaming import SseRelay
 from genai.gateway._targets import TargetFailed
 
+T = TypeVar("T")
+
 __all__ = [
+    "ClientGone",
     "as_response",
     "backoff",
     "bearer",
@@ -24,6 +30,7 @@ __all__ = [
     "json_body",
     "response_id",
     "text_of",
+    "unless_gone",
     "with_id",
 ]
 
@@ -39,24 +46,62 @@ def bearer(http: Request) -> str:
     return token.strip()
 
 
-async def json_body(http: Request, limit: int) -> Any:
+class ClientGone(Exception):
+    """The client closed the connection before its answer (or before its request body was
+    whole): nothing to answer, and not the gateway's fault (one log line, never an error)."""
 
-    declared = http.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+
+async def unless_gone(http: Request, work: Coroutine[Any, Any, T]) -> T:
+    """``work``'s result; or, when the client disconnects first, ``work`` cancelled (its
+    CPU jobs not started yet never run, its upstream call is dropped) and
+    :class:`ClientGone`. Call it once the request's body is read: what ``receive`` gives
+    next is the disconnect."""
+
+    async def gone() -> None:
+        while (await http.receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watch.cancel()
+        raise
+    watch.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await task
+    raise ClientGone("the client went away before its answer")
+
+
+async def json_body(http: Request, limit: int) -> Any:
+    """The request's JSON body: at most ``limit`` bytes, strict JSON, each key once."""
+    declared = http.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(
             f"the request body has {declared} bytes; this gateway takes at most {limit}"
         )
     raw = b""
-    async for part in http.stream():  # a body without a (true) length stops at the limit too
-        raw += part
-        if len(raw) > limit:
-            raise PayloadTooLarge(
-                f"the request body has more than {limit} bytes; this gateway takes at most {limit}"
-            )
     try:
-        return orjson.loads(raw)
+        async for part in http.stream():  # a body without a (true) length stops at the limit
+            raw += part
+            if len(raw) > limit:
+                raise PayloadTooLarge(
+                    f"the request body has more than {limit} bytes; this gateway takes at "
+                    f"most {limit}"
+                )
+    except ClientDisconnect:
+        raise ClientGone(f"the client went away after {len(raw)} bytes of its body") from None
+    try:
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise ValidationError(f"the request body is not valid JSON: {error}") from None
+    refuse_duplicate_keys(raw, body)
+    return body
 
 
 def backoff(base: float, attempt: int, retry_after: float | None, rng: random.Random) -> float:

@@ -25,6 +25,7 @@ class Outcome:
     gpu_seconds: float = 0.0
     upstream_s: float = 0.0
     cache_hit: bool = False
+    recorded: bool = False  # its ledger row is written
 
 
 def account(outcome: Outcome, target: TargetSpec | None, usage: Any) -> None:

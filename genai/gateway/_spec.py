@@ -13,8 +13,13 @@ Example (YAML or JSON)::
       - {name: canary, url: http://127.0.0.1:8001/v1, model: tiny, adapter: support-2, weight: 10}
     policy: weighted
     fallbacks:
-      - {name: vendor, url: https://api.example.com/v1, model: gpt-x, api_key_env: VENDOR_KEY}
+      - {name: vendor, url: https://api.example.com/v1, model: gpt-x, api_key_secret: vendor-key}
     shadow: {target: {name: next, url: http://127.0.0.1:8002/v1, model: next}, sample: 0.2}
+
+A target's upstream key is a secret of the deployment's own project, by name
+(``api_key_secret``; set with ``genai secret set vendor-key --project P``). ``api_key_env``
+names a variable of the gateway's environment and works only for the variables the operator
+allows (``GENAI_SECRET_ENV_ALLOWLIST``, empty by default): see ``_credentials.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_SECRET = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")
 
 
 class _Strict(BaseModel):
@@ -61,7 +67,16 @@ class TargetSpec(_Strict):
     backend: str | None = None  # an in-process backend by name (e.g. "extractive")
     model: str | None = None  # the upstream's model name (default: the upstream's base)
     adapter: str | None = None  # a LoRA adapter the upstream serves (sent as the model)
-    api_key_env: str | None = None  # the upstream key, read from this environment variable
+    api_key_secret: str | None = Field(
+        default=None,
+        description="The upstream key: a secret of the deployment's own project, by name "
+        "(`genai secret set NAME --project P`).",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="The upstream key from this variable of the gateway's environment: only "
+        "for variables the operator allows (GENAI_SECRET_ENV_ALLOWLIST); prefer api_key_secret.",
+    )
     weight: float = Field(default=1.0, ge=0)
     timeout_s: float = Field(default=60.0, gt=0)
     price: Price = Field(default_factory=Price)
@@ -78,6 +93,16 @@ class TargetSpec(_Strict):
             raise ValueError(f"target {self.name!r}: url {self.url!r} is not an http(s) URL")
         if self.url is not None and not (self.model or self.adapter):
             raise ValueError(f"target {self.name!r} needs the upstream's model name (model)")
+        if self.api_key_secret is not None and self.api_key_env is not None:
+            raise ValueError(
+                f"target {self.name!r}: give api_key_secret (a project secret) or api_key_env "
+                "(a variable the operator allows), not both"
+            )
+        if self.api_key_secret is not None and not _SECRET.match(self.api_key_secret):
+            raise ValueError(
+                f"target {self.name!r}: api_key_secret {self.api_key_secret!r} is not a secret "
+                "name (1-100 letters, digits, '.', '_' or '-')"
+            )
         return self
 
     @property

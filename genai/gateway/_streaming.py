@@ -9,7 +9,7 @@ every event when a response stage filters the text or the answer is kept (cache,
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -17,7 +17,14 @@ import orjson
 from genai.errors import BackendError
 from genai.gateway._stages import StreamFilter, ToolCallFilter
 
-__all__ = ["STANDARD_FIELDS", "SseRelay", "extensions", "replay_events"]
+__all__ = [
+    "STANDARD_FIELDS",
+    "SseRelay",
+    "extensions",
+    "first_event",
+    "replay_events",
+    "replayed",
+]
 
 _DONE = b"[DONE]"
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')  # a usage object, however the JSON is spaced
@@ -314,3 +321,64 @@ def replay_events(response: dict[str, Any], *, include_usage: bool, piece: int =
     if include_usage and response.get("usage"):
         events.append({**base, "choices": [], "usage": response["usage"]})
     return [_event(e) for e in events] + [b"data: [DONE]\n\n"]
+
+
+async def first_event(chunks: AsyncIterator[bytes], *, limit: int = 1 << 20) -> tuple[bytes, str]:
+    """Read a target's stream up to the end of its first data event: the bytes read, and
+    what is wrong with that start ("" when nothing is). A stream whose first event is not
+    a JSON object, is an error object, or that ends (or runs past ``limit`` bytes) first
+    has failed before answering anything: the gateway may still try another target."""
+    head = b""
+    async for data in chunks:
+        head += data
+        while True:
+            text = head.replace(b"\r\n", b"\n")
+            end = text.find(b"\n\n", 0)
+            if end < 0:
+                break
+            payload = _first_data(text)
+            if payload is None:  # only comments and keep-alives so far
+                if len(text) > limit:
+                    return head, "sent no event in its first bytes"
+                break
+            return head, _start_problem(payload)
+        if len(head) > limit:
+            return head, "sent no event in its first bytes"
+    return head, "closed the stream before its first event"
+
+
+def _first_data(text: bytes) -> bytes | None:
+    for event in text.split(b"\n\n")[:-1]:
+        payload = _data_of(event)
+        if payload is not None:
+            return payload
+    return None
+
+
+def _start_problem(payload: bytes) -> str:
+    if payload == _DONE:
+        return ""
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return "sent an event that is not JSON"
+    if not isinstance(chunk, dict):
+        return "sent an event that is not a JSON object"
+    if "error" in chunk:
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        return f"answered with an error event: {str(message)[:200]}"
+    return ""
+
+
+async def replayed(head: bytes, rest: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """``head`` (what :func:`first_event` read), then the rest of the stream."""
+    try:
+        if head:
+            yield head
+        async for data in rest:
+            yield data
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -13,8 +13,10 @@ from typing import Any
 import orjson
 
 from genai.errors import BackendError, ValidationError, error_body
+from genai.gateway._credentials import CredentialUser, UpstreamCredentials
 from genai.gateway._spec import DeploymentSpec, TargetSpec
 from genai.gateway._stages import GatewayRequest, PreparedTarget, TargetStage
+from genai.gateway._streaming import first_event, replayed
 from genai.gateway._upstream import UpstreamError, Upstreams
 from genai.models import LLMBackend, create_backend
 
@@ -50,8 +52,20 @@ class TargetCall:
 
 
 class Targets:
-    def __init__(self, stages: dict[str, TargetStage]) -> None:
+    def __init__(
+        self,
+        stages: dict[str, TargetStage],
+        *,
+        credentials: UpstreamCredentials | None = None,
+    ) -> None:
+        """``credentials`` resolve the keys url targets send (none given: a target that
+        names a key is refused); stages that call upstreams themselves share them."""
         self._stages = stages
+        self.credentials = credentials
+        if credentials is not None:
+            for stage in stages.values():
+                if isinstance(stage, CredentialUser):
+                    stage.use_credentials(credentials)
         self._upstreams = Upstreams()
         self._local: dict[str, LLMBackend] = {}
         self._lock = asyncio.Lock()
@@ -74,9 +88,10 @@ class Targets:
     async def complete(self, call: TargetCall) -> dict[str, Any]:
         target = call.target
         if target.url is not None:
+            key = await self._key(call)
             try:
                 raw = await self._upstreams.post(
-                    target, call.request.endpoint, orjson.dumps(call.body())
+                    target, call.request.endpoint, orjson.dumps(call.body()), api_key=key
                 )
             except UpstreamError as error:
                 raise _failed(error, target) from None
@@ -97,12 +112,22 @@ class Targets:
         """Opens the stream (errors here may be retried) and returns its bytes."""
         target = call.target
         if target.url is not None:
+            key = await self._key(call)
             body = orjson.dumps(call.body())
             try:
-                response = await self._upstreams.open_stream(target, call.request.endpoint, body)
+                response = await self._upstreams.open_stream(
+                    target, call.request.endpoint, body, api_key=key
+                )
             except UpstreamError as error:
                 raise _failed(error, target) from None
-            return _relay_http(response, target)
+            relay = _relay_http(response, target)
+            # a target that fails before its first valid event has answered nothing: the
+            # gateway may retry it or fall back, as for a whole answer
+            head, problem = await first_event(relay)
+            if problem:
+                await relay.aclose()
+                raise TargetFailed(f"{target.name} {problem}", "garbage")
+            return replayed(head, relay)
         stage = self._stages.get(target.backend or "")
         if stage is not None:
             chunks = stage.stream(call.request, target)
@@ -118,6 +143,23 @@ class Targets:
             backend, call.request.endpoint, call.body(), call.request.adapter
         )
         return _passthrough(events)
+
+    async def _key(self, call: TargetCall) -> str | None:
+        """The key this url target sends for the request's project; a misconfigured one is
+        a 502 naming the fix, raised before anything is sent."""
+        target = call.target
+        if target.api_key_secret is None and target.api_key_env is None:
+            return None
+        if self.credentials is None:
+            raise BackendError(
+                f"deployment target {target.name!r} needs an upstream key, and this gateway "
+                "resolves none (Targets built without credentials)",
+                backend="gateway",
+                status=502,
+            )
+        return await self.credentials.key_for(
+            target, project_id=call.request.project_id, project=call.request.project
+        )
 
     async def prepare(self, request: GatewayRequest, spec: DeploymentSpec) -> None:
         """Let the stage targets of ``spec`` note what their answers depend on."""
@@ -169,7 +211,7 @@ def _client_error(error: UpstreamError, target: TargetSpec) -> Exception:
     if error.status in (401, 403, 404):
         return BackendError(
             f"{message}. The deployment's target is misconfigured: ask a maintainer to check "
-            "its url, model and api_key_env",
+            "its url, model and api_key_secret",
             backend="gateway",
             status=502,
         )

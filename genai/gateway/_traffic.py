@@ -126,18 +126,36 @@ class Circuit:
 
 
 class Circuits:
-    """One circuit per upstream (its URL and model), shared by every deployment using it."""
+    """One circuit per upstream (its URL and model), shared by every deployment using it.
 
-    def __init__(self) -> None:
+    At most ``max_circuits`` are kept: past it, the oldest closed ones go (a closed circuit
+    holds nothing a new one would not), then the oldest of any state."""
+
+    def __init__(self, max_circuits: int = 10_000) -> None:
         self._circuits: dict[str, Circuit] = {}
+        self._max = max_circuits
 
     def get(self, target: TargetSpec, spec: DeploymentSpec) -> Circuit:
         key = target_key(target)
         circuit = self._circuits.get(key)
         if circuit is None:
+            if len(self._circuits) >= self._max:
+                self._forget()
             circuit = Circuit(spec.circuit.failures, spec.circuit.reset_s)
             self._circuits[key] = circuit
         return circuit
+
+    def __len__(self) -> int:
+        return len(self._circuits)
+
+    def _forget(self) -> None:
+        keep = self._max * 9 // 10
+        for key in [k for k, c in self._circuits.items() if c.state == "closed"]:
+            if len(self._circuits) <= keep:
+                return
+            del self._circuits[key]
+        while len(self._circuits) > keep:
+            self._circuits.pop(next(iter(self._circuits)))
 
     def states(self) -> dict[str, str]:
         return {key: c.state for key, c in self._circuits.items()}

@@ -1,14 +1,16 @@
-"""Calling OpenAI-compatible upstreams: one keep-alive connection pool for every target."""
+"""Calling OpenAI-compatible upstreams: one keep-alive connection pool for every target.
+
+The bearer key is resolved by the caller (:mod:`genai.gateway._credentials`, per request's
+project) and passed in: nothing here reads the gateway's environment.
+"""
 
 from __future__ import annotations
 
 import email.utils
-import os
 import time
 
 import aiohttp
 
-from genai.errors import ConfigError
 from genai.gateway._spec import TargetSpec
 from genai.store import mask_url
 
@@ -59,13 +61,15 @@ class Upstreams:
             await self._session.close()
             self._session = None
 
-    async def post(self, target: TargetSpec, endpoint: str, body: bytes) -> bytes:
+    async def post(
+        self, target: TargetSpec, endpoint: str, body: bytes, *, api_key: str | None = None
+    ) -> bytes:
         """A whole (non-streamed) answer, or :class:`UpstreamError`."""
         url = endpoint_url(target, endpoint)
         timeout = aiohttp.ClientTimeout(total=target.timeout_s)
         try:
             async with self._require().post(
-                url, data=body, headers=_headers(target), timeout=timeout
+                url, data=body, headers=_headers(api_key), timeout=timeout
             ) as response:
                 data = await response.read()
                 if response.status >= 400:
@@ -81,7 +85,7 @@ class Upstreams:
             ) from None
 
     async def open_stream(
-        self, target: TargetSpec, endpoint: str, body: bytes
+        self, target: TargetSpec, endpoint: str, body: bytes, *, api_key: str | None = None
     ) -> aiohttp.ClientResponse:
         """An answer whose status is 200 and whose body is still to be read (SSE)."""
         url = endpoint_url(target, endpoint)
@@ -91,7 +95,7 @@ class Upstreams:
         )
         try:
             response = await self._require().post(
-                url, data=body, headers=_headers(target), timeout=timeout
+                url, data=body, headers=_headers(api_key), timeout=timeout
             )
         except TimeoutError:
             raise UpstreamError(
@@ -113,16 +117,10 @@ class Upstreams:
         return self._session
 
 
-def _headers(target: TargetSpec) -> dict[str, str]:
+def _headers(api_key: str | None) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-    if target.api_key_env:
-        key = os.environ.get(target.api_key_env)
-        if not key:
-            raise ConfigError(
-                f"target {target.name} reads its upstream key from ${target.api_key_env}, which "
-                "is not set in the gateway's environment"
-            )
-        headers["authorization"] = f"Bearer {key}"
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
     return headers
 
 

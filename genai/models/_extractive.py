@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from genai._pool import offload
 from genai.errors import NotFoundError, ValidationError
 from genai.models._embedders import BUNDLED_EMBEDDING_MODEL, SentenceTransformerEmbedder
 from genai.models._protocols import Embedder
@@ -337,7 +338,7 @@ class ExtractiveBackend:
         return await asyncio.to_thread(self._prompt_tokens, request)
 
     async def generate(self, request: GenerationRequest) -> Generation:
-        answer = await asyncio.to_thread(self._answer, request)
+        answer = await offload(self._answer, request)  # a gateway's fair pool, if bound
         return Generation(
             text=answer.text,
             finish_reason=answer.finish_reason,
@@ -346,7 +347,7 @@ class ExtractiveBackend:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        answer = await asyncio.to_thread(self._answer, request)
+        answer = await offload(self._answer, request)
         for word in re.findall(r"\s*\S+|\s+", answer.text):
             yield GenerationChunk(text=word)
         yield GenerationChunk(

@@ -5,6 +5,11 @@ stored as its files' blobs plus a manifest blob (JSON: relative path → sha256 
 whose hash names the directory. Writes go to a temporary name and are renamed into place
 (atomic on a local disk; object stores publish a whole object at once). Every read checks
 the bytes against their hash and raises :class:`ArtifactIntegrityError` on a mismatch.
+
+On a local disk the store is private: directories 0700 and blobs 0600, whatever the
+umask; a root an older version left open is tightened (the root and ``sha256/``, which
+closes everything under them). Remote file systems (s3://, gs://) keep their own access
+control.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import IO, Any
 
 import fsspec
 
+from genai._private import PRIVATE_FILE, private_dir, tighten
 from genai.errors import ArtifactIntegrityError, NotFoundError, ValidationError
 
 __all__ = ["MANIFEST_KIND", "ArtifactStore"]
@@ -38,7 +44,8 @@ class ArtifactStore:
         self._root = root_path.rstrip("/")
         self._local = "file" in _protocols(self._fs)
         if self._local:
-            Path(self._root).mkdir(parents=True, exist_ok=True)
+            private_dir(Path(self._root))
+            tighten(Path(self._root) / "sha256")
 
     # ---------------------------------------------------------------- writing
 
@@ -146,11 +153,11 @@ class ArtifactStore:
     def _publish(self, digest: str, write: Any) -> None:
         final = self._path(digest)
         folder = final.rsplit("/", 1)[0]
-        self._fs.makedirs(folder, exist_ok=True)
         if self._local:
+            private_dir(Path(folder), tighten_existing=False)
             tmp = f"{folder}/.{digest}.{uuid.uuid4().hex}.tmp"
             try:
-                with open(tmp, "wb") as out:
+                with _private_open(tmp) as out:
                     write(out)
                     out.flush()
                     os.fsync(out.fileno())
@@ -158,6 +165,7 @@ class ArtifactStore:
             finally:
                 Path(tmp).unlink(missing_ok=True)
         else:
+            self._fs.makedirs(folder, exist_ok=True)
             with self._fs.open(final, "wb") as out:
                 write(out)
 
@@ -197,6 +205,13 @@ def _inside(base: Path, rel: str, digest: str) -> Path:
             "directory: the manifest was tampered with; nothing was written"
         )
     return target
+
+
+def _private_open(path: str) -> IO[bytes]:
+    """A new file for writing, 0600 whatever the umask (it keeps the mode when renamed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return os.fdopen(fd, "wb")
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

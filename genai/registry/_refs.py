@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from genai._ids import int_problem
 from genai.errors import NotFoundError, ValidationError
 from genai.store import _schema as t
 
@@ -109,7 +110,10 @@ def resolve(session: Session, project_id: int, ref: Ref) -> Any:
     query = select(table).where(table.project_id == project_id, table.name == ref.name)
     if ref.selector is None or ref.selector == "latest":
         row = session.scalars(query.order_by(table.version.desc()).limit(1)).one_or_none()
-    elif ref.selector.isdigit():
+    elif ref.selector.isdigit():  # ASCII (the reference's pattern): a version number
+        problem = int_problem(ref.selector, low=0)  # @0 is well-formed, and names nothing
+        if problem is not None:
+            raise ValidationError(f"the version in {ref} {problem}", field="ref")
         row = session.scalars(query.where(table.version == int(ref.selector))).one_or_none()
     else:
         version = session.scalar(

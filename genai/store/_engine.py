@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event, exc, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from genai._private import private_dir, private_file, tighten
 from genai.errors import ConfigError, ConflictError, StoreUnavailable
 from genai.store import _schema
 
@@ -99,8 +100,8 @@ class Store:
 def _make_engine(url: Any, *, pool_size: int) -> Engine:
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            _private_database(Path(database).expanduser())
         engine = create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, pool_pre_ping=False
         )
@@ -115,6 +116,16 @@ def _make_engine(url: Any, *, pool_size: int) -> Engine:
             connect_args={"connect_timeout": 5},
         )
     return engine
+
+
+def _private_database(path: Path) -> None:
+    """The database file created 0600 before SQLite opens it (its ``-wal`` and ``-shm``
+    take the file's mode), in directories made 0700; a file an older version left readable
+    by others is tightened, with its journal."""
+    private_dir(path.parent, tighten_existing=False)  # GENAI_HOME is tightened by genai.init
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten(path.with_name(path.name + suffix))
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

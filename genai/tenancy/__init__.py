@@ -22,6 +22,7 @@ from genai.tenancy._rbac import (
     authorize,
     parse_role,
 )
+from genai.tenancy._secrets import SecretInfo, Secrets, read_secret, secret_sealer
 from genai.tenancy._types import (
     ApiKeyInfo,
     AuditEntry,
@@ -64,6 +65,8 @@ __all__ = [
     "RedisCounters",
     "Resource",
     "Role",
+    "SecretInfo",
+    "Secrets",
     "SqlCounters",
     "Usage",
     "UsageEvent",
@@ -75,6 +78,8 @@ __all__ = [
     "load_limits",
     "parse_duration",
     "parse_role",
+    "read_secret",
+    "secret_sealer",
     "verify_key",
     "write_usage",
 ]

@@ -13,11 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from genai._ids import int_problem
 from genai._names import check_resource_name
-from genai.errors import AuthenticationError, Forbidden, NotFoundError, ValidationError
+from genai.errors import (
+    AuthenticationError,
+    ConflictError,
+    Forbidden,
+    NotFoundError,
+    ValidationError,
+)
 from genai.store import _schema as t
 from genai.tenancy._rbac import Action, Principal, Resource, Role, authorize, parse_role
 from genai.tenancy._types import ApiKeyInfo, CreatedKey
@@ -100,20 +107,22 @@ def verify_key(session: Session, key: str, *, now: datetime) -> Principal:
     )
 
 
-_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_DURATION = re.compile(r"^([0-9]{1,12})\s*([smhdw])$", re.ASCII)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LONGEST = timedelta(days=36500)  # a key for a century is a key without expiry
 
 
 def parse_duration(text: str) -> timedelta:
-    """``'90d'``, ``'12h'``, ``'30m'``, ``'2w'`` → a timedelta."""
+    """``'90d'``, ``'12h'``, ``'30m'``, ``'2w'`` → a timedelta (at most 100 years)."""
     match = _DURATION.match(text.strip().lower())
-    if match is None or int(match.group(1)) == 0:
+    seconds = int(match.group(1)) * _UNITS[match.group(2)] if match else 0
+    if not 0 < seconds <= _LONGEST.total_seconds():
         raise ValidationError(
-            f"invalid duration {text!r}: use a positive number with a unit s, m, h, d or w "
-            "(e.g. '90d')",
+            f"invalid duration {text!r}: use a positive number with a unit s, m, h, d or w, "
+            "at most 36500d (e.g. '90d'); leave it out for a key that does not expire",
             field="expires_in",
         )
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    return timedelta(seconds=seconds)
 
 
 class Keys:
@@ -182,8 +191,9 @@ class Keys:
                     f"project {project!r} (neither above the member's role nor above "
                     f"{me.label}'s), not {key_role.value}"
                 )
-            minted = mint_key()
             now = t.utcnow()
+            _check_room(s, proj, now, self._ctx.settings.max_keys_per_project)
+            minted = mint_key()
             row = t.ApiKey(
                 project_id=proj.id,
                 principal_id=owner_id,
@@ -260,10 +270,39 @@ def _key_label(text: str) -> str:
     return match.group(0) if match else repr(text[:20])
 
 
+def _check_room(s: Session, proj: t.Project, now: datetime, cap: int) -> None:
+    """Refuse a key past the project's cap of active keys (unrevoked, unexpired), counted
+    in the creating transaction: the project's row is locked first (PostgreSQL; SQLite's
+    writers are serialised already), so two creations at once cannot both take the last."""
+    s.execute(select(t.Project.id).where(t.Project.id == proj.id).with_for_update())
+    active = s.scalar(
+        select(func.count())
+        .select_from(t.ApiKey)
+        .where(
+            t.ApiKey.project_id == proj.id,
+            t.ApiKey.revoked_at.is_(None),
+            or_(t.ApiKey.expires_at.is_(None), t.ApiKey.expires_at > now),
+        )
+    )
+    if (active or 0) >= cap:
+        raise ConflictError(
+            f"project {proj.name!r} has {active} active API keys, the most this platform "
+            f"allows (GENAI_MAX_KEYS_PER_PROJECT={cap}): revoke keys it no longer uses "
+            f"(`genai key list --project {proj.name}`, then `genai key revoke <prefix>`), or "
+            "ask the operator to raise GENAI_MAX_KEYS_PER_PROJECT"
+        )
+
+
 def _find_key(s: Session, project_id: int, text: str) -> t.ApiKey | None:
     text = text.strip()
     query = select(t.ApiKey).where(t.ApiKey.project_id == project_id)
-    if text.isdigit():
+    if text and (text[0].isdigit() or text[0] in "+-"):  # an id: 0-9 only, 1 to 2**63-1
+        problem = int_problem(text)
+        if problem is not None:
+            raise ValidationError(
+                f"a key is named by its prefix (gk_xxxxxxxxxx) or its id, and an id {problem}",
+                field="key",
+            )
         return s.scalars(query.where(t.ApiKey.id == int(text))).one_or_none()
     match = re.match(r"^gk_([a-z0-9]{10})", text)
     if match is None:

@@ -1,4 +1,5 @@
-"""Project quotas: requests per minute, tokens per day, USD budget per month, adapter slots.
+"""Project quotas: requests per minute, tokens per day, USD budget per month, adapter slots,
+requests in progress at once (``max_in_flight``: the gateway enforces it per process).
 
 :class:`QuotaEnforcer` is the hot-path logic (the gateway calls it with limits it caches);
 :class:`Quotas` is the API to read and change limits. Windows are calendar windows in UTC:
@@ -194,6 +195,7 @@ def load_limits(session: Session, project_id: int) -> QuotaLimits:
         tokens_per_day=row.tokens_per_day,
         budget_usd_per_month=row.budget_usd_per_month,
         adapter_slots=row.adapter_slots,
+        max_in_flight=row.max_in_flight,
     )
 
 
@@ -222,6 +224,7 @@ class Quotas:
         tokens_per_day: int | None = _UNSET,
         budget_usd_per_month: float | None = _UNSET,
         adapter_slots: int | None = _UNSET,
+        max_in_flight: int | None = _UNSET,
     ) -> QuotaLimits:
         """Change the limits named; ``None`` makes one unlimited, and the rest stay."""
         changes = {
@@ -231,6 +234,7 @@ class Quotas:
                 "tokens_per_day": tokens_per_day,
                 "budget_usd_per_month": budget_usd_per_month,
                 "adapter_slots": adapter_slots,
+                "max_in_flight": max_in_flight,
             }.items()
             if value is not _UNSET
         }

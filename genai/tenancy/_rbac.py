@@ -84,6 +84,8 @@ class Action(StrEnum):
     ALIAS_SET_PROTECTED = "alias:set-protected"
     DEPLOYMENT_WRITE = "deployment:write"
     KB_DELETE = "kb:delete"  # a knowledge base and its vectors (ingesting is registry:write)
+    SECRET_READ = "secret:read"  # the names of project secrets (values are never read back)
+    SECRET_WRITE = "secret:write"  # set or delete a project secret
     MODEL_INVOKE = "model:invoke"
 
 
@@ -94,6 +96,7 @@ _VIEWER = frozenset(
         Action.QUOTA_READ,
         Action.USAGE_READ,
         Action.REGISTRY_READ,
+        Action.SECRET_READ,
     }
 )
 _DEVELOPER = _VIEWER | {
@@ -107,6 +110,7 @@ _DEVELOPER = _VIEWER | {
 _MAINTAINER = _DEVELOPER | {
     Action.ALIAS_SET_PROTECTED,
     Action.DEPLOYMENT_WRITE,
+    Action.SECRET_WRITE,
     Action.KB_DELETE,
     Action.MEMBER_MANAGE,
     Action.KEY_REVOKE,

@@ -77,12 +77,18 @@ class CreatedKey(ApiKeyInfo):
 
 
 class QuotaLimits(_Record):
-    """A project's limits; None means unlimited."""
+    """A project's limits; None means unlimited (for ``max_in_flight``: the gateway's)."""
 
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_day: int | None = Field(default=None, ge=1)
     budget_usd_per_month: float | None = Field(default=None, gt=0)
     adapter_slots: int | None = Field(default=None, ge=0)
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests in progress at once, per gateway process; the gateway's own "
+        "limit (GENAI_GATEWAY_MAX_IN_FLIGHT_PER_PROJECT) applies when lower.",
+    )
 
 
 class QuotaStatus(_Record):

@@ -4,6 +4,15 @@ Embedded Chroma keeps its files under ``settings.vector_path`` and belongs to on
 a gateway running several workers should point ``GENAI_CHROMA_URL`` at a ``chroma run``
 server instead. Telemetry is off, collections use cosine space, and Chroma never embeds
 anything itself (no embedding function: it would try to download a model).
+
+Files: the directory is made 0700 and everything Chroma writes in it (its SQLite file, each
+collection's index files) 0600, whatever the process umask (:mod:`genai._private`).
+
+Memory: Chroma 1.x (its Rust core) keeps the HNSW index of every collection it has opened
+in memory, up to a fifth of the open-file limit of them; ``chroma_segment_cache_policy`` and
+``chroma_memory_limit_bytes`` only applied to its former Python core. What it holds is
+therefore what is stored: the semantic cache bounds that (``max_entries`` per project,
+``ttl_s``), and drops a scope's collection when its last entry goes.
 """
 
 from __future__ import annotations
@@ -14,10 +23,37 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from genai._private import is_open, private_dir, private_file, private_tree, private_umask
 from genai.errors import BackendError, ConfigError, MissingDependencyError, ValidationError
 from genai.vectors._protocol import MetadataValue, VectorMatch, Where, check_collection
 
-__all__ = ["ChromaVectorStore"]
+__all__ = ["ChromaVectorStore", "chroma_settings", "embedded_client"]
+
+
+def chroma_settings() -> Any:
+    """The client settings of every Chroma client of the platform (the cache's and the
+    knowledge bases'): Chroma shares one system per directory in a process and refuses a
+    second client of it with other settings. Telemetry off, no reset."""
+    from chromadb.config import Settings as ChromaSettings
+
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
+def embedded_client(path: Path) -> Any:
+    """An embedded Chroma (``PersistentClient``) on ``path``: the directory 0700, its
+    SQLite file created 0600 before Chroma opens it; a directory an older version left
+    open is tightened with everything in it. Calls that write files must run inside
+    :func:`genai._private.private_umask` (Chroma creates each collection's index files
+    itself)."""
+    import chromadb
+
+    older = is_open(path)  # made by an older version: what it holds may be open too
+    private_dir(path)
+    private_file(path / "chroma.sqlite3")  # an empty file is a new SQLite database
+    if older:
+        private_tree(path)
+    with private_umask():
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings())
 
 
 class ChromaVectorStore:
@@ -28,7 +64,12 @@ class ChromaVectorStore:
     """
 
     def __init__(
-        self, path: str | Path | None = None, *, url: str | None = None, client: Any = None
+        self,
+        path: str | Path | None = None,
+        *,
+        url: str | None = None,
+        client: Any = None,
+        max_handles: int = 1024,
     ) -> None:
         if client is None and (path is None) == (url is None):
             raise ConfigError(
@@ -38,7 +79,8 @@ class ChromaVectorStore:
         self._path = Path(path).expanduser() if path is not None else None
         self._url = url
         self._client = client
-        self._collections: dict[str, Any] = {}
+        self._collections: dict[str, Any] = {}  # handles, oldest first (at most max_handles)
+        self._max_handles = max_handles
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -147,7 +189,8 @@ class ChromaVectorStore:
         with self._lock:
             self._collections.pop(collection, None)
         try:
-            client.delete_collection(collection)
+            with private_umask():
+                client.delete_collection(collection)
         except Exception as error:
             if not _is_missing(error):
                 raise _backend_error(f"dropping collection {collection!r}", error) from error
@@ -174,12 +217,11 @@ class ChromaVectorStore:
     def _connect(self) -> Any:
         try:
             import chromadb
-            from chromadb.config import Settings as ChromaSettings
         except ImportError:
             raise MissingDependencyError(
                 "chromadb", extra="cache", purpose="the Chroma vector store"
             ) from None
-        settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        settings = chroma_settings()
         try:
             if self._url is not None:
                 parsed = urlparse(self._url)
@@ -195,8 +237,7 @@ class ChromaVectorStore:
                     settings=settings,
                 )
             assert self._path is not None
-            self._path.mkdir(parents=True, exist_ok=True)
-            return chromadb.PersistentClient(path=str(self._path), settings=settings)
+            return embedded_client(self._path)
         except ConfigError:
             raise
         except Exception as error:
@@ -221,6 +262,8 @@ class ChromaVectorStore:
                 raise
         with self._lock:
             self._collections[name] = found
+            while len(self._collections) > self._max_handles:
+                self._collections.pop(next(iter(self._collections)))
         return found
 
     def _call(self, collection: str, action: Any, *, create: bool = False) -> Any:
@@ -229,10 +272,11 @@ class ChromaVectorStore:
         check_collection(collection)
         for attempt in (1, 2):
             try:
-                handle = self._collection(collection, create=create)
-                if handle is None:
-                    return None
-                return action(handle)
+                with private_umask():  # an index file Chroma writes now is private
+                    handle = self._collection(collection, create=create)
+                    if handle is None:
+                        return None
+                    return action(handle)
             except Exception as error:
                 if isinstance(error, ValidationError | ConfigError | MissingDependencyError):
                     raise

@@ -15,7 +15,7 @@ targets:
   - {name: canary, url: http://127.0.0.1:8001/v1, model: tiny, adapter: support-2, weight: 10}
 policy: weighted
 fallbacks:
-  - {name: vendor, url: https://api.example.com/v1, model: gpt-x, api_key_env: VENDOR_KEY}
+  - {name: vendor, url: https://api.example.com/v1, model: gpt-x, api_key_secret: vendor-key}
 retries: 1
 """
 
@@ -27,7 +27,14 @@ def cli(tmp_path: Path) -> Cli:
     cli = Cli(tmp_path / "home", f"sqlite:///{tmp_path / 'genai.db'}")
     cli("init")
     cli("project", "create", "shop")
+    _vendor_key(cli, "shop")
     return cli
+
+
+def _vendor_key(cli: Cli, project: str) -> None:
+    """The fallback's key, as the project secret the spec names."""
+    cli.env["VENDOR_KEY"] = "sk-vendor-test"
+    cli("secret", "set", "vendor-key", "-p", project, "--from-env", "VENDOR_KEY")
 
 
 def _write(tmp_path: Path, name: str, text: str) -> str:
@@ -115,6 +122,7 @@ def test_roles_and_projects_apply_to_deploy(cli: Cli, tmp_path: Path) -> None:
     spec = _write(tmp_path, "s.yaml", SPEC)
     cli("project", "member", "add", "bob", "-p", "shop", "--role", "viewer")
     cli("project", "create", "bank")
+    _vendor_key(cli, "bank")
     cli("deploy", "apply", spec, "-p", "bank", "-n", "support")
     refused = cli.fails("--as", "bob", "deploy", "apply", spec, "-p", "shop", "-n", "support")
     assert "role viewer" in refused and "deployment:write" in refused

@@ -151,3 +151,29 @@ def test_knowledge_base_examples_run(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "The desk opens at 9 am, Monday to Friday [1]." in result.stdout
     assert "desk.md Support desk']" in result.stdout
+
+
+def test_security_example_runs(tmp_path: Path) -> None:
+    section = _section("Security")
+    (spec,) = _blocks("yaml", section)
+    (commands,) = _blocks("bash", section)
+    (tmp_path / "vendor.yaml").write_text(spec, encoding="utf-8")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands],
+        env=_env(tmp_path, "admin"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "vendor-key" in result.stdout  # listed by name
+    assert "sk-example-not-a-real-key" not in result.stdout + result.stderr  # never shown
+    listed = subprocess.run(
+        [str(BIN / "genai"), "secret", "list", "--project", "vendor-bot", "--json"],
+        env=_env(tmp_path, "admin"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0 and "vendor-key" not in listed.stdout  # deleted at the end

@@ -47,6 +47,7 @@ MODES = {
     "unfinished": "a stream that sends [DONE] without a finish_reason",
     "eof": "a stream that ends without a finish_reason or [DONE]",
     "error_event": "a stream that sends an error event after one piece",
+    "error_event_first": "a stream whose first event is an error event",
 }
 
 
@@ -333,6 +334,11 @@ class FakeOpenAIServer:
             return
         if mode == "stall":
             await asyncio.sleep(self.hang_s)
+        if mode == "error_event_first":
+            error = {"message": "No capacity.", "type": "ServiceUnavailableError", "code": 503}
+            yield f"data: {json.dumps({'error': error})}\n\n"
+            yield "data: [DONE]\n\n"
+            return
         if chat:
             yield piece({"role": "assistant", "content": ""}, "")
         for i, text in enumerate(pieces):

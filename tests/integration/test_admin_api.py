@@ -189,6 +189,9 @@ def _project_routes(upstream: str) -> list[tuple[str, str, Any]]:
         ("GET", d + "/{name}/revisions", None),
         ("POST", d + "/{name}/revisions", {"spec": spec_for(upstream)}),
         ("POST", d + "/{name}/traffic", {"weights": {"stable": 1}}),
+        ("GET", p + "/secrets", None),
+        ("PUT", p + "/secrets/{name}", {"value": "sk-probe"}),
+        ("DELETE", p + "/secrets/{name}", None),
     ]
 
 

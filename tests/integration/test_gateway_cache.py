@@ -385,9 +385,8 @@ def test_the_gateway_process_freezes_its_heap_once_the_model_is_loaded(tmp_path:
         "while gc.get_freeze_count() == 0 and time.monotonic() < deadline:\n"
         "    time.sleep(0.1)\n"
         "import sentence_transformers\n"
-        "started = time.perf_counter()\n"
         "gc.collect()\n"
-        "print(gc.get_freeze_count(), round((time.perf_counter() - started) * 1000, 1))\n"
+        "print(gc.get_freeze_count(), len(gc.get_objects()))\n"
     )
     env = os.environ | {"GENAI_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
     env.pop("GENAI_DATABASE_URL", None)
@@ -395,6 +394,8 @@ def test_the_gateway_process_freezes_its_heap_once_the_model_is_loaded(tmp_path:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    frozen, full_pass_ms = done.stdout.split()[-2:]
-    assert int(frozen) > 100_000  # the libraries and the model
-    assert float(full_pass_ms) < 100  # ~280 ms without the freeze on these machines
+    frozen, seen = (int(x) for x in done.stdout.split()[-2:])
+    assert frozen > 100_000  # the libraries and the model
+    # what a full collection still walks (the frozen objects are skipped: a pass over all
+    # of them held the GIL for ~0.3 s); counted, not timed
+    assert seen < frozen // 10, (frozen, seen)

@@ -484,11 +484,31 @@ def stream_events(world: Any, model: str = "vendor") -> list[Any]:
 
 
 @pytest.mark.parametrize(
+    ("mode", "says"),
+    [
+        ("garbage", "acme sent an event that is not JSON"),
+        ("not_sse", "acme closed the stream before its first event"),
+    ],
+)
+def test_a_stream_that_fails_before_its_first_event_is_a_502(world, wait_until, mode, says):
+    """Nothing was sent to the client yet: the gateway answers as for a whole answer (a
+    502 it may still avoid with a retry or a fallback, see test_gateway_resilience)."""
+    world.vendor.mode = mode
+    response = post(world, "/chat/completions", chat("vendor", stream=True, max_tokens=None))
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert says in error["message"] and error["type"] == "server_error"
+    with pytest.raises(openai.APIStatusError, match=says):
+        list(world.client.chat.completions.create(model="vendor", messages=HELLO, stream=True))
+    world.vendor.mode = "ok"
+    still_serving(world)
+    assert wait_until(lambda: sorted(ledger_statuses(world)) == ["ok", *["upstream_error"] * 2])
+
+
+@pytest.mark.parametrize(
     ("mode", "says", "pieces"),
     [
-        ("garbage", "the target sent an event that is not JSON", 0),
         ("eof", "the stream ended before [DONE]", 5),
-        ("not_sse", "the stream ended before [DONE]", 0),
         ("drop", "acme dropped the stream", 2),
     ],
 )

@@ -36,6 +36,8 @@ from genai.store import Store
 from genai.store import _schema as t
 
 PRICE = {"input_per_1m": 1000.0, "output_per_1m": 2000.0}
+# bursts wider than a project's default requests in progress (64): none is refused here
+BURST = GatewayOptions(ledger_interval_s=0.05, max_in_flight_per_project=None)
 REPLY = "one two three four five"  # 5 completion tokens
 HTTP = {"ok": 200, "upstream_error": 502, "invalid_request": 400}  # by ledger status
 GENAI = shutil.which("genai", path=str(Path(sys.executable).parent)) or "genai"
@@ -195,7 +197,7 @@ def test_a_concurrent_burst_leaves_exactly_one_correct_row_per_request(
     gateway_server: Callable[..., LiveGateway],
 ) -> None:
     project = make_project(admin, "ledger", upstreams)
-    gw = gateway_server(settings, options=GatewayOptions(ledger_interval_s=0.05))
+    gw = gateway_server(settings, options=BURST)
     batch = mixed(300)
     send_all(gw.v1, project.key, batch)
 
@@ -254,7 +256,7 @@ def test_nothing_is_lost_when_the_gateway_stops_right_after_a_burst(
     settings: genai.Settings,
 ) -> None:
     project = make_project(admin, "ledger", upstreams)
-    with run_gateway(settings) as gw:
+    with run_gateway(settings, options=BURST) as gw:
         send_all(gw.v1, project.key, mixed(1))  # keys and routes cached: no reads later
         assert gw.gateway.ledger.flush()
         # the database keeps the ledger waiting during the burst, and lets go just before
@@ -284,6 +286,8 @@ def genai_gateway(
         "GENAI_HOME": str(settings.home),
         "GENAI_DATABASE_URL": settings.resolved_database_url,
         "GENAI_USER": "admin",
+        # bursts here are wider than a project's default requests in progress (64)
+        "GENAI_GATEWAY_MAX_IN_FLIGHT_PER_PROJECT": "none",
     }
     port = _free_port()
     with log.open("wb") as out:
@@ -383,3 +387,103 @@ def test_rows_of_a_deleted_project_are_dropped_without_holding_up_the_others(
     send_all(gw.v1, kept.key, mixed(12))
     assert gw.gateway.ledger.flush(timeout_s=10)
     assert kept.count() == 23
+
+
+# ------------------------------------------------------------------ kill -9
+
+
+async def _answered(client: aiohttp.ClientSession, url: str, sent: Sent) -> None:
+    """Like _one, but a request cut off by the gateway's death is left with status 0, and a
+    stream counts as answered only once its [DONE] arrived."""
+    try:
+        async with client.post(url, json=sent.body) as response:
+            status = response.status
+            sent.request_id = response.headers.get("x-request-id", "")
+            raw = await response.read()
+    except (TimeoutError, aiohttp.ClientError):
+        return
+    if sent.body.get("stream") and b"data: [DONE]" not in raw:
+        return
+    sent.http_status = status
+
+
+def test_kill_9_under_load_loses_no_answered_request_s_row(
+    admin: genai.Client,
+    upstreams: tuple[FakeOpenAIServer, FakeOpenAIServer],
+    settings: genai.Settings,
+    tmp_path: Path,
+) -> None:
+    good, _ = upstreams
+    project = make_project(admin, "ledger", upstreams)
+    good.delay_s = 0.05  # requests are in flight all the time
+    batch = [s for s in mixed(300) if s.status == "ok"]  # 150: whole answers and streams
+    killed: dict[str, Any] = {}
+    with genai_gateway(settings, tmp_path / "first.log") as (v1, process):
+        warm = mixed(1)
+        send_all(v1, project.key, warm)
+        assert wait_for_rows(project, 1)
+        # the database keeps the ledger waiting: every row of the burst is in the gateway's
+        # memory (and its journal) only, when the gateway is killed
+        with usage_writes_held(admin.store):
+
+            def kill_when_half_answered() -> None:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    if sum(s.http_status == 200 for s in batch) >= len(batch) // 2:
+                        break
+                    time.sleep(0.005)
+                killed["answered"] = sum(s.http_status == 200 for s in batch)
+                os.killpg(process.pid, signal.SIGKILL)
+
+            async def burst() -> None:
+                killer = asyncio.get_running_loop().run_in_executor(None, kill_when_half_answered)
+                async with aiohttp.ClientSession(
+                    headers={"authorization": f"Bearer {project.key}"},
+                    timeout=aiohttp.ClientTimeout(total=30),
+                    connector=aiohttp.TCPConnector(limit=16),
+                ) as client:
+                    url = v1 + "/chat/completions"
+                    await asyncio.gather(*(_answered(client, url, s) for s in batch))
+                await killer
+
+            asyncio.run(burst())
+            process.wait(10)
+        assert process.returncode == -signal.SIGKILL
+    answered = {s.request_id for s in batch if s.http_status == 200}
+    assert len(answered) >= len(batch) // 2, killed
+    assert len(answered) < len(batch), "the gateway died after every request was answered"
+    assert project.count() == 1  # none of the burst reached the database before the kill
+    journal = settings.home / "ledger"
+    assert list(journal.glob("ledger-*.jsonl")), "the killed gateway left no journal"
+
+    # the next gateway to start writes what the killed one journaled, each row once
+    with genai_gateway(settings, tmp_path / "second.log") as (_, second):
+        assert wait_for_rows(project, 1 + len(answered))
+        second.send_signal(signal.SIGTERM)
+        second.wait(20)
+        log = (tmp_path / "second.log").read_text()
+    rows = project.rows()
+    ids = [r.request_id for r in rows]
+    assert len(ids) == len(set(ids)), "a journaled row was written twice"
+    assert answered <= set(ids), log
+    by_id = {r.request_id: r for r in rows}
+    for sent in batch:
+        if sent.request_id in answered:
+            row = by_id[sent.request_id]
+            assert (row.status, row.prompt_tokens, row.completion_tokens) == (
+                "ok",
+                sent.prompt_tokens,
+                sent.completion_tokens,
+            )
+            assert row.cost_usd == pytest.approx(sent.cost)
+    assert "journaled" in log  # it says what it replayed
+    assert not list(journal.glob("ledger-*.jsonl")), "the replayed journal was not removed"
+
+
+def wait_for_rows(project: Project, count: int, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while project.count() < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import socket
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -310,8 +311,10 @@ def test_the_access_log_keeps_prompts_when_the_project_asks(
 
 
 @pytest.fixture(scope="module")
-def spans():
-    """An in-memory span exporter on the process's SDK tracer provider."""
+def spans() -> Iterator[Any]:
+    """An in-memory span exporter on the process's SDK tracer provider (shut down after
+    this module: the provider is the process's for good, and later tests in the same
+    worker must not pile their spans up in it)."""
     sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
     from opentelemetry import trace
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -323,7 +326,9 @@ def spans():
         trace.set_tracer_provider(provider)
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+    yield exporter
+    exporter.shutdown()  # it keeps no more spans
+    exporter.clear()
 
 
 class Dlp:

@@ -489,6 +489,28 @@ def test_a_stream_that_never_sends_its_first_byte_times_out_per_target(
     gw = gateway(spec(target("main", upstream, timeout_s=0.3)))
     status, events = stream_events(gw, project.key)
     assert time.monotonic() - upstream.requests[0].at < 1.5  # well before it would go on
-    assert status == 200
+    assert status == 502  # nothing was sent yet: an error status, not a broken stream
     assert len(events) == 1 and "stopped sending for 0.3 s" in events[0]["error"]["message"]
     assert [r.status for r in ledger(gw, project)] == ["upstream_error"]
+
+
+@pytest.mark.parametrize("mode", ["garbage", "not_sse", "stall", "error_event_first"])
+def test_a_stream_whose_target_fails_before_its_first_event_falls_back(
+    mode: str,
+    project: Project,
+    fake: Callable[..., FakeOpenAIServer],
+    gateway: Callable[[dict[str, Any]], LiveGateway],
+) -> None:
+    broken, backup = fake("never seen"), fake("the backup answers")
+    broken.mode, broken.hang_s = mode, 2.0
+    gw = gateway(spec(target("main", broken, timeout_s=0.3), fallbacks=[target("backup", backup)]))
+    status, events = stream_events(gw, project.key)
+    assert status == 200
+    pieces = [e for e in events if isinstance(e, dict) and e.get("choices")]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in pieces)
+    assert text == "the backup answers"
+    assert not [e for e in events if isinstance(e, dict) and "error" in e]
+    assert events[-1] == "[DONE]"
+    assert (broken.calls(), backup.calls()) == (1, 1)
+    (row,) = ledger(gw, project)
+    assert (row.status, row.target) == ("ok", "backup")

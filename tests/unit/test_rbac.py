@@ -33,6 +33,8 @@ EXPECTED_TABLE = """
     alias:set-protected   -  -  x  x
     deployment:write      -  -  x  x
     kb:delete             -  -  x  x
+    secret:read           x  x  x  x
+    secret:write          -  -  x  x
     model:invoke          -  x  x  x
 """
 ROLE_COLUMNS = (Role.VIEWER, Role.DEVELOPER, Role.MAINTAINER, Role.OWNER)

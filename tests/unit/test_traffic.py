@@ -267,6 +267,20 @@ def test_circuits_are_per_upstream_and_shared_by_deployments() -> None:
     assert circuits.states()["http://127.0.0.1:9000/v1|m"] == "open"
 
 
+def test_circuits_are_bounded_and_forget_closed_ones_before_open_ones() -> None:
+    def target(i: int) -> dict[str, object]:
+        return {"name": f"t{i}", "url": f"http://127.0.0.1:{9000 + i}/v1", "model": "m"}
+
+    spec = parse_spec({"targets": [target(i) for i in range(30)], "circuit": {"failures": 1}})
+    circuits = Circuits(max_circuits=10)
+    opened = circuits.get(spec.targets[0], spec)
+    opened.failure()  # the oldest, but open: it outlives closed ones
+    for t in spec.targets[1:]:
+        circuits.get(t, spec)
+    assert len(circuits) <= 10
+    assert circuits.states()["http://127.0.0.1:9000/v1|m"] == "open"
+
+
 # ------------------------------------------------------------------ attempts
 
 
