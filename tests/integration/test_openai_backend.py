@@ -521,14 +521,14 @@ async def test_a_garbage_answer_is_a_backend_error(
 
 
 async def test_a_timeout_is_retryable_and_names_the_url(fake: FakeOpenAIServer) -> None:
-    llm = make(fake, timeout=0.2)
+    # the hang outlasts the timeout many times over: an answer (no error) means no timeout;
+    # the timeout itself leaves a busy machine room to connect (no clock is read here)
+    llm = make(fake, timeout=1.0)
     await llm.start()
-    fake.mode, fake.hang_s = "hang", 1.0
+    fake.mode, fake.hang_s = "hang", 8.0
     for attempt in (llm.generate(chat()), collect(llm, chat())):
-        started = time.monotonic()
-        with pytest.raises(BackendError, match=r"did not answer within 0.2 s") as caught:
+        with pytest.raises(BackendError, match=r"did not answer within 1 s") as caught:
             await attempt
-        assert time.monotonic() - started < 0.9
         assert caught.value.retryable is True
         assert f"{fake.url}/v1/chat/completions" in caught.value.message
     await llm.close()
