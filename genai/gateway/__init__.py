@@ -32,6 +32,7 @@ from genai.gateway._stages import (
     StreamFilter,
     TargetStage,
 )
+from genai.gateway._traffic import Circuits
 from genai.settings import Settings
 from genai.store import Store
 from genai.tenancy import AsyncMemoryCounters, AsyncQuotaEnforcer, AsyncRedisCounters
@@ -42,6 +43,7 @@ __all__ = [
     "CacheStage",
     "CachedAnswer",
     "CircuitConfig",
+    "Circuits",
     "DeploymentSpec",
     "Gateway",
     "GatewayMetrics",
@@ -68,6 +70,7 @@ def create_gateway(
     stages: Stages | None = None,
     options: GatewayOptions | None = None,
     store: Store | None = None,
+    circuits: Circuits | None = None,
 ) -> Gateway:
     """A gateway on the settings' store, with counters in Redis when ``GENAI_REDIS_URL`` is
     set (shared by every gateway process) and in this process otherwise, and its usage
@@ -97,5 +100,10 @@ def create_gateway(
 
         journal = Journal(settings.home / "ledger", sync=options.ledger_journal)
     return Gateway(
-        store, AsyncQuotaEnforcer(counters), stages=stages, options=options, journal=journal
+        store,
+        AsyncQuotaEnforcer(counters),
+        stages=stages,
+        options=options,
+        journal=journal,
+        circuits=circuits,
     )

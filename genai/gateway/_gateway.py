@@ -132,6 +132,7 @@ class Gateway:
         metrics: GatewayMetrics | None = None,
         rng: random.Random | None = None,
         journal: Journal | None = None,
+        circuits: Circuits | None = None,
     ) -> None:
         self.options = options or GatewayOptions()
         self.store = store
@@ -154,7 +155,7 @@ class Gateway:
         )
         self.pool = self.stages.pool or cpu_pool(self.options)
         self.admission = Admission(self.options, self.pool)
-        self.circuits = Circuits()
+        self.circuits = circuits if circuits is not None else Circuits()
         self.bandits: dict[tuple[int, str], Bandit] = {}
         self.recent: dict[
             str, tuple[int, str, str, float]

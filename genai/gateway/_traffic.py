@@ -7,8 +7,8 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from genai.gateway._spec import DeploymentSpec, TargetSpec
 
@@ -89,7 +89,8 @@ class Bandit:
 
 @dataclass
 class Circuit:
-    """Closed → open after ``failures`` failures in a row → one trial after ``reset_s``."""
+    """Closed → open after ``failures`` failures in a row → one trial after ``reset_s``
+    (seconds of ``clock``)."""
 
     failures: int
     reset_s: float
@@ -97,11 +98,12 @@ class Circuit:
     consecutive: int = 0
     opened_at: float = 0.0
     trial_in_flight: bool = False
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     def allow(self) -> bool:
         if self.state == "closed":
             return True
-        if self.state == "open" and time.monotonic() - self.opened_at >= self.reset_s:
+        if self.state == "open" and self.clock() - self.opened_at >= self.reset_s:
             self.state = "half_open"
         if self.state == "half_open" and not self.trial_in_flight:
             self.trial_in_flight = True
@@ -119,21 +121,25 @@ class Circuit:
         self.consecutive += 1
         self.trial_in_flight = False
         if self.state == "half_open" or self.consecutive >= self.failures:
-            self.state, self.opened_at = "open", time.monotonic()
+            self.state, self.opened_at = "open", self.clock()
 
     def retry_after(self) -> float:
-        return max(0.0, self.reset_s - (time.monotonic() - self.opened_at))
+        return max(0.0, self.reset_s - (self.clock() - self.opened_at))
 
 
 class Circuits:
     """One circuit per upstream (its URL and model), shared by every deployment using it.
 
     At most ``max_circuits`` are kept: past it, the oldest closed ones go (a closed circuit
-    holds nothing a new one would not), then the oldest of any state."""
+    holds nothing a new one would not), then the oldest of any state. ``clock`` gives the
+    seconds their reset times count in (tests pass one they move by hand)."""
 
-    def __init__(self, max_circuits: int = 10_000) -> None:
+    def __init__(
+        self, max_circuits: int = 10_000, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._circuits: dict[str, Circuit] = {}
         self._max = max_circuits
+        self._clock = clock
 
     def get(self, target: TargetSpec, spec: DeploymentSpec) -> Circuit:
         key = target_key(target)
@@ -141,7 +147,7 @@ class Circuits:
         if circuit is None:
             if len(self._circuits) >= self._max:
                 self._forget()
-            circuit = Circuit(spec.circuit.failures, spec.circuit.reset_s)
+            circuit = Circuit(spec.circuit.failures, spec.circuit.reset_s, clock=self._clock)
             self._circuits[key] = circuit
         return circuit
 

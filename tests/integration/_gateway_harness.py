@@ -18,7 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from genai.gateway import Gateway, GatewayOptions, Stages, create_gateway, create_gateway_app
+from genai.gateway import (
+    Circuits,
+    Gateway,
+    GatewayOptions,
+    Stages,
+    create_gateway,
+    create_gateway_app,
+)
 from genai.settings import Settings
 
 START_TIMEOUT_S = 30.0
@@ -44,12 +51,16 @@ def run_gateway(
     embedder: Any = None,
     admin: Any = None,
     gateway: Gateway | None = None,
+    circuits: Circuits | None = None,
 ) -> Iterator[LiveGateway]:
     """The gateway under uvicorn in a thread; stopped (ledger flushed) on exit."""
     import uvicorn
 
     gw = gateway or create_gateway(
-        settings, stages=stages, options=options or GatewayOptions(ledger_interval_s=0.05)
+        settings,
+        stages=stages,
+        options=options or GatewayOptions(ledger_interval_s=0.05),
+        circuits=circuits,
     )
     app = create_gateway_app(gw, settings=settings, embedder=embedder, admin=admin)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

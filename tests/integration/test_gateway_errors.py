@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -202,11 +201,10 @@ def test_a_revoked_key_stops_working_within_the_cache_ttl(world, wait_until):
     key = world.admin.keys.create(PROJECT, role="developer", name="leaked")
     assert post(world, "/chat/completions", chat(), key=key.secret).status_code == 200
     world.admin.keys.revoke(PROJECT, key.prefix)
-    started = time.monotonic()
+    # cached 0.2 s here: a key never re-checked (10 s by default) would outlast the wait
     assert wait_until(
         lambda: call(world, "models", f"Bearer {key.secret}").status_code == 401, timeout=8
     )
-    assert time.monotonic() - started < 5.0  # cached 0.2 s here (10 s by default)
     for endpoint in ENDPOINTS:
         error = openai_error(call(world, endpoint, f"Bearer {key.secret}"), 401)
         assert "was revoked" in error["message"]

@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import json
 import socket
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from _gateway_harness import LiveGateway
 from sqlalchemy import select
 
 import genai
-from genai.gateway import GatewayOptions
+from genai.gateway import Circuits, GatewayOptions
 from genai.store import _schema as t
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "tell me something"}]}
@@ -84,15 +83,37 @@ def fake() -> Iterator[Callable[..., FakeOpenAIServer]]:
 
 @pytest.fixture
 def gateway(
-    project: Project, settings: genai.Settings, gateway_server: Callable[..., LiveGateway]
+    project: Project,
+    settings: genai.Settings,
+    gateway_server: Callable[..., LiveGateway],
+    clock: Clock,
 ) -> Callable[[dict[str, Any]], LiveGateway]:
-    """``gateway(spec)``: deploy ``chat`` with the spec and start a gateway."""
+    """``gateway(spec)``: deploy ``chat`` with the spec and start a gateway whose circuits
+    count time on ``clock``."""
 
     def start(spec: dict[str, Any]) -> LiveGateway:
         project.deploy(spec)
-        return gateway_server(settings, options=OPTIONS)
+        return gateway_server(settings, options=OPTIONS, circuits=Circuits(clock=clock))
 
     return start
+
+
+class Clock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 def target(name: str, upstream: FakeOpenAIServer | str, **extra: Any) -> dict[str, Any]:
@@ -308,6 +329,7 @@ def test_the_circuit_opens_skips_the_target_then_half_opens_and_closes_on_succes
     project: Project,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
+    clock: Clock,
 ) -> None:
     main, backup = fake("from main"), fake("from the backup")
     main.mode = "error500"
@@ -315,7 +337,7 @@ def test_the_circuit_opens_skips_the_target_then_half_opens_and_closes_on_succes
         spec(
             target("main", main),
             fallbacks=[target("backup", backup)],
-            circuit={"failures": 3, "reset_s": 0.8},
+            circuit={"failures": 3, "reset_s": 30},
         )
     )
     with client(gw, project.key) as c:
@@ -325,26 +347,27 @@ def test_the_circuit_opens_skips_the_target_then_half_opens_and_closes_on_succes
 
         for _ in range(3):
             assert ask() == "from the backup"
-        opened = time.monotonic()
         assert main.calls() == 3 and circuit_of(gw, main) == "open"
         for _ in range(3):  # skipped while open: the backup answers, main is not called
             assert ask() == "from the backup"
         assert main.calls() == 3
-        assert time.monotonic() - opened < 0.8, "too slow to see the circuit open"
+        clock.advance(29.9)
+        assert ask() == "from the backup" and main.calls() == 3  # still open
 
         main.mode = "ok"
-        time.sleep(max(0.0, 0.85 - (time.monotonic() - opened)))
+        clock.advance(0.1)
         assert ask() == "from main"  # the trial
         assert main.calls() == 4 and circuit_of(gw, main) == "closed"
         for _ in range(3):
             assert ask() == "from main"
-    assert (main.calls(), backup.calls()) == (7, 6)
+    assert (main.calls(), backup.calls()) == (7, 7)
 
 
 def test_a_failed_trial_opens_the_circuit_again(
     project: Project,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
+    clock: Clock,
 ) -> None:
     main, backup = fake("from main"), fake("from the backup")
     main.mode = "error500"
@@ -353,7 +376,7 @@ def test_a_failed_trial_opens_the_circuit_again(
             target("main", main),
             fallbacks=[target("backup", backup)],
             retries=2,
-            circuit={"failures": 2, "reset_s": 0.8},
+            circuit={"failures": 2, "reset_s": 30},
         )
     )
     with client(gw, project.key) as c:
@@ -364,14 +387,16 @@ def test_a_failed_trial_opens_the_circuit_again(
         # two failures open it in the middle of the retries: the third try is not made
         assert ask() == "from the backup"
         assert main.calls() == 2 and circuit_of(gw, main) == "open"
-        time.sleep(0.85)
+        clock.advance(30)
         assert ask() == "from the backup"
-        reopened = time.monotonic()
         assert main.calls() == 3  # one trial, and no retry of it
         assert circuit_of(gw, main) == "open"
+        clock.advance(29.9)
         assert ask() == "from the backup"
-        assert main.calls() == 3
-        assert time.monotonic() - reopened < 0.8, "too slow to see the circuit open"
+        assert main.calls() == 3  # open again for a whole reset_s from the failed trial
+        clock.advance(0.1)
+        assert ask() == "from the backup"
+        assert main.calls() == 4  # the next trial
 
 
 # ------------------------------------------------------------------ every target down
@@ -398,7 +423,7 @@ def test_every_target_failing_is_a_502_and_open_circuits_a_503_with_retry_after(
 
     refused = chat(gw, project.key)
     assert refused.status_code == 503
-    assert 15 <= int(refused.headers["retry-after"]) <= 20
+    assert int(refused.headers["retry-after"]) == 20  # no time passed on the clock
     assert "circuit open" in refused.json()["error"]["message"]
     assert (main.calls(), backup.calls()) == (1, 1)  # neither was called
 
@@ -435,9 +460,8 @@ def test_a_stream_broken_mid_way_ends_with_an_error_event(
     upstream = fake("one two three four five six")
     upstream.mode = mode
     gw = gateway(spec(target("main", upstream), retries=2))
-    started = time.monotonic()
     status, events = stream_events(gw, project.key, timeout=5)
-    assert status == 200 and time.monotonic() - started < 5
+    assert status == 200
     pieces = [e for e in events if isinstance(e, dict) and "choices" in e]
     assert pieces, "the pieces before the break reach the client"
     failures = [e for e in events if isinstance(e, dict) and "error" in e]
@@ -470,12 +494,12 @@ def test_a_stream_whose_upstream_never_answers_times_out_per_target(
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
     upstream = fake()
-    upstream.mode, upstream.hang_s = "hang", 2.0  # not even the response headers
-    gw = gateway(spec(target("main", upstream, timeout_s=0.3)))
-    status, events = stream_events(gw, project.key)
-    assert time.monotonic() - upstream.requests[0].at < 1.5  # well before it would answer
+    # not even the response headers: it would answer (200) were there no timeout
+    upstream.mode, upstream.hang_s = "hang", 6.0
+    gw = gateway(spec(target("main", upstream, timeout_s=1.0)))
+    status, events = stream_events(gw, project.key, timeout=5.5)
     assert status == 502
-    assert "timed out after 0.3 s" in events[0]["error"]["message"]
+    assert "timed out after 1 s" in events[0]["error"]["message"]
     assert [r.status for r in ledger(gw, project)] == ["upstream_error"]
 
 
@@ -485,12 +509,12 @@ def test_a_stream_that_never_sends_its_first_byte_times_out_per_target(
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
     upstream = fake()
-    upstream.mode, upstream.hang_s = "stall", 2.0  # the headers, then silence
-    gw = gateway(spec(target("main", upstream, timeout_s=0.3)))
-    status, events = stream_events(gw, project.key)
-    assert time.monotonic() - upstream.requests[0].at < 1.5  # well before it would go on
+    # the headers, then silence: it would go on (200) were there no timeout
+    upstream.mode, upstream.hang_s = "stall", 6.0
+    gw = gateway(spec(target("main", upstream, timeout_s=1.0)))
+    status, events = stream_events(gw, project.key, timeout=5.5)
     assert status == 502  # nothing was sent yet: an error status, not a broken stream
-    assert len(events) == 1 and "stopped sending for 0.3 s" in events[0]["error"]["message"]
+    assert len(events) == 1 and "stopped sending for 1 s" in events[0]["error"]["message"]
     assert [r.status for r in ledger(gw, project)] == ["upstream_error"]
 
 

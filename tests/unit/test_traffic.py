@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections import Counter
 from typing import Any
 
@@ -205,8 +204,17 @@ def test_an_unknown_arm_draws_from_the_prior() -> None:
 # ------------------------------------------------------------------ circuits
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_circuit_opens_after_n_consecutive_failures_only() -> None:
-    circuit = Circuit(failures=3, reset_s=60)
+    clock = _Clock()
+    circuit = Circuit(failures=3, reset_s=60, clock=clock)
     circuit.failure()
     circuit.failure()
     circuit.success()  # a success in between starts the count again
@@ -216,14 +224,17 @@ def test_a_circuit_opens_after_n_consecutive_failures_only() -> None:
     circuit.failure()
     assert circuit.state == "open"
     assert not circuit.allow()
-    assert 59 < circuit.retry_after() <= 60
+    clock.now += 1.5
+    assert circuit.retry_after() == 58.5
 
 
 def test_an_open_circuit_lets_one_trial_through_after_reset_and_closes_on_success() -> None:
-    circuit = Circuit(failures=1, reset_s=0.05)
+    clock = _Clock()
+    circuit = Circuit(failures=1, reset_s=5, clock=clock)
     circuit.failure()
+    clock.now += 4.9
     assert not circuit.allow()
-    time.sleep(0.06)
+    clock.now += 0.1
     assert circuit.allow()  # the trial
     assert circuit.state == "half_open"
     assert not circuit.allow()  # one trial at a time
@@ -233,17 +244,27 @@ def test_an_open_circuit_lets_one_trial_through_after_reset_and_closes_on_succes
 
 
 def test_a_failed_trial_opens_the_circuit_again_for_another_reset_period() -> None:
-    circuit = Circuit(failures=5, reset_s=0.05)
+    clock = _Clock()
+    circuit = Circuit(failures=5, reset_s=5, clock=clock)
     for _ in range(5):
         circuit.failure()
-    time.sleep(0.06)
+    clock.now += 5
     assert circuit.allow()
     circuit.failure()  # one failure in half-open is enough
     assert circuit.state == "open"
     assert not circuit.allow()
-    assert circuit.retry_after() > 0.03
-    time.sleep(0.06)
+    assert circuit.retry_after() == 5  # counted from the failed trial
+    clock.now += 5
     assert circuit.allow()
+
+
+def test_circuits_give_their_clock_to_every_circuit() -> None:
+    clock = _Clock()
+    spec = _spec(1, 1, circuit={"failures": 1, "reset_s": 9})
+    circuit = Circuits(clock=clock).get(spec.targets[0], spec)
+    circuit.failure()
+    clock.now += 9
+    assert circuit.allow() and circuit.state == "half_open"
 
 
 def test_circuits_are_per_upstream_and_shared_by_deployments() -> None:
