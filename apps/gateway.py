@@ -35,10 +35,10 @@ def options_from_env(settings: Settings | None = None) -> GatewayOptions:
     d = GatewayOptions()  # the defaults of what is not set
     return GatewayOptions(
         max_body_bytes=_whole(env, "GENAI_GATEWAY_MAX_BODY_BYTES", d.max_body_bytes),
-        key_cache_ttl_s=_seconds(env, "GENAI_GATEWAY_CACHE_TTL_S", 10.0),
-        route_cache_ttl_s=_seconds(env, "GENAI_GATEWAY_ROUTE_TTL_S", 5.0),
+        key_cache_ttl_s=_seconds(env, "GENAI_GATEWAY_CACHE_TTL_S", d.key_cache_ttl_s),
+        route_cache_ttl_s=_seconds(env, "GENAI_GATEWAY_ROUTE_TTL_S", d.route_cache_ttl_s),
         prewarm=env.get("GENAI_GATEWAY_PREWARM", "1") not in ("0", "false", "no"),
-        ledger_journal=_journal_mode(env.get("GENAI_GATEWAY_LEDGER_JOURNAL", "fsync")),
+        ledger_journal=_journal_mode(env),
         secrets=secret_sealer(settings),
         secret_env_allowlist=tuple(settings.secret_env_allowlist),
         max_request_tokens=_whole(env, "GENAI_GATEWAY_MAX_REQUEST_TOKENS", d.max_request_tokens),
@@ -97,17 +97,24 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, meanings: dict[str, str]) -> str:
+    """One of ``meanings``' words from the variable ``name`` (``default`` when unset)."""
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in meanings:
+        use = ", ".join(f"{word} ({meaning})" for word, meaning in meanings.items())
+        raise ConfigError(f"{name} is {raw!r}: use {use}")
+    return raw
+
+
 def _cache_vectors() -> str:
     """Where the semantic cache keeps its vectors: ``chroma`` (the settings' vector store,
     the default) or ``memory`` (this process, bounded by the cache's entries), from
     ``GENAI_GATEWAY_CACHE_VECTORS``."""
-    raw = os.environ.get("GENAI_GATEWAY_CACHE_VECTORS", "").strip().lower() or "chroma"
-    if raw not in ("chroma", "memory"):
-        raise ConfigError(
-            f"GENAI_GATEWAY_CACHE_VECTORS is {raw!r}: use chroma (the vector store the settings "
-            "name) or memory (this process, exact search, rebuilt from the database)"
-        )
-    return raw
+    meanings = {
+        "chroma": "the vector store the settings name",
+        "memory": "this process, exact search, rebuilt from the database",
+    }
+    return _choice(os.environ, "GENAI_GATEWAY_CACHE_VECTORS", "chroma", meanings)
 
 
 def _cache_bounds() -> dict[str, int]:
@@ -120,14 +127,13 @@ def _cache_bounds() -> dict[str, int]:
     }
 
 
-def _journal_mode(value: str) -> Literal["fsync", "write", "off"]:
-    mode = value.strip().lower()
-    if mode not in ("fsync", "write", "off"):
-        raise ConfigError(
-            f"GENAI_GATEWAY_LEDGER_JOURNAL is {value!r}: use fsync (a usage row is on disk "
-            "before its response completes), write (survives the process, not the machine) "
-            "or off"
-        )
+def _journal_mode(env: Mapping[str, str]) -> Literal["fsync", "write", "off"]:
+    meanings = {
+        "fsync": "a usage row is on disk before its response completes",
+        "write": "survives the process, not the machine",
+        "off": "memory only",
+    }
+    mode = _choice(env, "GENAI_GATEWAY_LEDGER_JOURNAL", "fsync", meanings)
     return cast(Literal["fsync", "write", "off"], mode)
 
 

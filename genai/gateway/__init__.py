@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 from genai.gateway._app import create_gateway_app
-from genai.gateway._gateway import Gateway, GatewayOptions, Stages
+from genai.gateway._gateway import Gateway
 from genai.gateway._observe import GatewayMetrics
+from genai.gateway._options import GatewayOptions, Stages
 from genai.gateway._spec import (
     BanditConfig,
     CircuitConfig,

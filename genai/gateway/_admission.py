@@ -40,13 +40,12 @@ from starlette.responses import Response
 
 from genai._pool import FairPool, working_for
 from genai.errors import QuotaExceeded, ValidationError
+from genai.gateway._options import GatewayOptions
 from genai.gateway._stages import GatewayRequest
 from genai.tenancy import QuotaLimits
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
-
-    from genai.gateway._gateway import GatewayOptions
 
 __all__ = [
     "Admission",

@@ -271,7 +271,7 @@ class Endpoints:
             await cache.feedback(caller.project_id, rid, score)
         route = (await g.routes.all(caller.project_id)).get(deployment)
         if route is not None and route.spec is not None and route.spec.policy == "bandit":
-            bandit = await g.bandit(caller.project_id, deployment, route.spec)
+            bandit = await g.bandits.get(caller.project_id, deployment, route.spec)
             bandit.reward(target, score - route.spec.bandit.cost_weight * cost)
         return Response(
             orjson.dumps({"object": "feedback", "request_id": rid, "recorded": True}),

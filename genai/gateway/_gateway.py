@@ -10,16 +10,13 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from genai._crypto import Sealer
-from genai._pool import FairPool
 from genai.errors import (
     BackendError,
     GenAIError,
@@ -28,6 +25,7 @@ from genai.errors import (
     http_status,
 )
 from genai.gateway._admission import Admission, Slot, cpu_pool
+from genai.gateway._bandits import Bandits
 from genai.gateway._cache import Caller, CallerCache, Route, RouteTable
 from genai.gateway._checks import check_request
 from genai.gateway._credentials import UpstreamCredentials
@@ -46,6 +44,7 @@ from genai.gateway._http import (
 from genai.gateway._journal import Journal
 from genai.gateway._ledger import LedgerWriter, UsageRow
 from genai.gateway._observe import GatewayMetrics, access_enabled, access_log, span
+from genai.gateway._options import GatewayOptions, Stages
 from genai.gateway._outcome import (
     Outcome,
     access_record,
@@ -56,69 +55,17 @@ from genai.gateway._outcome import (
 )
 from genai.gateway._spec import DeploymentSpec, TargetSpec
 from genai.gateway._stages import (
-    CacheStage,
     GatewayRequest,
-    RequestStage,
-    ResponseStage,
-    TargetStage,
 )
 from genai.gateway._streaming import SseRelay, replay_events
 from genai.gateway._targets import TargetCall, TargetFailed, Targets
-from genai.gateway._traffic import Bandit, Circuits, choose, plan_attempts
+from genai.gateway._traffic import Circuits, choose, plan_attempts
 from genai.store import Store
 from genai.tenancy import Action, AsyncQuotaEnforcer, Resource, UsageEvent, authorize
 
-__all__ = ["Gateway", "GatewayOptions", "Stages"]
+__all__ = ["Gateway"]
 
 log = logging.getLogger("genai.gateway")
-
-#: Bandits kept in memory (one per deployment with the bandit policy); one dropped is
-#: rebuilt from the feedback table on its next request.
-MAX_BANDITS = 4096
-
-
-@dataclass(frozen=True)
-class GatewayOptions:
-    max_body_bytes: int = 4 << 20
-    key_cache_ttl_s: float = 10.0
-    route_cache_ttl_s: float = 5.0
-    ledger_interval_s: float = 0.2
-    max_shadow_in_flight: int = 64
-    prewarm: bool = False  # start the in-process backends deployments use, before traffic
-    # fairness (genai/gateway/_admission.py): request-size limits, requests in progress per
-    # project (in this process; a project's quota may lower it), the fair CPU pool
-    max_request_tokens: int = 1_000_000  # chat/completions: prompt estimate + n × max_tokens
-    max_embedding_inputs: int = 2048
-    max_embedding_input_tokens: int = 8192
-    max_embedding_tokens: int = 300_000
-    # a CPU-pool job embeds at most this many texts and about this many (padded) tokens:
-    # other projects' jobs run between a large request's jobs
-    embedding_batch: int = 32
-    embedding_batch_tokens: int = 128
-    max_in_flight_per_project: int | None = 64
-    cpu_workers: int = 1
-    cpu_queue_per_project: int = 32
-    cpu_queue: int = 256
-    # the usage ledger's journal: "fsync" (a row is on disk before its response completes),
-    # "write" (in the kernel: survives the process, not the machine), "off" (memory only)
-    ledger_journal: Literal["fsync", "write", "off"] = "fsync"
-    # upstream keys: the cipher of project secrets (api_key_secret; genai.tenancy.
-    # secret_sealer(settings)) and the variables deployments may name (api_key_env)
-    secrets: Sealer | None = None
-    secret_env_allowlist: tuple[str, ...] = ()
-    # answers remembered for POST /v1/feedback (older ones are looked up in the ledger)
-    max_recent: int = 20_000
-
-
-@dataclass
-class Stages:
-    """What ``apps/`` plugs in; the gateway runs with all of it empty."""
-
-    request: list[RequestStage] = field(default_factory=list)
-    response: list[ResponseStage] = field(default_factory=list)
-    cache: CacheStage | None = None
-    targets: dict[str, TargetStage] = field(default_factory=dict)
-    pool: FairPool | None = None  # the CPU pool the stages share (else the gateway's own)
 
 
 class Gateway:
@@ -156,7 +103,7 @@ class Gateway:
         self.pool = self.stages.pool or cpu_pool(self.options)
         self.admission = Admission(self.options, self.pool)
         self.circuits = circuits if circuits is not None else Circuits()
-        self.bandits: dict[tuple[int, str], Bandit] = {}
+        self.bandits = Bandits(store)
         self.recent: dict[
             str, tuple[int, str, str, float]
         ] = {}  # request id → project, deployment, target, cost
@@ -340,7 +287,7 @@ class Gateway:
         """The first target (chosen, then fallbacks) that answers, with retries on each."""
         bandit = None
         if spec.policy == "bandit":
-            bandit = await self.bandit(call.project_id, call.deployment, spec)
+            bandit = await self.bandits.get(call.project_id, call.deployment, spec)
         chosen = choose(
             spec,
             project=call.project,
@@ -604,49 +551,6 @@ class Gateway:
                 {"request_id": rid, "endpoint": endpoint, "status": status, "error": error.code}
             )
         return response
-
-    async def bandit(self, project_id: int, deployment: str, spec: DeploymentSpec) -> Bandit:
-        """The deployment's bandit, started from the feedback recorded so far."""
-        key = (project_id, deployment)
-        bandit = self.bandits.get(key)
-        if bandit is None:
-            totals = await asyncio.to_thread(
-                self._feedback_totals, project_id, deployment, spec.bandit.cost_weight
-            )
-            bandit = self.bandits.setdefault(
-                key, Bandit(spec.bandit.prior_alpha, spec.bandit.prior_beta)
-            )
-            bandit.seed(totals)
-            while len(self.bandits) > MAX_BANDITS:  # the oldest: re-seeded when next used
-                self.bandits.pop(next(iter(self.bandits)))
-        return bandit
-
-    def _feedback_totals(
-        self, project_id: int, deployment: str, cost_weight: float
-    ) -> dict[str, tuple[float, float]]:
-        """Each arm's (sum of rewards, number of rewards), a reward being what live feedback
-        gives: the score less ``cost_weight`` times the answer's cost (from the ledger)."""
-        from sqlalchemy import and_, case, func, select
-
-        from genai.store import _schema as t
-
-        f, u = t.Feedback, t.UsageRecord
-        reward: Any = f.score
-        if cost_weight:
-            raw = f.score - cost_weight * func.coalesce(u.cost_usd, 0.0)
-            reward = case((raw < 0, 0.0), (raw > 1, 1.0), else_=raw)
-        query = (
-            select(f.target, func.sum(reward), func.count())
-            .where(f.project_id == project_id, f.deployment == deployment)
-            .group_by(f.target)
-        )
-        if cost_weight:
-            query = query.outerjoin(
-                u, and_(u.project_id == f.project_id, u.request_id == f.request_id)
-            )
-        with self.store.session() as s:
-            rows = s.execute(query).all()
-        return {target: (float(total or 0.0), float(count)) for target, total, count in rows}
 
     def _maybe_shadow(
         self, call: GatewayRequest, spec: DeploymentSpec, primary: TargetSpec, text: str
