@@ -25,13 +25,11 @@ from genai.store import Store
 __all__ = ["create_app", "options_from_env"]
 
 
-def options_from_env(settings: Settings | None = None) -> GatewayOptions:
-    """The gateway's options from ``GENAI_GATEWAY_*``, with the upstream-key settings
-    (the project secrets' cipher, the operator's variable allowlist) of ``settings``."""
-    from genai.tenancy import secret_sealer
-
+def options_from_env() -> GatewayOptions:
+    """The gateway's options from ``GENAI_GATEWAY_*`` (the upstream-key settings, the
+    project secrets' cipher and the operator's variable allowlist, are the settings':
+    :func:`genai.gateway.create_gateway` fills them in)."""
     env = os.environ
-    settings = settings or Settings()
     d = GatewayOptions()  # the defaults of what is not set
     return GatewayOptions(
         max_body_bytes=_whole(env, "GENAI_GATEWAY_MAX_BODY_BYTES", d.max_body_bytes),
@@ -39,8 +37,6 @@ def options_from_env(settings: Settings | None = None) -> GatewayOptions:
         route_cache_ttl_s=_seconds(env, "GENAI_GATEWAY_ROUTE_TTL_S", d.route_cache_ttl_s),
         prewarm=env.get("GENAI_GATEWAY_PREWARM", "1") not in ("0", "false", "no"),
         ledger_journal=_journal_mode(env),
-        secrets=secret_sealer(settings),
-        secret_env_allowlist=tuple(settings.secret_env_allowlist),
         max_request_tokens=_whole(env, "GENAI_GATEWAY_MAX_REQUEST_TOKENS", d.max_request_tokens),
         max_embedding_inputs=_whole(
             env, "GENAI_GATEWAY_MAX_EMBEDDING_INPUTS", d.max_embedding_inputs
@@ -229,7 +225,7 @@ def create_app() -> FastAPI:
     limit_torch_threads(os.environ)
     start_malloc_trim(_seconds(os.environ, "GENAI_GATEWAY_MALLOC_TRIM_S", 30.0))
     store = Store(settings.resolved_database_url, pool_size=10)
-    options = options_from_env(settings)
+    options = options_from_env()
     pool = cpu_pool(options)  # one per process, shared by the stages and /v1/embeddings
     stages = stages_for(settings, store, after_warm=freeze_heap, pool=pool)
     gateway = create_gateway(settings, stages=stages, options=options, store=store)

@@ -150,8 +150,7 @@ class UpstreamCredentials:
         if self._sealer is None:
             return _misconfigured(
                 "this gateway was started without the project secrets' key "
-                "(GatewayOptions.secrets): build its options with apps.gateway."
-                "options_from_env(settings)"
+                "(GatewayOptions.secrets): build it with genai.gateway.create_gateway(settings)"
             ), self._ttl
         try:
             with self._store.session() as s:
