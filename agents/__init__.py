@@ -2,3 +2,5 @@
 
 Filled by the agents issue; it may import the capability packages and ``genai``.
 """
+
+__all__: list[str] = []

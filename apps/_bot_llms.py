@@ -23,8 +23,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genai.errors import BackendError, GenAIError
-from genai.gateway import GatewayRequest
-from genai.gateway._credentials import UpstreamCredentials
+from genai.gateway import GatewayRequest, UpstreamCredentials
 from genai.models import LLMBackend
 from genai.settings import Settings
 from genai.store import Store

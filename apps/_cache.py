@@ -5,7 +5,7 @@ What is cached, and in which partition:
 
 - the partition is the caller's project, the deployment (with its newest revision: a new
   revision may route to another model), the adapter, the prompt version a prompt stage set,
-  the knowledge-base version a RAG stage left in ``request.extra["kb_version"]``, and every
+  the knowledge-base version a RAG stage left in ``request.notes.kb_version``, and every
   body parameter that can change the answer (:func:`cache.output_params`);
 - the request as the earlier stages left it: after DLP, so pseudonyms, never raw PII. When
   DLP replaced anything, the entry belongs to the caller's session only (``x-genai-session``;
@@ -50,11 +50,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from cache import ChatRequest, Partition, RequestKey, SemanticCache, output_params
-from genai._pool import FairPool, PoolOverloaded, QueueFull
-from genai.gateway import CachedAnswer, CacheStage, GatewayRequest
+from genai.gateway import CachedAnswer, CacheStage, GatewayRequest, PerRequest
+from genai.models import Embedder
+from genai.pool import FairPool, PoolOverloaded, QueueFull
 from genai.settings import Settings
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
 
 __all__ = ["GatewayCache", "cache_stage"]
 
@@ -139,8 +140,10 @@ class GatewayCache:
         revision_ttl_s: float = 5.0,
         pool: FairPool | None = None,
         max_pending_stores: int = 256,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cache = cache
+        self._clock = clock  # the revision memo expires on it
         self._cpu = pool
         self._store = store
         self._revision_ttl = revision_ttl_s
@@ -148,13 +151,14 @@ class GatewayCache:
         self.max_pending_stores = max_pending_stores  # background stores in flight, at most
         self.stores_skipped = 0
         self._pending: set[asyncio.Future[Any]] = set()
+        self._plans: PerRequest[_Plan | None] = PerRequest()  # lookup → store
 
     # ------------------------------------------------------------ the stage
 
     async def lookup(self, request: GatewayRequest) -> CachedAnswer | None:
         try:
             plan = await self._plan(request)
-            request.extra["cache"] = plan
+            self._plans.set(request, plan)
             if plan is None or not plan.lookup:
                 return None
             hit = await self._run(
@@ -188,14 +192,14 @@ class GatewayCache:
         return CachedAnswer(response)
 
     async def store(self, request: GatewayRequest, response: dict[str, Any]) -> None:
-        plan = request.extra.get("cache")
-        if not isinstance(plan, _Plan) or not cacheable_answer(request, response):
+        plan = self._plans.get(request)
+        if plan is None or not cacheable_answer(request, response):
             return
         kept = _copy(response)
         usage = response.get("usage") or {}
         tokens = int(usage.get("total_tokens") or 0) if isinstance(usage, dict) else 0
         # what the answer cost (the gateway's outcome of this request): a hit saves it
-        cost = float(getattr(request.extra.get("outcome"), "cost_usd", 0.0) or 0.0)
+        cost = request.notes.cost_usd
         if len(self._pending) >= self.max_pending_stores:
             self._skipped()
             return
@@ -306,7 +310,7 @@ class GatewayCache:
             adapter=request.adapter or "",
             prompt_version=request.prompt_version or "",
             params=output_params(body),
-            kb_version=str(request.extra.get("kb_version") or ""),
+            kb_version=request.notes.kb_version,
             revision=revision,
         )
         key = self.cache.key(partition, cached, session=session)
@@ -325,14 +329,14 @@ class GatewayCache:
     async def _revision(self, request: GatewayRequest) -> str:
         """The deployment's newest revision (the gateway leaves it in ``extra``; otherwise
         read from the registry, remembered for a few seconds)."""
-        given = request.extra.get("deployment_revision")
+        given = request.notes.deployment_revision
         if given is not None:
             return str(given)
         if self._store is None:
             return ""
         key = (request.project_id, request.deployment)
         known = self._revisions.get(key)
-        now = time.monotonic()
+        now = self._clock()
         if known is not None and known[0] > now:
             return known[1]
         revision = await asyncio.to_thread(self._read_revision, *key)
@@ -384,10 +388,10 @@ def _options(request: GatewayRequest) -> dict[str, Any] | None:
 def _session(request: GatewayRequest, cached: ChatRequest) -> tuple[bool, str | None]:
     """Whether the request may be cached, and the session its entry belongs to (None: the
     whole partition)."""
-    state = request.extra.get("dlp")
-    if getattr(state, "status", None) == "failed_open":
+    dlp = request.notes.dlp
+    if dlp is not None and dlp.status == "failed_open":
         return False, None  # sent unchecked: it may hold raw PII
-    replaced = bool(getattr(state, "counts", None)) or _has_pseudonyms(cached)
+    replaced = bool(dlp is not None and dlp.counts) or _has_pseudonyms(cached)
     if not replaced:
         return True, None
     return bool(request.session_id), request.session_id
@@ -419,13 +423,15 @@ def cache_stage(
     after_warm: Callable[[], None] | None = None,
     pool: FairPool | None = None,
     vectors: str = "chroma",
+    embedder: Embedder | None = None,
     **options: Any,
 ) -> CacheStage:
     """The gateway's cache stage: the bundled (or configured) embedder, loading in the
     background (then ``after_warm`` runs in that thread); the vector store the settings
     name; entries in ``store``; lookups and stores in ``pool`` (the gateway's fair CPU
-    pool). ``options`` go to :class:`~cache.SemanticCache` (threshold, ttl_s, max_entries,
-    ...).
+    pool). ``embedder`` is the process's, shared with the other services that embed (else
+    one is built from the settings). ``options`` go to :class:`~cache.SemanticCache`
+    (threshold, ttl_s, max_entries, ...).
 
     Embedded Chroma belongs to one process: a gateway with several workers needs
     ``GENAI_CHROMA_URL`` (a ``chroma run`` server) for the cache's vectors. ``vectors=
@@ -433,10 +439,10 @@ def cache_stage(
     ``max_entries``; rebuilt from the entries' rows, which keep their embeddings, after a
     restart): Chroma never reuses the room of a deleted vector, so a cache that evicts
     grows its Chroma index for as long as the process runs."""
-    from genai.models._embedders import create_embedder
+    from genai.models import create_embedder
     from genai.vectors import create_vector_store
 
-    model = create_embedder(settings)
+    model = embedder if embedder is not None else create_embedder(settings)
     cache = SemanticCache(
         create_vector_store(settings, backend=vectors), _MemoEmbedder(model), store=store, **options
     )

@@ -31,16 +31,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from genai._pool import FairPool, PoolOverloaded, QueueFull
-from genai.dlp import WITHHELD, Dlp, Policy, Restorer, RestoringFilter, policy_from_options
-from genai.dlp._anonymize import Planned, blocked, check_blocked, render
+from genai.dlp import (
+    WITHHELD,
+    Dlp,
+    Planned,
+    Policy,
+    Restorer,
+    RestoringFilter,
+    blocked,
+    check_blocked,
+    policy_from_options,
+    render,
+)
 from genai.errors import BackendError, DlpBlocked, GenAIError
-from genai.gateway import GatewayRequest, StreamFilter
+from genai.gateway import DlpNote, DlpStatus, GatewayRequest, PerRequest, StreamFilter
+from genai.pool import FairPool, PoolOverloaded, QueueFull
 from genai.settings import Settings
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
 
-__all__ = ["DlpRequestStage", "DlpResponseStage", "DlpState", "collect_texts", "dlp_stages"]
+__all__ = ["DlpRequestStage", "DlpResponseStage", "collect_texts", "dlp_stages"]
 
 log = logging.getLogger("genai.gateway.dlp")
 
@@ -148,24 +158,12 @@ def collect_texts(endpoint: str, body: dict[str, Any]) -> _Texts:
 # --------------------------------------------------------------------------- the stages
 
 
-class DlpState:
-    """What the request stage leaves for the response stage (``request.extra["dlp"]``)."""
-
-    def __init__(self, restorer: Restorer, counts: dict[str, int], status: str) -> None:
-        self.restorer = restorer
-        self.counts = counts  # entity type → findings acted on
-        self.status = status  # "protected", "failed_open", "degraded"
-
-    def __repr__(self) -> str:  # never the values
-        return f"<DlpState {self.status} {self.counts}>"
-
-
 @dataclass
 class _Result:
     texts: list[str]
     restorer: Restorer
     counts: dict[str, int]
-    status: str = "protected"
+    status: DlpStatus = "protected"
     refusal: DlpBlocked | None = None
 
 
@@ -182,14 +180,18 @@ class DlpRequestStage:
         workers: int = 4,
         after_load: Callable[[], None] | None = None,
         pool: FairPool | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dlp = dlp
+        self._clock = clock  # when the vault was last purged
         self._cpu = pool  # detection; building detectors and the vault's purge stay in _pool
         self.default_policy = default_policy
         self.after_load = after_load  # runs (in a worker) once a request built a detector
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genai-dlp")
         self._policies: OrderedDict[str, Policy | None] = OrderedDict()
-        self._last_purge = time.monotonic()
+        self._last_purge = clock()
+        #: each request's pseudonyms → originals, for the response stage to restore
+        self.restorers: PerRequest[Restorer] = PerRequest()
 
     def policy(self, request: GatewayRequest) -> Policy | None:
         """The project's policy (parsed once per distinct option value)."""
@@ -245,7 +247,9 @@ class DlpRequestStage:
             texts.write(result.texts)  # redacted: the log of a refused request holds no PII
             raise result.refusal
         texts.write(result.texts)
-        request.extra["dlp"] = DlpState(result.restorer, result.counts, result.status)
+        request.notes.dlp = DlpNote(result.status, result.counts)
+        if result.restorer:
+            self.restorers.set(request, result.restorer)
         self._maybe_purge(loop)
 
     def warm(self, store: Store) -> int:
@@ -324,7 +328,7 @@ class DlpRequestStage:
                 request.project,
                 reason,
             )
-            request.extra["dlp"] = DlpState(Restorer({}), {}, "failed_open")
+            request.notes.dlp = DlpNote("failed_open")
             return
         log.error(
             "DLP could not check request %s of project %s (%s): refused",
@@ -356,7 +360,7 @@ class DlpRequestStage:
         except Exception:
             scrubbed = [WITHHELD] * len(texts.texts)
         texts.write(scrubbed)
-        request.extra["log_request"] = {
+        request.notes.log_request = {
             k: v for k, v in copy.items() if k in ("messages", "prompt", "input")
         }
 
@@ -367,7 +371,7 @@ class DlpRequestStage:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _maybe_purge(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_purge < PURGE_EVERY_S:
             return
         self._last_purge = now
@@ -402,19 +406,18 @@ class DlpResponseStage:
 
     name = "dlp"
 
+    def __init__(self, restorers: PerRequest[Restorer]) -> None:
+        self._restorers = restorers  # the request stage's (DlpRequestStage.restorers)
+
     async def after(self, request: GatewayRequest, response: dict[str, Any]) -> dict[str, Any]:
         from genai.dlp import restore_response
 
-        state = request.extra.get("dlp")
-        if not isinstance(state, DlpState) or not state.restorer:
-            return response
-        return restore_response(response, state.restorer)
+        restorer = self._restorers.get(request)
+        return response if restorer is None else restore_response(response, restorer)
 
     def stream(self, request: GatewayRequest) -> StreamFilter | None:
-        state = request.extra.get("dlp")
-        if not isinstance(state, DlpState) or not state.restorer:
-            return None
-        return RestoringFilter(state.restorer)
+        restorer = self._restorers.get(request)
+        return None if restorer is None else RestoringFilter(restorer)
 
 
 def dlp_stages(
@@ -430,4 +433,4 @@ def dlp_stages(
     default = Policy.load(settings.dlp_policy) if settings.dlp_policy else None
     dlp = Dlp.from_settings(settings, store)
     request = DlpRequestStage(dlp, default_policy=default, after_load=after_load, pool=pool)
-    return request, DlpResponseStage()
+    return request, DlpResponseStage(request.restorers)

@@ -12,13 +12,10 @@ A deployment names it as a target's backend, with the bot's configuration as opt
           llm: {backend: extractive}    # or {url: http://…/v1, model: M, api_key_secret: K}
                                         # or {backend: transformers, options: {model: DIR}}
 
-Per request: the last user message is the question (condensed with the conversation into
-a standalone question when the LLM is generative and there are earlier turns) → hybrid
-retrieval as the caller → the prompt rendered with ``question``, ``context`` (one ``[n]
-text`` line per chunk) and ``history`` (the declared ones of those) → the LLM → the answer,
-with ``citations`` (the chunks its ``[n]`` marks name: source, title, page, headings, chunk
-id, text) and ``genai`` (prompt version, knowledge-base version, every chunk given) as
-extra top-level fields of the OpenAI response (on the last chunk of a stream).
+What it does with a request is :class:`rag.KnowledgeChat`'s (condense, retrieve, prompt,
+answer, cite); this module only wires it into the gateway: the options, parsed once per
+request; retrieval as the caller, as the project's job in the gateway's fair CPU pool; the
+LLM through :class:`apps._bot_llms.BotLLMs` (keys from the project's secrets); the traces.
 
 Before the cache is looked up the bot notes the knowledge-base and prompt versions
 (:class:`~genai.gateway.PreparedTarget`), so a re-ingestion or a moved ``production``
@@ -32,11 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,25 +39,43 @@ from pydantic import ValidationError as PydanticError
 from apps._bot_llms import BotLLM, BotLLMs
 from apps._prompts import CallerContext, PromptStage
 from genai import Client
-from genai._pool import FairPool
 from genai.errors import ValidationError
-from genai.gateway import DeploymentSpec, GatewayRequest, TargetSpec
-from genai.gateway._credentials import UpstreamCredentials
-from genai.models import ChatMessage, ContextPassage, GenerationRequest
+from genai.gateway import (
+    DeploymentSpec,
+    GatewayRequest,
+    PerRequest,
+    TargetSpec,
+    UpstreamCredentials,
+)
+from genai.models import Embedder
+from genai.pool import FairPool
 from genai.settings import Settings
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy import Action
 from prompts import PromptTemplate, PromptVersion
-from rag import Chunk, KnowledgeBase, KnowledgeBases
+from rag import (
+    ChatOptions,
+    ChatPlan,
+    Chunk,
+    KnowledgeBase,
+    KnowledgeBases,
+    KnowledgeChat,
+    SearchMode,
+)
 
-__all__ = ["BOT_BACKEND", "BotLLM", "BotOptions", "KnowledgeBot", "check_bot_targets"]
+__all__ = [
+    "BOT_BACKEND",
+    "DEFAULT_PROMPT",
+    "BotLLM",
+    "BotOptions",
+    "KnowledgeBot",
+    "check_bot_targets",
+]
 
 log = logging.getLogger("genai.gateway.bot")
 
 BOT_BACKEND = "knowledge-bot"
-_MARK = re.compile(r"\[(\d+)\]")
-NOTHING_FOUND = "The knowledge base has nothing on this question."
 
 #: The prompt a bot uses when its options say ``prompt: null``; also what ``genai up``
 #: registers as ``qa``. The ``extractive`` model reads the ``<context>`` block of it.
@@ -85,12 +97,6 @@ DEFAULT_PROMPT = PromptTemplate(
         "context": {"type": "str", "description": "One '[n] text' line per retrieved chunk."},
         "history": {"type": "str", "default": "", "description": "Earlier turns."},
     },
-)
-
-_CONDENSE = (
-    "Rewrite the last user question as one standalone question that can be understood "
-    "without the conversation. Reply with the question only.\n\nConversation:\n{history}\n\n"
-    "Last question: {question}"
 )
 
 
@@ -130,24 +136,34 @@ def check_bot_targets(spec: DeploymentSpec) -> None:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """What ``prepare`` read for one target: the knowledge-base version and the prompt
-    (``_plan`` uses them, so a request reads each once)."""
+    """What ``prepare`` read for one target, so that a request reads each once: its
+    options, the knowledge base's version and the prompt."""
 
+    options: BotOptions
     kb_version: int | None
     prompt: PromptVersion | PromptTemplate
 
 
-@dataclass
-class _Plan:
-    """One question, ready for the LLM."""
+@dataclass(frozen=True)
+class _BotPrompt:
+    """A registered prompt version, or a template, as the chat renders it
+    (:class:`rag.ChatPrompt`)."""
 
-    question: str
-    chunks: list[Chunk]
-    generation: GenerationRequest | None  # None: nothing retrieved, nothing to ask
-    prompt_version: str
-    kb_version: int | None
-    condensed: bool = False
-    usage: dict[str, int] = field(default_factory=lambda: {"prompt": 0, "completion": 0})
+    source: PromptVersion | PromptTemplate
+
+    @property
+    def ref(self) -> str:
+        return self.source.ref if isinstance(self.source, PromptVersion) else ""
+
+    @property
+    def variables(self) -> Collection[str]:
+        source = self.source
+        return (source.template if isinstance(source, PromptVersion) else source).variables
+
+    def render(self, values: Mapping[str, str]) -> str | list[dict[str, Any]]:
+        if isinstance(self.source, PromptVersion):
+            return self.source.render(dict(values))
+        return self.source.render_as(dict(values), where="the built-in knowledge-bot prompt")
 
 
 class KnowledgeBot:
@@ -162,6 +178,7 @@ class KnowledgeBot:
         *,
         prompts: PromptStage,
         knowledge_bases: KnowledgeBases | None = None,
+        embedder: Embedder | None = None,
         pool: FairPool | None = None,
         max_pending_traces: int = 256,
     ) -> None:
@@ -169,11 +186,13 @@ class KnowledgeBot:
         self._store = store
         self._prompts = prompts
         self._kbs_root = knowledge_bases
+        self._embedder = embedder  # the process's, shared (else the knowledge bases build one)
         self._llms = BotLLMs(settings, store)
         self._pending: set[asyncio.Future[Any]] = set()
         self._cpu = pool  # retrieval runs there as the project's job (the gateway's pool)
         self.max_pending_traces = max_pending_traces  # trace writes in flight, at most
         self.traces_dropped = 0
+        self._prepared: PerRequest[dict[str, _Prepared]] = PerRequest()  # by target name
 
     def use_credentials(self, credentials: UpstreamCredentials) -> None:
         """Resolve the LLM's key through the gateway's credentials (its cache and allowlist)."""
@@ -182,90 +201,23 @@ class KnowledgeBot:
     # ------------------------------------------------------------ the gateway's calls
 
     async def prepare(self, request: GatewayRequest, target: TargetSpec) -> None:
-        options = bot_options(target)
-        snap = await asyncio.to_thread(
-            self._kbs(request).snapshot, request.project, options.kb, Action.REGISTRY_READ
-        )
-        version = snap.version
-        prompt = await self._prompt(request, options)
-        request.extra.setdefault("bot", {})[target.name] = _Prepared(version, prompt)
-        kb_label = f"{options.kb}@{version if version is not None else 0}"
-        request.extra["kb_version"] = _joined(request.extra.get("kb_version"), kb_label)
-        if isinstance(prompt, PromptVersion):
-            request.prompt_version = _joined(request.prompt_version, prompt.ref, sep="+")
+        await self._prepare(request, target)
 
     async def complete(self, request: GatewayRequest, target: TargetSpec) -> dict[str, Any]:
-        plan = await self._plan(request, target)
-        text, finish = NOTHING_FOUND, "stop"
-        if plan.generation is not None:
-            llm = await self._llms.get(bot_options(target).llm, request, self._kbs_root)
-            generation = await llm.generate(plan.generation)
-            text, finish = generation.text, generation.finish_reason
-            plan.usage["prompt"] += generation.prompt_tokens
-            plan.usage["completion"] += generation.completion_tokens
-        cited = _cited(text, plan.chunks)
-        self._record(request, target, plan, cited)
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": request.body.get("model"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }
-            ],
-            "usage": _usage(plan),
-            **_extensions(plan, cited),
-        }
+        chat, prepared = await self._chat(request, target)
+        return await chat.complete(
+            request.body, on_answer=lambda plan, cited: self._record(request, prepared, plan, cited)
+        )
 
     async def stream(
         self, request: GatewayRequest, target: TargetSpec
     ) -> AsyncIterator[dict[str, Any]]:
-        plan = await self._plan(request, target)
-        base = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": request.body.get("model"),
-        }
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {
-                **base,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-
-        # the LLM (and its key) before the first chunk: a misconfigured one refuses the request
-        llm = (
-            None
-            if plan.generation is None
-            else await self._llms.get(bot_options(target).llm, request, self._kbs_root)
+        chat, prepared = await self._chat(request, target)
+        answer = chat.stream(
+            request.body, on_answer=lambda plan, cited: self._record(request, prepared, plan, cited)
         )
-        yield chunk({"role": "assistant", "content": ""})
-        parts: list[str] = []
-        finish = "stop"
-        if plan.generation is None or llm is None:
-            parts.append(NOTHING_FOUND)
-            yield chunk({"content": NOTHING_FOUND})
-        else:
-            async for piece in llm.stream(plan.generation):
-                if piece.text:
-                    parts.append(piece.text)
-                    yield chunk({"content": piece.text})
-                if piece.finish_reason is not None:
-                    finish = piece.finish_reason
-                    plan.usage["prompt"] += piece.prompt_tokens or 0
-                    plan.usage["completion"] += piece.completion_tokens or 0
-        cited = _cited("".join(parts), plan.chunks)
-        self._record(request, target, plan, cited)
-        yield {**chunk({}, finish), **_extensions(plan, cited)}
-        yield {**base, "choices": [], "usage": _usage(plan)}
+        async for chunk in answer:
+            yield chunk
 
     async def close(self) -> None:
         while self._pending:
@@ -274,95 +226,77 @@ class KnowledgeBot:
 
     # ------------------------------------------------------------ steps
 
+    async def _prepare(self, request: GatewayRequest, target: TargetSpec) -> _Prepared:
+        options = bot_options(target)
+        snap = await asyncio.to_thread(
+            self._kbs(request).snapshot, request.project, options.kb, Action.REGISTRY_READ
+        )
+        prompt: PromptVersion | PromptTemplate = DEFAULT_PROMPT
+        if options.prompt is not None:
+            prompt = await self._prompts.resolve(request, options.prompt)
+        prepared = _Prepared(options, snap.version, prompt)
+        known = self._prepared.get(request)
+        if known is None:
+            known = {}
+            self._prepared.set(request, known)
+        known[target.name] = prepared
+        kb_label = f"{options.kb}@{snap.version if snap.version is not None else 0}"
+        request.notes.kb_version = _joined(request.notes.kb_version, kb_label)
+        if isinstance(prompt, PromptVersion):
+            request.prompt_version = _joined(request.prompt_version, prompt.ref, sep="+")
+        return prepared
+
+    async def _chat(
+        self, request: GatewayRequest, target: TargetSpec
+    ) -> tuple[KnowledgeChat, _Prepared]:
+        prepared = (self._prepared.get(request) or {}).get(target.name)
+        if prepared is None:  # the gateway prepares; a direct call may not
+            prepared = await self._prepare(request, target)
+        options = prepared.options
+        kb = KnowledgeBase(self._kbs(request), request.project, options.kb)  # retrieve authorizes
+
+        async def retrieve(question: str, k: int, mode: SearchMode | None) -> list[Chunk]:
+            """Hybrid retrieval (it embeds the question): the project's job in the fair CPU
+            pool when the bot has one. The extractive LLM's answer runs there too, through
+            :func:`genai.pool.offload`, as the gateway binds each request to its project."""
+            if self._cpu is None:
+                return await asyncio.to_thread(kb.retrieve, question, k, None, mode)
+            return await self._cpu.run(request.project, kb.retrieve, question, k, None, mode)
+
+        async def model() -> Any:
+            return await self._llms.get(options.llm, request, self._kbs_root)
+
+        chat = KnowledgeChat(
+            retrieve=retrieve,
+            model=model,
+            prompt=_BotPrompt(prepared.prompt),
+            kb_version=prepared.kb_version,
+            options=ChatOptions(
+                k=options.k,
+                mode=SearchMode(options.mode) if options.mode else None,
+                condense=options.condense,
+                history_turns=options.history_turns,
+                extractive=options.llm.extractive,
+            ),
+        )
+        return chat, prepared
+
     def _kbs(self, request: GatewayRequest) -> KnowledgeBases:
         """The knowledge bases as the caller sees them (every call authorizes), sharing
         the embedding model and Chroma client with every other request."""
         client = Client(CallerContext(self._settings, self._store, request.principal))
         if self._kbs_root is None:
-            self._kbs_root = KnowledgeBases(client)
+            self._kbs_root = KnowledgeBases(client, embedder=self._embedder)
         return self._kbs_root.for_client(client)
 
-    async def _prompt(
-        self, request: GatewayRequest, options: BotOptions
-    ) -> PromptVersion | PromptTemplate:
-        if options.prompt is None:
-            return DEFAULT_PROMPT
-        return await self._prompts.resolve(request, options.prompt)
-
-    async def _plan(self, request: GatewayRequest, target: TargetSpec) -> _Plan:
-        options = bot_options(target)
-        if int(request.body.get("n") or 1) != 1:
-            raise ValidationError("a knowledge bot gives one answer: n must be 1", field="n")
-        question, history = _conversation(request.body.get("messages"), options.history_turns)
-        plan = _Plan(
-            question=question, chunks=[], generation=None, prompt_version="", kb_version=None
-        )
-        if history and options.condense and not options.llm.extractive:
-            plan.question = await self._condense(options.llm, request, question, history, plan)
-            plan.condensed = plan.question != question
-        prepared = (request.extra.get("bot") or {}).get(target.name)
-        if not isinstance(prepared, _Prepared):  # the gateway prepares; a direct call may not
-            await self.prepare(request, target)
-            prepared = request.extra["bot"][target.name]
-        kb = KnowledgeBase(self._kbs(request), request.project, options.kb)  # retrieve authorizes
-        plan.chunks = await self._retrieve(request, kb, plan.question, options)
-        plan.kb_version, prompt = prepared.kb_version, prepared.prompt
-        plan.prompt_version = prompt.ref if isinstance(prompt, PromptVersion) else ""
-        if not plan.chunks:
-            return plan
-        context = "\n".join(
-            f"[{n}] {' '.join(c.text.split())}" for n, c in enumerate(plan.chunks, 1)
-        )
-        supplied = {"question": plan.question, "context": context, "history": history}
-        template = prompt.template if isinstance(prompt, PromptVersion) else prompt
-        values = {k: v for k, v in supplied.items() if k in template.variables}
-        rendered = (
-            prompt.render(values)
-            if isinstance(prompt, PromptVersion)
-            else template.render_as(values, where="the built-in knowledge-bot prompt")
-        )
-        messages = (
-            rendered if isinstance(rendered, list) else [{"role": "user", "content": rendered}]
-        )
-        plan.generation = _generation(request.body, messages, plan.chunks, options.llm)
-        return plan
-
-    async def _retrieve(
-        self, request: GatewayRequest, kb: KnowledgeBase, question: str, options: BotOptions
-    ) -> list[Chunk]:
-        """Hybrid retrieval (it embeds the question): the project's job in the fair CPU pool
-        when the bot has one. The extractive LLM's answer runs there too, through
-        :func:`genai._pool.offload`, as the gateway binds each request to its project."""
-        if self._cpu is None:
-            return await asyncio.to_thread(kb.retrieve, question, options.k, None, options.mode)
-        return await self._cpu.run(
-            request.project, kb.retrieve, question, options.k, None, options.mode
-        )
-
-    async def _condense(
-        self, llm_options: BotLLM, request: GatewayRequest, question: str, history: str, plan: _Plan
-    ) -> str:
-        llm = await self._llms.get(llm_options, request, self._kbs_root)
-        prompt = _CONDENSE.format(history=history, question=question)
-        generation = await llm.generate(
-            GenerationRequest(
-                messages=[ChatMessage(role="user", content=prompt)],
-                params=_params({"temperature": 0, "max_tokens": 96}),
-            )
-        )
-        plan.usage["prompt"] += generation.prompt_tokens
-        plan.usage["completion"] += generation.completion_tokens
-        condensed = " ".join(generation.text.split())
-        return condensed or question
-
     def _record(
-        self, request: GatewayRequest, target: TargetSpec, plan: _Plan, cited: list[int]
+        self, request: GatewayRequest, prepared: _Prepared, plan: ChatPlan, cited: list[int]
     ) -> None:
         row = {
             "project_id": request.project_id,
             "request_id": request.request_id,
             "deployment": request.deployment,
-            "kb_name": bot_options(target).kb,
+            "kb_name": prepared.options.kb,
             "kb_version": plan.kb_version,
             "prompt_version": plan.prompt_version,
             "chunks": [
@@ -401,106 +335,6 @@ class KnowledgeBot:
             log.warning("could not record a knowledge-bot answer: %s", task.exception())
 
 
-# ---------------------------------------------------------------- helpers
-
-
-def _joined(old: Any, new: str, sep: str = ";") -> str:
-    parts = [p for p in str(old or "").split(sep) if p]
+def _joined(old: str, new: str, sep: str = ";") -> str:
+    parts = [p for p in old.split(sep) if p]
     return sep.join(sorted({*parts, new}))
-
-
-def _conversation(messages: Any, turns: int) -> tuple[str, str]:
-    """The last user message, and the earlier user/assistant turns as ``role: text`` lines."""
-    if not isinstance(messages, list) or not messages:
-        raise ValidationError(
-            "a knowledge bot needs messages with a user question", field="messages"
-        )
-    parsed = [ChatMessage.model_validate(m) for m in messages]
-    talk = [m for m in parsed if m.role in ("user", "assistant")]
-    if not talk or talk[-1].role != "user" or not talk[-1].text().strip():
-        raise ValidationError(
-            "the last message to a knowledge bot must be the user's question", field="messages"
-        )
-    earlier = talk[:-1][-2 * turns :] if turns else []
-    history = "\n".join(f"{m.role}: {' '.join(m.text().split())}" for m in earlier)
-    return talk[-1].text().strip(), history
-
-
-def _params(body: dict[str, Any]) -> Any:
-    from genai.serving._schemas import ChatCompletionRequest, check_body
-
-    probe = check_body(
-        {"model": "bot", "messages": [{"role": "user", "content": "-"}], **body},
-        ChatCompletionRequest,
-    )
-    return probe.requests(None)[0].params
-
-
-_SAMPLING = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-)
-
-
-def _generation(
-    body: dict[str, Any], messages: Sequence[dict[str, Any]], chunks: list[Chunk], llm: BotLLM
-) -> GenerationRequest:
-    params = _params({k: body[k] for k in _SAMPLING if body.get(k) is not None})
-    return GenerationRequest(
-        messages=[ChatMessage.model_validate(m) for m in messages],
-        params=params,
-        # the extractive model quotes these; a generative one reads the rendered prompt
-        context=(
-            [ContextPassage(id=str(n), text=c.text) for n, c in enumerate(chunks, 1)]
-            if llm.extractive
-            else None
-        ),
-    )
-
-
-def _cited(text: str, chunks: list[Chunk]) -> list[int]:
-    return sorted({int(m) for m in _MARK.findall(text) if 0 < int(m) <= len(chunks)})
-
-
-def _extensions(plan: _Plan, cited: list[int]) -> dict[str, Any]:
-    return {
-        "citations": [_citation(n, plan.chunks[n - 1]) for n in cited],
-        "genai": {
-            **({"condensed_question": plan.question} if plan.condensed else {}),
-            "prompt_version": plan.prompt_version,
-            "kb_version": plan.kb_version,
-            "chunks": [
-                {"id": c.id, "source": c.metadata.source, "score": round(c.score, 6)}
-                for c in plan.chunks
-            ],
-        },
-    }
-
-
-def _citation(number: int, chunk: Chunk) -> dict[str, Any]:
-    meta = chunk.metadata
-    return {
-        "number": number,
-        "label": meta.citation,
-        "source": meta.source,
-        "title": meta.title,
-        "page": meta.page,
-        "heading_path": meta.heading_path,
-        "chunk_id": chunk.id,
-        "text": chunk.text,
-    }
-
-
-def _usage(plan: _Plan) -> dict[str, int]:
-    prompt, completion = plan.usage["prompt"], plan.usage["completion"]
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }

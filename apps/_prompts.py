@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from genai._context import Context
+from genai import Context
 from genai.errors import NotFoundError, ValidationError
 from genai.gateway import GatewayRequest
 from genai.registry import Prompts, Ref

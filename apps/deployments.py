@@ -13,8 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genai import Client
 from genai.errors import ValidationError
-from genai.gateway import DeploymentSpec, parse_spec
-from genai.gateway._credentials import env_not_allowed, secret_not_set, suggested_secret_name
+from genai.gateway import (
+    DeploymentSpec,
+    env_not_allowed,
+    parse_spec,
+    secret_not_set,
+    suggested_secret_name,
+)
 from genai.registry import DeploymentRevision
 
 __all__ = [

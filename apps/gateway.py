@@ -15,10 +15,10 @@ from typing import Literal, cast
 from fastapi import FastAPI
 
 from apps._memory import start_malloc_trim
-from genai._pool import FairPool
 from genai.errors import ConfigError
-from genai.gateway import GatewayOptions, Stages, create_gateway, create_gateway_app
-from genai.gateway._admission import cpu_pool
+from genai.gateway import GatewayOptions, Stages, cpu_pool, create_gateway, create_gateway_app
+from genai.models import Embedder
+from genai.pool import FairPool
 from genai.settings import Settings
 from genai.store import Store
 
@@ -139,6 +139,7 @@ def stages_for(
     *,
     after_warm: Callable[[], None] | None = None,
     pool: FairPool | None = None,
+    embedder: Embedder | None = None,
 ) -> Stages:
     """The stages this platform runs: prompts, DLP, the cache, and knowledge bots as targets.
 
@@ -154,7 +155,9 @@ def stages_for(
 
     ``pool`` is the process's fair CPU pool: DLP detection, the cache's question
     embeddings and knowledge-bot retrieval run there as their project's jobs (and the
-    gateway's own embeddings, and extractive answers)."""
+    gateway's own embeddings, and extractive answers). ``embedder`` is the process's one
+    embedding model, which the cache and the knowledge bots share (and the gateway's
+    ``/v1/embeddings``): one copy in memory, not three."""
     from apps._cache import cache_stage
     from apps._dlp import dlp_stages
     from apps._knowledge import KnowledgeBot
@@ -177,16 +180,21 @@ def stages_for(
             after_warm=warmed,
             pool=pool,
             vectors=_cache_vectors(),
+            embedder=embedder,
             **_cache_bounds(),
         ),
-        targets={KnowledgeBot.name: KnowledgeBot(settings, store, prompts=prompts, pool=pool)},
+        targets={
+            KnowledgeBot.name: KnowledgeBot(
+                settings, store, prompts=prompts, pool=pool, embedder=embedder
+            )
+        },
         pool=pool,
     )
 
 
-def _embedder(settings: Settings) -> object | None:
+def _embedder(settings: Settings) -> Embedder | None:
     try:
-        from genai.models._embedders import create_embedder
+        from genai.models import create_embedder
     except ImportError:
         return None
     try:
@@ -227,10 +235,9 @@ def create_app() -> FastAPI:
     store = Store(settings.resolved_database_url, pool_size=10)
     options = options_from_env()
     pool = cpu_pool(options)  # one per process, shared by the stages and /v1/embeddings
-    stages = stages_for(settings, store, after_warm=freeze_heap, pool=pool)
+    embedder = _embedder(settings)  # one model for the cache, the bots and /v1/embeddings
+    stages = stages_for(settings, store, after_warm=freeze_heap, pool=pool, embedder=embedder)
     gateway = create_gateway(settings, stages=stages, options=options, store=store)
     from apps.admin import mount_admin
 
-    return create_gateway_app(
-        gateway, settings=settings, embedder=_embedder(settings), admin=mount_admin
-    )
+    return create_gateway_app(gateway, settings=settings, embedder=embedder, admin=mount_admin)

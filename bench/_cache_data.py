@@ -161,7 +161,7 @@ class Embeddings:
         missing = sorted({t for t in texts if self.key(t) not in self.known})
         if not missing:
             return
-        from genai.models._embedders import SentenceTransformerEmbedder
+        from genai.models import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder()
         started = time.perf_counter()

@@ -36,7 +36,7 @@ class CountingEmbedder:
     def embed(self, texts: Sequence[str]) -> Any:
         self.calls += 1
         if self._inner is None:
-            from genai.models._embedders import SentenceTransformerEmbedder
+            from genai.models import SentenceTransformerEmbedder
 
             self._inner = SentenceTransformerEmbedder()
         return self._inner.embed(texts)

@@ -91,7 +91,7 @@ SYSTEMS = {
 
 
 def _ours(ner: str | None) -> tuple[Callable[[str], list], Callable[[list[str]], list], str]:
-    from genai.dlp._detect import Detector
+    from genai.dlp import Detector
 
     detector = Detector(ner=ner)
     detector.warm()

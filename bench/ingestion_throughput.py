@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from genai.models._embedders import SentenceTransformerEmbedder
+    from genai.models import SentenceTransformerEmbedder
     from rag._tokens import model_directory
 
     embedder = SentenceTransformerEmbedder(batch_size=BATCH)

@@ -155,7 +155,7 @@ class SemanticCache:
         self.index_after = index_after
         self._prefix = collection_prefix
         self._own = re.compile(rf"{re.escape(collection_prefix)}-p(\d+)-")
-        self._model = str(getattr(embedder, "model_name", type(embedder).__name__))
+        self._model = embedder.model_name
         self._clock = clock
         self._entries: EntryStore
         if store is None:

@@ -15,7 +15,7 @@ from cache._entries import CacheStats
 from genai.tenancy import Action
 
 if TYPE_CHECKING:
-    from genai._client import Client
+    from genai import Client
 
 __all__ = ["ProjectCaches"]
 
@@ -24,7 +24,7 @@ class ProjectCaches:
     """The cache of the projects a client's principal may see."""
 
     def __init__(self, client: Client, cache: SemanticCache) -> None:
-        self._ctx = client._ctx
+        self._ctx = client.context
         self.cache = cache
 
     def stats(self, project: str) -> CacheStats:

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, update
 from cache._entries import COUNTERS, FILTERS, CacheStats, Entry, Gone
 from genai.errors import ConflictError, GenAIError
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
 
 __all__ = ["SqlEntries"]
 

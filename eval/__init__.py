@@ -2,3 +2,5 @@
 
 Filled by the evaluation issue; it imports ``genai`` only.
 """
+
+__all__: list[str] = []

@@ -2,3 +2,5 @@
 
 Filled by the fine-tuning issue; it imports ``genai`` only.
 """
+
+__all__: list[str] = []

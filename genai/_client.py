@@ -10,12 +10,12 @@ from sqlalchemy import func, select
 
 from genai._context import Context
 from genai._names import check_user_name
-from genai._private import private_dir, tighten
 from genai.errors import StoreUnavailable, UsageError
+from genai.files import private_dir, tighten
 from genai.registry import Registry
 from genai.settings import Settings
 from genai.store import Store, check_schema, current_revision, head_revision, upgrade
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.store._migrate import lock_schema
 from genai.tenancy import Audit, Keys, Projects, Quotas, Secrets, Usage, Users
 
@@ -115,6 +115,12 @@ class Client:
     @property
     def store(self) -> Store:
         return self._ctx.store
+
+    @property
+    def context(self) -> Context:
+        """What this client's services share (settings, store, the caller's identity):
+        for services of other packages built on the same client."""
+        return self._ctx
 
     def close(self) -> None:
         self._ctx.store.dispose()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from genai.errors import AuthenticationError, GenAIError, NotFoundError
 from genai.settings import Settings
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy._keys import verify_key
 from genai.tenancy._rbac import Action, Principal, Resource, Role, authorize
 

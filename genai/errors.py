@@ -50,6 +50,7 @@ __all__ = [
     "UsageError",
     "ValidationError",
     "error_body",
+    "http_headers",
     "http_status",
 ]
 
@@ -197,11 +198,23 @@ HTTP_STATUS: dict[type[GenAIError], int] = {
 
 
 def http_status(error: GenAIError) -> int:
-    """The HTTP status code for ``error``: the entry of its nearest class in the tree."""
+    """The HTTP status code for ``error``: the entry of its nearest class in the tree; a
+    :class:`BackendError` that names a gateway status (502, 503, 504) keeps it."""
+    if isinstance(error, BackendError) and error.status in (502, 503, 504):
+        return error.status
     for cls in type(error).__mro__:
         if cls in HTTP_STATUS:
             return HTTP_STATUS[cls]
     return 500
+
+
+def http_headers(error: GenAIError) -> dict[str, str]:
+    """The headers an HTTP answer of ``error`` carries: ``retry-after`` (whole seconds, at
+    least 1) when the error says when to retry."""
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is None:
+        return {}
+    return {"retry-after": str(max(1, int(retry_after + 0.999)))}
 
 
 _OPENAI_TYPES = {

@@ -23,9 +23,9 @@ from types import TracebackType
 from typing import Any
 
 import genai
-from genai._names import check_resource_name
 from genai.errors import ConflictError, NotFoundError
 from genai.registry import AliasChange, Ref
+from genai.validation import check_resource_name
 from prompts._cache import LastGoodCache
 from prompts._files import load
 from prompts._template import ChatMessages, PromptTemplate

@@ -14,18 +14,31 @@ dense / sparse / hybrid retrieval with metadata filters, MMR and rerankers, and
 LangChain / LlamaIndex retrievers (:func:`langchain_retriever`,
 :func:`llama_index_retriever`). It imports ``genai`` only; chromadb, torch, bm25s and the
 frameworks load when first used.
+
+Loaders are found by file suffix in :data:`LOADERS`: :func:`register_loader` adds one, and
+another package adds one through the ``genai.loaders`` entry point group, named by suffix
+(``".rst" = "my_package.loaders:RstLoader"``; see :mod:`genai.plugins`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rag._chat import (
+    NOTHING_FOUND,
+    ChatModel,
+    ChatOptions,
+    ChatPlan,
+    ChatPrompt,
+    KnowledgeChat,
+)
 from rag._filters import OPERATORS
 from rag._handle import Answer, Citation, KnowledgeBase
 from rag._ingest import Redact
 from rag._kb import KnowledgeBases
 from rag._loaders import (
     DEFAULT_EXCLUDE,
+    LOADERS,
     CsvLoader,
     HtmlLoader,
     JsonLoader,
@@ -48,6 +61,7 @@ from rag._ranking import (
     weighted_fusion,
 )
 from rag._retrieve import DEFAULTS, RetrievalDefaults
+from rag._sparse import SparseCache
 from rag._splitters import Draft, Splitter, TextSplitter, markdown_sections
 from rag._tokens import TokenCounter
 from rag._types import (
@@ -67,9 +81,15 @@ from rag._types import (
 __all__ = [
     "DEFAULTS",
     "DEFAULT_EXCLUDE",
+    "LOADERS",
+    "NOTHING_FOUND",
     "OPERATORS",
     "Answer",
     "AnswerTrace",
+    "ChatModel",
+    "ChatOptions",
+    "ChatPlan",
+    "ChatPrompt",
     "Chunk",
     "ChunkMetadata",
     "Citation",
@@ -87,6 +107,7 @@ __all__ = [
     "KnowledgeBase",
     "KnowledgeBaseInfo",
     "KnowledgeBases",
+    "KnowledgeChat",
     "LlamaIndexLoader",
     "Loader",
     "MarkdownLoader",
@@ -96,6 +117,7 @@ __all__ = [
     "RetrievalDefaults",
     "Scalar",
     "SearchMode",
+    "SparseCache",
     "Splitter",
     "SplitterConfig",
     "TextLoader",

@@ -18,11 +18,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from genai._private import private_umask
 from genai.errors import BackendError, ConfigError, MissingDependencyError
+from genai.files import private_umask
+from genai.vectors import chroma_settings as shared_settings
 from genai.vectors import collection_name as vector_collection_name
-from genai.vectors._chroma import chroma_settings as shared_settings
-from genai.vectors._chroma import embedded_client
+from genai.vectors import embedded_client
 
 if TYPE_CHECKING:
     import numpy as np

@@ -12,20 +12,24 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from genai._client import Client
+    from genai import Client
+    from genai.dlp import Detectors
     from rag._ingest import Redact
 
 __all__ = ["project_redactor"]
 
 
-def project_redactor(client: Client, project: str, project_id: int) -> Redact:
+def project_redactor(
+    client: Client, project: str, project_id: int, *, detectors: Detectors | None = None
+) -> Redact:
+    """The project's redaction of ingested texts; its detectors are kept in ``detectors``."""
     from genai.dlp import Dlp, Policy, ProjectPolicies
 
     settings = client.settings
     policy = ProjectPolicies(client).get(project)
     if policy is None and settings.dlp_policy is not None:
         policy = Policy.load(settings.dlp_policy)
-    dlp = Dlp.from_settings(settings, client.store)
+    dlp = Dlp.from_settings(settings, client.store, detectors=detectors)
     chosen = policy or Policy()
 
     def redact(texts: Sequence[str]) -> list[str]:

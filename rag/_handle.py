@@ -178,7 +178,9 @@ class KnowledgeBase:
             return self._kbs.redactor
         from rag._dlp import project_redactor
 
-        return project_redactor(self._kbs.client, snap.project, snap.project_id)
+        return project_redactor(
+            self._kbs.client, snap.project, snap.project_id, detectors=self._kbs.detectors()
+        )
 
     # ------------------------------------------------------------------ retrieval
 
@@ -221,7 +223,7 @@ class KnowledgeBase:
         if snap.version is None and not snap.bm25:
             return []
         sparse = (
-            load_sparse(snap.bm25, self._kbs.client.registry.artifacts)
+            load_sparse(snap.bm25, self._kbs.client.registry.artifacts, self._kbs.sparse)
             if snap.bm25 and chosen is not SearchMode.DENSE
             else None
         )
@@ -260,8 +262,7 @@ class KnowledgeBase:
         filters: Mapping[str, FilterValue] | None = None,
         mode: SearchMode | str | None = None,
     ) -> Answer:
-        from genai.models import ContextPassage, GenerationRequest
-        from genai.models._extractive import ExtractiveBackend
+        from genai.models import ContextPassage, ExtractiveBackend, GenerationRequest
 
         snap = await asyncio.to_thread(self._snap, Action.REGISTRY_READ)
         chunks = await asyncio.to_thread(self.retrieve, question, k, filters, mode)

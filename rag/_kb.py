@@ -14,24 +14,27 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from genai.errors import ConflictError, Forbidden, ValidationError
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy import Action
 from genai.vectors import ChromaVectorStore
 from rag._chroma import ChunkStore, chroma_client, collection_name, drop_collection
 from rag._records import find_kb
+from rag._sparse import SparseCache
 from rag._tokens import TokenCounter, model_directory
 from rag._types import AnswerTrace, KnowledgeBaseInfo, SplitterConfig
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from genai._client import Client
+    from genai import Client
+    from genai.dlp import Detectors
     from genai.models import Embedder
     from genai.tenancy import Principal
     from rag._handle import KnowledgeBase
@@ -104,7 +107,9 @@ class KnowledgeBases:
     ``embedder`` replaces the one built from settings (share one between services to load
     the model once); ``reranker`` is used when ``retrieve(rerank=True)``, else a knowledge
     base created with ``reranker=PATH`` gets a cross-encoder from that path; ``redactor``
-    replaces the project's DLP policy for knowledge bases created with ``redact=True``.
+    replaces the project's DLP policy for knowledge bases created with ``redact=True``,
+    whose DLP detectors are kept in ``detectors`` (share an app's to load them once).
+    Loaded BM25 indexes are kept in :attr:`sparse`.
     """
 
     def __init__(
@@ -115,29 +120,40 @@ class KnowledgeBases:
         reranker: Reranker | None = None,
         redactor: Redact | None = None,
         chroma: Any = None,
+        detectors: Detectors | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._ctx = client._ctx
+        self._clock = clock  # when to tidy again (injectable for tests)
+        self._ctx = client.context
         self.settings = client.settings
         self._embedders: dict[str, Embedder] = {}
         self._counters: dict[str, TokenCounter] = {}
         self._rerankers: dict[str, Reranker] = {}
         if embedder is not None:
-            name = str(getattr(embedder, "model_name", self.settings.embedding_model))
+            name = embedder.model_name
             self._embedders[name.lower()] = embedder
         self.reranker = reranker
         self.redactor = redactor
         self._chroma = chroma
+        self._detectors = detectors
+        self.sparse = SparseCache()
         self._lock = threading.Lock()
         self._tidy = _Tidy()
 
     def for_client(self, client: Client) -> KnowledgeBases:
         """The same knowledge bases as ``client``'s principal sees them, sharing this
-        object's embedding models, token counters, rerankers and Chroma client (a server
-        answering many callers loads each model once)."""
+        object's embedding models, token counters, rerankers, BM25 indexes, DLP detectors
+        and Chroma client (a server answering many callers loads each model once)."""
         other = KnowledgeBases(
-            client, reranker=self.reranker, redactor=self.redactor, chroma=self.chroma()
+            client,
+            reranker=self.reranker,
+            redactor=self.redactor,
+            chroma=self.chroma(),
+            detectors=self.detectors(),
+            clock=self._clock,
         )
+        other.sparse = self.sparse
         other._embedders, other._counters, other._rerankers = (
             self._embedders,
             self._counters,
@@ -158,8 +174,17 @@ class KnowledgeBases:
                 self._chroma = chroma_client(self.settings)
             return self._chroma
 
+    def detectors(self) -> Detectors:
+        """The DLP detectors of ingestion with ``redact=True`` (each loaded once)."""
+        with self._lock:
+            if self._detectors is None:
+                from genai.dlp import Detectors
+
+                self._detectors = Detectors()
+            return self._detectors
+
     def embedder(self, model: str) -> Embedder:
-        from genai.models._embedders import SentenceTransformerEmbedder
+        from genai.models import SentenceTransformerEmbedder
 
         with self._lock:
             found = self._embedders.get(model.lower())
@@ -339,7 +364,7 @@ class KnowledgeBases:
         Collections are listed before the projects are read: a collection exists only once
         its project does, so one whose project is missing afterwards is a deleted
         project's (ids are never reused)."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             if now - self._tidy.at < TIDY_EVERY_S:
                 return []

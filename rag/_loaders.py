@@ -3,7 +3,8 @@
 Each loader reads one file and returns its documents (a whole file, a PDF page, a JSONL
 record, a CSV row). HTML and DOCX are converted to Markdown so that their headings reach
 the heading-aware splitter. Any LlamaIndex reader can be plugged in as a loader through
-:class:`LlamaIndexLoader`; :func:`register_loader` adds a format.
+:class:`LlamaIndexLoader`; :func:`register_loader` adds a format, and so does another
+package through the ``genai.loaders`` entry point group (:data:`LOADERS`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from genai.errors import MissingDependencyError, ValidationError
+from genai.plugins import Registry
 from rag._types import Document, Scalar
 
 __all__ = [
     "DEFAULT_EXCLUDE",
+    "LOADERS",
     "CsvLoader",
     "HtmlLoader",
     "JsonLoader",
@@ -113,7 +116,8 @@ class HtmlLoader:
 def html_to_markdown(html: str) -> tuple[str, str]:
     """``(title, text)`` of an HTML page, with ``#`` headings and ``-`` list items."""
     try:
-        from bs4 import BeautifulSoup, NavigableString
+        from bs4 import BeautifulSoup
+        from bs4.element import NavigableString
     except ImportError:
         raise MissingDependencyError(
             "beautifulsoup4", extra="rag", purpose="HTML loading"
@@ -288,41 +292,45 @@ class LlamaIndexLoader:
         return out
 
 
-_LOADERS: dict[str, Loader | str] = {
-    ".txt": TextLoader(),
-    ".text": TextLoader(),
-    ".md": MarkdownLoader(),
-    ".markdown": MarkdownLoader(),
-    ".html": HtmlLoader(),
-    ".htm": HtmlLoader(),
-    ".json": JsonLoader(),
-    ".jsonl": JsonLoader(),
-    ".ndjson": JsonLoader(),
-    ".csv": CsvLoader(),
-    ".pdf": "rag._office:PdfLoader",
-    ".docx": "rag._office:DocxLoader",
-}
+#: Loaders by file suffix (lower case, with its dot); other packages add formats under the
+#: ``genai.loaders`` entry point group, named by suffix (``".rst" = "pkg.mod:RstLoader"``:
+#: a factory called with no arguments). See :mod:`genai.plugins`.
+LOADERS: Registry[Loader] = Registry(
+    "document loader",
+    group="genai.loaders",
+    builtins={
+        ".txt": TextLoader,
+        ".text": TextLoader,
+        ".md": MarkdownLoader,
+        ".markdown": MarkdownLoader,
+        ".html": HtmlLoader,
+        ".htm": HtmlLoader,
+        ".json": JsonLoader,
+        ".jsonl": JsonLoader,
+        ".ndjson": JsonLoader,
+        ".csv": CsvLoader,
+        ".pdf": "rag._office:PdfLoader",
+        ".docx": "rag._office:DocxLoader",
+    },
+)
 
 
 def register_loader(suffix: str, loader: Loader) -> None:
     """Load files ending in ``suffix`` (``".rst"``) with ``loader``; replaces any other."""
     if not suffix.startswith("."):
         raise ValidationError(f"a suffix starts with a dot: {suffix!r} → '.{suffix}'")
-    _LOADERS[suffix.lower()] = loader
+    LOADERS.register(suffix.lower(), lambda: loader)
 
 
 def supported_suffixes() -> list[str]:
-    return sorted(_LOADERS)
+    return LOADERS.names()
 
 
 def loader_for(path: Path, loaders: Mapping[str, Loader] | None = None) -> Loader | None:
     suffix = path.suffix.lower()
-    found = (loaders or {}).get(suffix) or _LOADERS.get(suffix)
-    if isinstance(found, str):
-        module_name, _, attribute = found.partition(":")
-        module = __import__(module_name, fromlist=[attribute])
-        found = getattr(module, attribute)()
-        _LOADERS[suffix] = found
+    found = (loaders or {}).get(suffix)
+    if found is None and suffix in LOADERS:
+        found = LOADERS.create(suffix)
     return found
 
 

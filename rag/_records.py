@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from genai.errors import ConflictError, NotFoundError
-from genai.store import _schema as t
+from genai.store import schema as t
 
 if TYPE_CHECKING:
     from genai.store import Store

@@ -5,7 +5,8 @@ something, saved as a directory (bm25s arrays plus the chunks' ids, texts and fl
 metadata) into the platform's artifact store, and named by its digest in the knowledge
 base's row. Every process — CLI, gateway, a second machine with a shared artifact root —
 therefore serves the same BM25 index for the same knowledge-base version, and loads it
-once (an LRU cache keyed by the immutable digest).
+once into the :class:`SparseCache` of its :class:`~rag.KnowledgeBases` (an LRU cache keyed
+by the immutable digest).
 
 Tokens: lower-cased words of two or more characters, English stop words removed, Snowball
 (PyStemmer) stems when PyStemmer is installed.
@@ -27,16 +28,13 @@ from rag._filters import matches
 if TYPE_CHECKING:
     from genai.registry import ArtifactStore
 
-__all__ = ["BM25_PARAMS", "SparseIndex", "load_sparse", "save_sparse"]
+__all__ = ["BM25_PARAMS", "SparseCache", "SparseIndex", "load_sparse", "save_sparse"]
 
 #: k1 and b measured on the SciFact training queries (bench/retrieval_quality.py): within
 #: 0.002 nDCG@10 of the best of a 3×3 grid (k1 0.9-1.5, b 0.4-0.9: all within 0.005), and
 #: Anserini's defaults. An index keeps the values it was built with;
 #: ``KnowledgeBase.rebuild_sparse`` rebuilds it with the current ones.
 BM25_PARAMS: dict[str, float] = {"k1": 0.9, "b": 0.4}
-_CACHE: OrderedDict[str, SparseIndex] = OrderedDict()
-_CACHE_SIZE = 8
-_LOCK = threading.Lock()
 _CHUNKS_FILE = "chunks.jsonl"
 
 
@@ -149,33 +147,56 @@ class SparseIndex:
         return cls(bm25, ids, bodies, metas)
 
 
-def save_sparse(index: SparseIndex, artifacts: ArtifactStore) -> str:
-    """Store the index as an artifact directory; returns its digest."""
+class SparseCache:
+    """Loaded indexes by digest, the least recently used dropped past ``max_size`` (a
+    digest's content never changes, so an entry is never stale)."""
+
+    def __init__(self, *, max_size: int = 8) -> None:
+        self.max_size = max_size
+        self._found: OrderedDict[str, SparseIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._found)
+
+    def get(self, digest: str) -> SparseIndex | None:
+        with self._lock:
+            found = self._found.get(digest)
+            if found is not None:
+                self._found.move_to_end(digest)
+            return found
+
+    def put(self, digest: str, index: SparseIndex) -> None:
+        with self._lock:
+            self._found[digest] = index
+            self._found.move_to_end(digest)
+            while len(self._found) > self.max_size:
+                self._found.popitem(last=False)
+
+
+def save_sparse(
+    index: SparseIndex, artifacts: ArtifactStore, cache: SparseCache | None = None
+) -> str:
+    """Store the index as an artifact directory (and in ``cache``); returns its digest."""
     with tempfile.TemporaryDirectory(prefix="genai-bm25-") as tmp:
         index.save(Path(tmp))
         digest = artifacts.put_dir(tmp)
-    with _LOCK:
-        _remember(digest, index)
+    if cache is not None:
+        cache.put(digest, index)
     return digest
 
 
-def load_sparse(digest: str, artifacts: ArtifactStore) -> SparseIndex:
-    """The index stored under ``digest`` (cached: a digest's content never changes)."""
-    with _LOCK:
-        cached = _CACHE.get(digest)
-        if cached is not None:
-            _CACHE.move_to_end(digest)
-            return cached
+def load_sparse(
+    digest: str, artifacts: ArtifactStore, cache: SparseCache | None = None
+) -> SparseIndex:
+    """The index stored under ``digest``, from ``cache`` when it holds it."""
+    cached = cache.get(digest) if cache is not None else None
+    if cached is not None:
+        return cached
     with tempfile.TemporaryDirectory(prefix="genai-bm25-") as tmp:
         artifacts.get_dir(digest, Path(tmp) / "index")
         index = SparseIndex.load(Path(tmp) / "index")
-    with _LOCK:
-        _remember(digest, index)
+    if cache is not None:
+        cache.put(digest, index)
     return index
-
-
-def _remember(digest: str, index: SparseIndex) -> None:
-    _CACHE[digest] = index
-    _CACHE.move_to_end(digest)
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from genai.store import _schema as t
+from genai.store import schema as t
 from rag._chroma import ChunkStore
 from rag._ingest import Pipeline, Prepared, Source, header_text
 from rag._progress import IngestProgress
@@ -179,7 +179,7 @@ def _rebuild_sparse(kbs: KnowledgeBases, snap: Snapshot, chunks: ChunkStore) -> 
             path = json.loads(str(meta.get("heading_json") or "[]"))
             texts.append(header_text(str(meta.get("title", "")), path, body) if header else body)
     index = SparseIndex.build(ids, texts, bodies, metas)
-    return save_sparse(index, kbs.client.registry.artifacts)
+    return save_sparse(index, kbs.client.registry.artifacts, kbs.sparse)
 
 
 def _register(kbs: KnowledgeBases, snap: Snapshot) -> int:

@@ -2,6 +2,15 @@
 
 PostgreSQL (127.0.0.1:5432, database ``test``) and Redis (127.0.0.1:6379) tests skip when
 the servers are missing on a developer's machine, and fail under ``CI=true``.
+
+A test that takes ``db_url`` (or ``settings``, ``platform``) runs on SQLite and PostgreSQL;
+a module whose behaviour does not depend on the database says
+``pytestmark = pytest.mark.sqlite_only``. Time: ``clock`` is a ``ManualClock`` to inject
+instead of sleeping, ``wait_until`` a bounded poll (tests/_clocks.py; no test asserts on
+wall-clock time: tests/contracts/test_no_wall_clock.py). ``free_port`` and the helpers of
+tests/_servers.py start servers on loopback. The gateway's fixtures (``gateway_server``,
+``project``, ``model_server``, ``admin_world``, ``fake_upstream``) are in
+tests/integration/conftest.py.
 """
 
 from __future__ import annotations
@@ -11,8 +20,14 @@ import secrets
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from _clocks import ManualClock, wait_until
+from _servers import free_port
+
+if TYPE_CHECKING:
+    from genai import Client, Settings
 
 PG_ADMIN_URL = os.environ.get("GENAI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GENAI_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -25,14 +40,16 @@ def _guard_network() -> None:
     """Tests reach nothing but loopback: a connect elsewhere raises at once."""
     original = socket.socket.connect
 
-    def connect(self: socket.socket, address: object) -> object:
+    def connect(self: socket.socket, address: Any) -> None:
         if self.family in (socket.AF_INET, socket.AF_INET6):
             host = address[0] if isinstance(address, tuple) else address
             if host not in _LOOPBACK:
                 raise ConnectionRefusedError(f"tests may only reach loopback, not {address!r}")
-        return original(self, address)  # type: ignore[arg-type]
+        return original(self, address)
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
+    # A method patched on socket.socket, so `self` is one (the stub's slot is its base's,
+    # _socket.socket's, hence the assignment code).
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,12 +92,31 @@ def pg_url() -> Iterator[str]:
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``db_url`` runs on SQLite and on PostgreSQL, unless it (or its
+    module: ``pytestmark = pytest.mark.sqlite_only``) is marked ``sqlite_only``, or it
+    parametrizes ``db_url`` itself (``indirect=True``, with "sqlite" or "postgresql")."""
+    if "db_url" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("sqlite_only") is not None:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        if "db_url" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return
+    metafunc.parametrize("db_url", DATABASES, indirect=True)
+
+
+@pytest.fixture
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test that takes this runs on both SQLite and PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'genai.db'}"
-    return str(request.getfixturevalue("pg_url"))
+    """A SQLAlchemy URL of an empty database: SQLite under the test's tmp_path, or a fresh
+    PostgreSQL schema (see ``pytest_generate_tests`` for which a test gets)."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'genai.db'}"
 
 
 @pytest.fixture
@@ -95,29 +131,49 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(name="wait_until", scope="session")
+def _wait_until() -> Callable[..., bool]:
+    """The bounded polling helper of tests/_clocks.py (``from _clocks import wait_until``
+    works too)."""
+    return wait_until
+
+
+@pytest.fixture(name="free_port", scope="session")
+def _free_port() -> Callable[[], int]:
+    """``free_port()``: a loopback port nothing listens on now (tests/_servers.py)."""
+    return free_port
+
+
 @pytest.fixture
-def settings_factory(tmp_path: Path, db_url: str) -> Callable[..., object]:
+def clock() -> ManualClock:
+    """A clock that moves only by ``clock.advance(seconds)``: pass it as a component's
+    ``clock`` instead of sleeping until something expires."""
+    return ManualClock()
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path, db_url: str) -> Callable[..., Settings]:
     from genai import Settings
 
     def make(**overrides: object) -> Settings:
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "home": tmp_path / "home",
             "database_url": db_url,
             "user": "admin",
         }
         values.update(overrides)
-        return Settings(**values)  # type: ignore[arg-type]
+        return Settings(**values)
 
     return make
 
 
 @pytest.fixture
-def settings(settings_factory: Callable[..., object]) -> object:
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
     return settings_factory()
 
 
 @pytest.fixture
-def platform(settings: object) -> Iterator[Callable[..., object]]:
+def platform(settings: Settings) -> Iterator[Callable[..., Client]]:
     """An initialised platform whose first admin is ``admin``; call it to connect::
 
     admin = platform()              # the admin user
@@ -127,13 +183,13 @@ def platform(settings: object) -> Iterator[Callable[..., object]]:
     import genai
     from genai.store import Store
 
-    genai.init(settings, admin="admin")  # type: ignore[arg-type]
-    store = Store(settings.resolved_database_url)  # type: ignore[attr-defined]
+    genai.init(settings, admin="admin")
+    store = Store(settings.resolved_database_url)
     clients: list[genai.Client] = []
 
     def connect(user: str | None = None, *, api_key: str | None = None) -> genai.Client:
         client = genai.connect(
-            settings,  # type: ignore[arg-type]
+            settings,
             user=None if api_key else (user or "admin"),
             api_key=api_key,
             store=store,

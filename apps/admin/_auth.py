@@ -17,8 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from genai import Client, Settings
-from genai._context import Context
+from genai import Client, Context, Settings
 from genai.errors import AuthenticationError, Forbidden, ValidationError, error_body
 from genai.gateway import Gateway
 from genai.store import Store
@@ -173,13 +172,9 @@ class AdminAPI:
         """Drop what this gateway cached of the project (on its event loop): a changed key,
         member, quota or deployment takes effect with the next request."""
 
-        def drop() -> None:
-            if callers:
-                self.gateway.callers.invalidate(project_id=project_id)
-            if routes:
-                self.gateway.routes.invalidate(project_id)
-
-        anyio.from_thread.run_sync(drop)
+        anyio.from_thread.run_sync(
+            lambda: self.gateway.invalidate(project_id, callers=callers, routes=routes)
+        )
 
 
 def _given(credentials: HTTPAuthorizationCredentials | None) -> str:

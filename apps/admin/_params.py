@@ -21,10 +21,9 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genai._ids import MAX_ID, int_problem, iso_date
 from genai.errors import ValidationError, error_body
-from genai.gateway._checks import refuse_duplicate_keys
-from genai.gateway._openapi import error_responses
+from genai.gateway import error_responses, refuse_duplicate_keys
+from genai.validation import MAX_ID, int_problem, iso_date
 
 __all__ = [
     "ADMIN_ERRORS",

@@ -44,7 +44,7 @@ def calibrate_cmd(
 ) -> None:
     """The lowest threshold whose precision on labelled pairs reaches --precision."""
     from cache import LexicalVerifier, calibrate, load_pairs
-    from genai.models._embedders import SentenceTransformerEmbedder
+    from genai.models import SentenceTransformerEmbedder
 
     labelled = load_pairs(pairs)
     model = embedding_model or settings().embedding_model
@@ -104,7 +104,7 @@ def _cache() -> object:
     the gateway process; without GENAI_CHROMA_URL they are left to it (rows are the truth:
     a vector without its row is never served, and the gateway removes it when met)."""
     from cache import SemanticCache
-    from genai.models._embedders import create_embedder
+    from genai.models import create_embedder
     from genai.store import Store
     from genai.vectors import InMemoryVectorStore, create_vector_store
 

@@ -14,7 +14,6 @@ import os
 import secrets
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 import typer
@@ -23,8 +22,7 @@ from rich.table import Table
 
 from apps.cli._app import JsonOpt, app, client, settings
 from apps.cli._output import console, err, print_json
-from genai.dlp import Dlp, DlpKeys, Policy, ProjectPolicies, load_keys
-from genai.dlp import _policy as policy_module
+from genai.dlp import POLICY_EXAMPLE, Dlp, DlpKeys, Policy, ProjectPolicies, load_keys
 from genai.errors import ConfigError, UsageError
 
 dlp_app = typer.Typer(
@@ -181,8 +179,7 @@ def policy_show(
 ) -> None:
     """The project's DLP policy (every setting, defaults included)."""
     if example:
-        doc = policy_module.__doc__ or ""
-        sys.stdout.write(textwrap.dedent(doc[doc.index("    default_action:") :]).strip() + "\n")
+        sys.stdout.write(POLICY_EXAMPLE)
         return
     if project is None:
         raise UsageError("name a project: `genai dlp policy show PROJECT` (or give --example)")

@@ -40,7 +40,10 @@ def serve(
     adapter: list[str] = typer.Option(
         [], "--adapter", "-a", help="NAME=DIR or NAME=adapter:REF, repeatable."
     ),
-    backend: str = typer.Option("transformers", help="transformers, openai, vllm or extractive."),
+    backend: str = typer.Option(
+        "transformers",
+        help="transformers, openai, vllm, extractive, fake (scripted, for tests) or a plug-in's.",
+    ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     max_batch_size: int = typer.Option(16, min=1, help="Most requests decoded together."),
@@ -91,8 +94,7 @@ def serve_backend(
 ) -> None:
     import uvicorn
 
-    from genai.serving import ServerMetrics, create_app
-    from genai.serving._registry import RegistrySource
+    from genai.serving import RegistrySource, ServerMetrics, create_app
 
     metrics = ServerMetrics()
     source = None

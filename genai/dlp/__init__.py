@@ -10,14 +10,21 @@ reversibly for remote model calls.
   token ↔ original value, encrypted, expiring.
 - :class:`Restorer` and :class:`RestoringFilter` — tokens back to values, in whole texts,
   in streams split anywhere, and in tool-call arguments (JSON).
+- :class:`Detector` — Presidio with offline recognizers and a bundled NER; an app keeps its
+  loaded detectors in one :class:`Detectors` that its :class:`Dlp` objects share.
+- :func:`render`, :func:`blocked`, :func:`check_blocked` — planned findings
+  (:class:`Planned`) applied to a text, and the policy's blocks counted or refused.
 
 Importing this package loads no detection engine; Presidio loads on first detection.
 """
 
-from genai.dlp._anonymize import Planned, mask
+from genai.dlp._anonymize import Planned, blocked, check_blocked, mask, render
+from genai.dlp._detect import Detector, Finding
+from genai.dlp._detectors import Detectors
 from genai.dlp._keys import DlpKeys, load_keys
 from genai.dlp._policy import (
     ACTIONS,
+    POLICY_EXAMPLE,
     AccountNumberRecognizer,
     DenyListRecognizer,
     EntityRule,
@@ -33,14 +40,18 @@ from genai.dlp._vault import Assigned, MemoryVault, RedisVault, SqlVault, Vault
 __all__ = [
     "ACTIONS",
     "LOG_POLICY",
+    "POLICY_EXAMPLE",
     "WITHHELD",
     "AccountNumberRecognizer",
     "Anonymized",
     "Assigned",
     "DenyListRecognizer",
+    "Detector",
+    "Detectors",
     "Dlp",
     "DlpKeys",
     "EntityRule",
+    "Finding",
     "MemoryVault",
     "Planned",
     "Policy",
@@ -51,9 +62,12 @@ __all__ = [
     "RestoringFilter",
     "SqlVault",
     "Vault",
+    "blocked",
+    "check_blocked",
     "load_keys",
     "mask",
     "policy_from_options",
+    "render",
     "restore_response",
     "token_text",
 ]

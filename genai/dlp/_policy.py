@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import textwrap
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIONS",
+    "POLICY_EXAMPLE",
     "AccountNumberRecognizer",
     "DenyListRecognizer",
     "EntityRule",
@@ -47,6 +49,16 @@ __all__ = [
     "RegexRecognizer",
     "policy_from_options",
 ]
+
+
+def _example(doc: str | None, marker: str = "    default_action:") -> str:
+    if not doc or marker not in doc:
+        return ""
+    return textwrap.dedent(doc[doc.index(marker) :]).strip() + "\n"
+
+
+#: A policy file with every setting (YAML), as this module's docstring shows it.
+POLICY_EXAMPLE = _example(__doc__)
 
 Action = Literal["allow", "redact", "mask", "hash", "pseudonymise", "block"]
 ACTIONS: tuple[str, ...] = ("allow", "redact", "mask", "hash", "pseudonymise", "block")
@@ -181,7 +193,7 @@ class DenyListRecognizer(_Recognizer):
         import regex  # type: ignore[import-untyped,unused-ignore]  # presidio's engine
 
         flags = (regex.M | regex.S) if self.case_sensitive else (regex.I | regex.M | regex.S)
-        return p.PatternRecognizer(
+        recognizer: EntityRecognizer = p.PatternRecognizer(
             supported_entity=self.entity_type,
             name=f"deny_list:{self.entity_type}",
             supported_language=language,
@@ -190,6 +202,7 @@ class DenyListRecognizer(_Recognizer):
             context=list(self.context) or None,
             global_regex_flags=flags,
         )
+        return recognizer
 
 
 class RegexRecognizer(_Recognizer):

@@ -3,7 +3,7 @@
 The gateway's stages (``apps/_dlp.py``), RAG ingestion and fine-tuning data preparation
 all go through one :class:`Dlp`::
 
-    dlp = Dlp.from_settings(settings, store)
+    dlp = Dlp.from_settings(settings, store, detectors=detectors)  # the app's Detectors
     clean = dlp.redact_texts(documents, policy)              # before chunking or training
     result = dlp.anonymize(messages, policy, project_id=7, session=key)   # reversible
     dlp.restorer(result.mapping).text(answer)                 # back to the originals
@@ -13,8 +13,6 @@ all go through one :class:`Dlp`::
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ from genai.dlp._anonymize import (
     pseudonym_items,
     render,
 )
+from genai.dlp._detectors import Detectors
 from genai.dlp._keys import DlpKeys, load_keys
 from genai.dlp._policy import Policy
 from genai.dlp._restore import Restorer
@@ -45,13 +44,6 @@ WITHHELD = "[withheld: DLP could not check this text]"
 
 #: Log lines: every entity found is redacted, whatever the project's policy says.
 LOG_POLICY = Policy(default_action="redact", threshold=0.35)
-
-# Detectors are shared by every Dlp of the process (loading one takes seconds): one per
-# NER model, language and set of custom recognizers, the least recently used dropped.
-_DETECTORS: OrderedDict[tuple[str | None, str, str], Detector] = OrderedDict()
-_DETECTORS_LOCK = threading.Lock()
-_BUILDING: dict[tuple[str | None, str, str], threading.Lock] = {}
-_MAX_DETECTORS = 32
 
 
 class _WithholdText(logging.Filter):
@@ -109,7 +101,11 @@ class Anonymized:
 
 
 class Dlp:
-    """Detection (one detector per set of custom recognizers), keys and a vault."""
+    """Detection (one detector per set of custom recognizers), keys and a vault.
+
+    Detectors load in seconds: they are kept in ``detectors``, which the Dlp objects of an
+    app share (one is made for this Dlp alone when none is given).
+    """
 
     def __init__(
         self,
@@ -118,16 +114,20 @@ class Dlp:
         vault: Vault | None = None,
         ner: str | None = None,
         language: str = "en",
+        detectors: Detectors | None = None,
     ) -> None:
         self.keys = keys
         self.vault: Vault = vault if vault is not None else MemoryVault()
         self.ner = ner
         self.language = language
+        self.detectors = detectors if detectors is not None else Detectors()
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: Store | None = None) -> Dlp:
+    def from_settings(
+        cls, settings: Settings, store: Store | None = None, *, detectors: Detectors | None = None
+    ) -> Dlp:
         """The vault in Redis when ``GENAI_REDIS_URL`` is set, else in the metadata store
-        (``store``), else in this process."""
+        (``store``), else in this process; detectors kept in ``detectors``."""
         keys = load_keys(settings)
         vault: Vault
         if settings.redis_url:
@@ -136,43 +136,30 @@ class Dlp:
             vault = SqlVault(store, keys)
         else:
             vault = MemoryVault()
-        return cls(keys=keys, vault=vault, ner=settings.dlp_ner)
+        return cls(keys=keys, vault=vault, ner=settings.dlp_ner, detectors=detectors)
 
     # ------------------------------------------------------------ detection
 
     def detector(self, policy: Policy | None = None) -> Detector:
         """The detector with ``policy``'s custom recognizers (built once, then shared)."""
-        key = self._detector_key(policy)
-        with _DETECTORS_LOCK:
-            found = _DETECTORS.get(key)
-            if found is not None:
-                _DETECTORS.move_to_end(key)
-                return found
-            building = _BUILDING.setdefault(key, threading.Lock())
-        with building:  # one thread loads it; others wanting the same one wait, no one else
-            with _DETECTORS_LOCK:
-                found = _DETECTORS.get(key)
-            if found is None:
-                from genai.dlp._detect import Detector
 
-                quiet_detection_logs()
-                extra = policy.build_recognizers(self.language) if policy else []
-                found = Detector(ner=self.ner, extra_recognizers=extra, language=self.language)
-                found.warm()
-                with _DETECTORS_LOCK:
-                    _DETECTORS[key] = found
-                    _BUILDING.pop(key, None)
-                    if len(_DETECTORS) > _MAX_DETECTORS:
-                        _DETECTORS.popitem(last=False)
-        return found
+        def build() -> Detector:
+            from genai.dlp._detect import Detector
+
+            quiet_detection_logs()
+            extra = policy.build_recognizers(self.language) if policy else []
+            found = Detector(ner=self.ner, extra_recognizers=extra, language=self.language)
+            found.warm()
+            return found
+
+        return self.detectors.get(self._detector_key(policy), build)
 
     def warm(self, policy: Policy | None = None) -> None:
         self.detector(policy)
 
     def loaded(self, policy: Policy | None = None) -> bool:
         """Whether the detector for ``policy`` is built (``detector`` returns it at once)."""
-        with _DETECTORS_LOCK:
-            return self._detector_key(policy) in _DETECTORS
+        return self._detector_key(policy) in self.detectors
 
     def _detector_key(self, policy: Policy | None) -> tuple[str | None, str, str]:
         return (self.ner, self.language, policy.recognizer_key if policy is not None else "[]")

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import delete, func, select, update
@@ -25,7 +25,7 @@ from sqlalchemy import delete, func, select, update
 from genai.dlp._keys import DlpKeys
 from genai.errors import BackendError, ConfigError, ConflictError, ValidationError
 from genai.store import Store, mask_url
-from genai.store import _schema as t
+from genai.store import schema as t
 
 __all__ = ["Assigned", "MemoryVault", "RedisVault", "SqlVault", "Vault"]
 
@@ -194,12 +194,25 @@ class SqlVault:
 
     A session holds at most ``max_values`` values (each request reads and decrypts its
     session's whole mapping); expired rows go at the next assignment of their session and
-    in :meth:`purge_expired`."""
+    in :meth:`purge_expired`. Expiry times are stored as timestamps (every process on the
+    database compares them), so ``clock`` gives wall-clock seconds since the epoch
+    (``time.time``; injectable for tests)."""
 
-    def __init__(self, store: Store, keys: DlpKeys, *, max_values: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        keys: DlpKeys,
+        *,
+        max_values: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.keys = keys
         self.max_values = max_values
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
 
     def assign(
         self, project_id: int, session: str, items: Sequence[tuple[str, str]], *, ttl_s: int
@@ -227,7 +240,7 @@ class SqlVault:
         ttl_s: int,
     ) -> list[Any]:
         e = t.DlpVaultEntry
-        now = t.utcnow()
+        now = self._now()
         expires = now + timedelta(seconds=ttl_s)
         mine = (e.project_id == project_id, e.session_id == session)
         with self.store.session() as s:
@@ -282,7 +295,7 @@ class SqlVault:
                     select(e).where(
                         e.project_id == project_id,
                         e.session_id == session,
-                        e.expires_at > t.utcnow(),
+                        e.expires_at > self._now(),
                     )
                 ).scalars()
             )
@@ -295,9 +308,10 @@ class SqlVault:
 
     def purge_expired(self) -> int:
         e = t.DlpVaultEntry
+        now = self._now()
         with self.store.session() as s:
-            count = s.scalar(select(func.count()).where(e.expires_at <= t.utcnow())) or 0
-            s.execute(delete(e).where(e.expires_at <= t.utcnow()))
+            count = s.scalar(select(func.count()).where(e.expires_at <= now)) or 0
+            s.execute(delete(e).where(e.expires_at <= now))
         return int(count)
 
 

@@ -3,15 +3,34 @@
 Auth by project key, deployments as models, traffic policies (canary, A/B, bandit,
 shadow), retries, fallbacks and circuit breakers, quotas and rate limits, the usage
 ledger, metrics, and the stage protocols other packages plug into.
+
+For the routers and stages that apps build beside it: :func:`cpu_pool` (the process's fair
+CPU pool), :class:`UpstreamCredentials` (a target's upstream key, from project secrets or
+allowed variables), :func:`error_responses` and :func:`refuse_duplicate_keys` (the same
+OpenAPI error bodies and body checks as ``/v1``), and the usage ledger's :class:`Journal`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
+from genai.gateway._admission import cpu_pool
 from genai.gateway._app import create_gateway_app
+from genai.gateway._checks import refuse_duplicate_keys
+from genai.gateway._credentials import (
+    UpstreamCredentials,
+    env_not_allowed,
+    secret_not_set,
+    suggested_secret_name,
+)
 from genai.gateway._gateway import Gateway
+from genai.gateway._journal import Journal
 from genai.gateway._observe import GatewayMetrics
+from genai.gateway._openapi import error_responses
 from genai.gateway._options import GatewayOptions, Stages
 from genai.gateway._spec import (
     BanditConfig,
@@ -26,10 +45,14 @@ from genai.gateway._stages import (
     CachedAnswer,
     CacheFeedback,
     CacheStage,
+    DlpNote,
+    DlpStatus,
     GatewayRequest,
+    PerRequest,
     PreparedTarget,
     RequestStage,
     ResponseStage,
+    StageNotes,
     StreamFilter,
     TargetStage,
 )
@@ -46,22 +69,34 @@ __all__ = [
     "CircuitConfig",
     "Circuits",
     "DeploymentSpec",
+    "DlpNote",
+    "DlpStatus",
     "Gateway",
     "GatewayMetrics",
     "GatewayOptions",
     "GatewayRequest",
+    "Journal",
+    "PerRequest",
     "PreparedTarget",
     "Price",
     "RequestStage",
     "ResponseStage",
     "ShadowConfig",
+    "StageNotes",
     "Stages",
     "StreamFilter",
     "TargetSpec",
     "TargetStage",
+    "UpstreamCredentials",
+    "cpu_pool",
     "create_gateway",
     "create_gateway_app",
+    "env_not_allowed",
+    "error_responses",
     "parse_spec",
+    "refuse_duplicate_keys",
+    "secret_not_set",
+    "suggested_secret_name",
 ]
 
 
@@ -72,12 +107,19 @@ def create_gateway(
     options: GatewayOptions | None = None,
     store: Store | None = None,
     circuits: Circuits | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    now: Callable[[], datetime] | None = None,
 ) -> Gateway:
     """A gateway on the settings' store, with counters in Redis when ``GENAI_REDIS_URL`` is
     set (shared by every gateway process) and in this process otherwise, and its usage
     ledger journaled under ``GENAI_HOME/ledger`` (``options.ledger_journal``). Upstream keys
     come from the project secrets (under ``GENAI_SECRET_KEY``) and the operator's allowlist
-    of variables (``GENAI_SECRET_ENV_ALLOWLIST``) unless ``options`` name others."""
+    of variables (``GENAI_SECRET_ENV_ALLOWLIST``) unless ``options`` name others.
+
+    ``clock`` (seconds: cache and in-process counter expiry), ``sleep`` (retry backoff) and
+    ``now`` (UTC datetimes: quota windows) default to the real ones; a test passes a
+    :class:`genai.testing.ManualClock`, its ``sleep`` and its ``now``."""
     from genai.store import check_schema
 
     store = store or Store(settings.resolved_database_url, pool_size=10)
@@ -85,7 +127,7 @@ def create_gateway(
     counters = (
         AsyncRedisCounters(settings.redis_url, prefix=settings.redis_prefix)
         if settings.redis_url
-        else AsyncMemoryCounters()
+        else AsyncMemoryCounters(clock=clock)
     )
     options = options or GatewayOptions()
     if options.secrets is None:  # project secrets (api_key_secret) under the settings' key
@@ -97,14 +139,14 @@ def create_gateway(
         options = dataclasses.replace(options, secret_env_allowlist=allowed)
     journal = None
     if options.ledger_journal != "off":
-        from genai.gateway._journal import Journal
-
         journal = Journal(settings.home / "ledger", sync=options.ledger_journal)
     return Gateway(
         store,
-        AsyncQuotaEnforcer(counters),
+        AsyncQuotaEnforcer(counters, now=now),
         stages=stages,
         options=options,
         journal=journal,
         circuits=circuits,
+        clock=clock,
+        sleep=sleep,
     )

@@ -20,11 +20,11 @@ and never raise it (with the operator's set to none, the quota alone applies). T
 per process: behind N workers or replicas a project may have N times as many. A slot is
 held for the whole request, a stream until its last byte is sent or its client leaves.
 
-The CPU pool (:class:`~genai._pool.FairPool`, fair by worker time between projects, with
+The CPU pool (:class:`~genai.pool.FairPool`, fair by worker time between projects, with
 bounded queues: 429 for a project over its share, 503 when the process is full): the
 gateway's own embeddings, the cache's question embeddings, DLP detection, knowledge-bot
 retrieval and extractive answers run there as their project's jobs; while a request is
-admitted, :func:`genai._pool.offload` runs in that pool as the project's work.
+admitted, :func:`genai.pool.offload` runs in that pool as the project's work.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.responses import Response
 
-from genai._pool import FairPool, working_for
 from genai.errors import QuotaExceeded, ValidationError
 from genai.gateway._options import GatewayOptions
 from genai.gateway._stages import GatewayRequest
+from genai.pool import FairPool, working_for
 from genai.tenancy import QuotaLimits
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from genai.errors import AuthenticationError, GenAIError, error_body, http_status
+from genai.errors import AuthenticationError, GenAIError, error_body, http_headers, http_status
 from genai.gateway._endpoints import Endpoints
 from genai.gateway._gateway import Gateway
 from genai.gateway._http import ClientGone
@@ -63,11 +63,9 @@ def create_gateway_app(
 
     @app.exception_handler(GenAIError)
     async def _error(_: Request, error: GenAIError) -> JSONResponse:
-        headers = {}
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            headers["retry-after"] = str(max(1, int(retry_after + 0.999)))
-        return JSONResponse(error_body(error), status_code=http_status(error), headers=headers)
+        return JSONResponse(
+            error_body(error), status_code=http_status(error), headers=http_headers(error)
+        )
 
     @app.exception_handler(ClientGone)
     async def _gone(request: Request, error: ClientGone) -> Response:
@@ -77,7 +75,6 @@ def create_gateway_app(
     _operator_routes(app, gateway, settings)
     if admin is not None:
         admin(app, gateway)
-    app.state.extra = extra
     return app
 
 

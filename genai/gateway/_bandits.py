@@ -52,7 +52,7 @@ class Bandits:
         gives: the score less ``cost_weight`` times the answer's cost (from the ledger)."""
         from sqlalchemy import and_, case, func, select
 
-        from genai.store import _schema as t
+        from genai.store import schema as t
 
         f, u = t.Feedback, t.UsageRecord
         reward: Any = f.score

@@ -6,6 +6,7 @@ Each keeps at most ``max_entries`` (expired ones go first, then the oldest). Ent
 that time in every gateway process, at once in the process that made the change). A key's
 entry never outlives the key's own expiry. Bad keys are remembered briefly too, so a flood
 of them does not reach the database; concurrent misses for one key share one lookup.
+Seconds are those of ``clock`` (``time.monotonic`` unless a test passes its own).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, select
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 from genai.errors import AuthenticationError, GenAIError, NotFoundError, ValidationError
 from genai.gateway._spec import DeploymentSpec, parse_spec
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy import KEY_PATTERN, Principal, QuotaLimits, load_limits, verify_key
 
 __all__ = ["Caller", "CallerCache", "Route", "RouteTable"]
@@ -31,16 +32,20 @@ V = TypeVar("V")
 
 
 class _TTLCache(Generic[K, V]):
-    """A small TTL map with single-flight loading (one load per key at a time)."""
+    """A small TTL map with single-flight loading (one load per key at a time). Entries
+    expire in seconds of ``clock`` (injectable for tests)."""
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(
+        self, max_entries: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._entries: dict[K, tuple[float, V | GenAIError]] = {}
         self._loading: dict[K, asyncio.Future[V | GenAIError]] = {}
         self._max = max_entries
+        self._clock = clock
 
     async def get(self, key: K, load: Callable[[], Awaitable[tuple[V | GenAIError, float]]]) -> V:
         entry = self._entries.get(key)
-        if entry is not None and entry[0] > time.monotonic():
+        if entry is not None and entry[0] > self._clock():
             return _unwrap(entry[1])
         pending = self._loading.get(key)
         if pending is None:
@@ -50,7 +55,7 @@ class _TTLCache(Generic[K, V]):
                 value, ttl = await load()
                 if len(self._entries) >= self._max:
                     self._evict()
-                self._entries[key] = (time.monotonic() + ttl, value)
+                self._entries[key] = (self._clock() + ttl, value)
                 pending.set_result(value)
             except BaseException as error:
                 pending.set_exception(error)
@@ -71,7 +76,7 @@ class _TTLCache(Generic[K, V]):
         return len(self._entries)
 
     def _evict(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
         while len(self._entries) >= self._max:
             self._entries.pop(next(iter(self._entries)))
@@ -104,11 +109,12 @@ class CallerCache:
         ttl_s: float = 10.0,
         negative_ttl_s: float = 2.0,
         max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._ttl = ttl_s
         self._negative_ttl = negative_ttl_s
-        self._cache: _TTLCache[str, Caller] = _TTLCache(max_entries)
+        self._cache: _TTLCache[str, Caller] = _TTLCache(max_entries, clock=clock)
 
     async def resolve(self, key: str) -> Caller:
         if not KEY_PATTERN.match(key):
@@ -158,7 +164,6 @@ class Route:
     revision: int
     spec: DeploymentSpec | None
     problem: str = ""  # why the spec cannot route, when it cannot
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def usable(self) -> DeploymentSpec:
         if self.spec is None:
@@ -173,10 +178,17 @@ class Route:
 class RouteTable:
     """The newest revision of every deployment of a project, by name."""
 
-    def __init__(self, store: Store, *, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl_s: float = 5.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._ttl = ttl_s
-        self._cache: _TTLCache[int, dict[str, Route]] = _TTLCache(max_entries)
+        self._cache: _TTLCache[int, dict[str, Route]] = _TTLCache(max_entries, clock=clock)
 
     async def get(self, project_id: int, name: str) -> Route:
         routes = await self._cache.get(

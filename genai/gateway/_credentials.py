@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol, runtime_checkable
 
 from genai._crypto import Sealer
@@ -85,13 +86,14 @@ class UpstreamCredentials:
         allowlist: Collection[str] = (),
         ttl_s: float = 10.0,
         environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._sealer = sealer
         self.allowlist = frozenset(allowlist)
         self._ttl = ttl_s
         self._environ = os.environ if environ is None else environ
-        self._cache: _TTLCache[tuple[int, str], str | None] = _TTLCache(10_000)
+        self._cache: _TTLCache[tuple[int, str], str | None] = _TTLCache(10_000, clock=clock)
 
     async def key_for(
         self,

@@ -24,7 +24,7 @@ from genai.gateway._outcome import Outcome
 from genai.gateway._spec import DeploymentSpec
 from genai.gateway._stages import CacheFeedback, GatewayRequest
 from genai.gateway._targets import TargetCall, TargetFailed
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy import Action, Resource, UsageEvent, authorize
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ class Endpoints:
 
     async def models(self, http: Request) -> Response:
 
-        caller = await self.gateway.callers.resolve(bearer(http))
-        routes = await self.gateway.routes.all(caller.project_id)
+        caller = await self.gateway.caller(bearer(http))
+        routes = await self.gateway.routes(caller.project_id)
         created = int(time.time())
         ids = []
         for name, route in sorted(routes.items()):
@@ -71,7 +71,7 @@ class Endpoints:
         disconnects first cancels the work: its jobs not started yet never run."""
         g = self.gateway
         started = time.perf_counter()
-        caller = await g.callers.resolve(bearer(http))
+        caller = await g.caller(bearer(http))
         body = await json_body(http, g.options.max_body_bytes)
         model = check_request("embeddings", body)
         authorize(
@@ -99,16 +99,16 @@ class Endpoints:
             slot = g.admission.enter(call, caller.limits)  # size (400), in progress (429)
             return await unless_gone(http, self._embed(call, caller, texts, spec, started))
         except ClientGone:
-            g._record(call, caller, Outcome(status="cancelled"), started)
+            g.books.record(call, caller, Outcome(status="cancelled"), started)
             raise
         except GenAIError as error:
-            return g._refuse(error, call.request_id, "embeddings", call, Outcome(), started)
+            return g.books.refuse(error, call.request_id, "embeddings", call, Outcome(), started)
         finally:
             if slot is not None:
                 slot.leave()
 
     async def _embedding_spec(self, caller: Caller, model: str) -> DeploymentSpec:
-        spec = (await self.gateway.routes.get(caller.project_id, model)).usable()
+        spec = (await self.gateway.route(caller.project_id, model)).usable()
         if spec.kind != "embedding":
             raise ValidationError(
                 f"deployment {model!r} is not an embedding deployment", field="model"
@@ -241,7 +241,7 @@ class Endpoints:
         """``{"response_id": ..., "score": 0..1}`` (or ``"rating": "up" | "down"``)."""
 
         g = self.gateway
-        caller = await g.callers.resolve(bearer(http))
+        caller = await g.caller(bearer(http))
         body = await json_body(http, 64 << 10)
         check_feedback(body)
         rid = _request_id(body)
@@ -249,7 +249,7 @@ class Endpoints:
             caller.principal, Action.MODEL_INVOKE, Resource("response", rid, caller.project_id)
         )
         score = _score(body)
-        seen = g.recent.get(rid)
+        seen = g.books.answered(rid)
         if seen is None or seen[0] != caller.project_id:
             seen = await asyncio.to_thread(self._find, caller.project_id, rid)
         _, deployment, target, cost = seen
@@ -269,7 +269,7 @@ class Endpoints:
         cache = g.stages.cache
         if isinstance(cache, CacheFeedback):  # a wrong cached answer leaves the cache
             await cache.feedback(caller.project_id, rid, score)
-        route = (await g.routes.all(caller.project_id)).get(deployment)
+        route = (await g.routes(caller.project_id)).get(deployment)
         if route is not None and route.spec is not None and route.spec.policy == "bandit":
             bandit = await g.bandits.get(caller.project_id, deployment, route.spec)
             bandit.reward(target, score - route.spec.bandit.cost_weight * cost)

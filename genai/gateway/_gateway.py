@@ -9,8 +9,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -21,11 +20,10 @@ from genai.errors import (
     BackendError,
     GenAIError,
     NotFoundError,
-    error_body,
-    http_status,
 )
 from genai.gateway._admission import Admission, Slot, cpu_pool
 from genai.gateway._bandits import Bandits
+from genai.gateway._books import Books
 from genai.gateway._cache import Caller, CallerCache, Route, RouteTable
 from genai.gateway._checks import check_request
 from genai.gateway._credentials import UpstreamCredentials
@@ -42,16 +40,12 @@ from genai.gateway._http import (
     with_id,
 )
 from genai.gateway._journal import Journal
-from genai.gateway._ledger import LedgerWriter, UsageRow
-from genai.gateway._observe import GatewayMetrics, access_enabled, access_log, span
+from genai.gateway._ledger import LedgerWriter
+from genai.gateway._observe import GatewayMetrics, span
 from genai.gateway._options import GatewayOptions, Stages
 from genai.gateway._outcome import (
     Outcome,
-    access_record,
     account,
-    caller_of,
-    log_failure,
-    status_word,
 )
 from genai.gateway._spec import DeploymentSpec, TargetSpec
 from genai.gateway._stages import (
@@ -60,8 +54,9 @@ from genai.gateway._stages import (
 from genai.gateway._streaming import SseRelay, replay_events
 from genai.gateway._targets import TargetCall, TargetFailed, Targets
 from genai.gateway._traffic import Circuits, choose, plan_attempts
+from genai.pool import FairPool
 from genai.store import Store
-from genai.tenancy import Action, AsyncQuotaEnforcer, Resource, UsageEvent, authorize
+from genai.tenancy import Action, AsyncQuotaEnforcer, Resource, authorize
 
 __all__ = ["Gateway"]
 
@@ -69,6 +64,23 @@ log = logging.getLogger("genai.gateway")
 
 
 class Gateway:
+    """The request path of every ``/v1`` model call, and what it keeps between calls.
+
+    Built from its collaborators (``create_gateway`` wires them from settings): the
+    ``store`` (keys, deployments, the ledger's table), the ``quota`` enforcer (rate limits
+    and budgets on shared counters), the ``stages`` that ``apps/`` plugs in, the
+    ``options``, the ``metrics`` it reports to, the ledger's ``journal``, the ``circuits``
+    (breakers on an injectable clock), an ``rng`` (traffic splits, backoff jitter), the
+    ``clock`` its caches expire on (keys, routes, upstream credentials) and the ``sleep``
+    of its retry backoff (a test passes a :class:`genai.testing.ManualClock` and its
+    ``sleep``).
+
+    Other parts of the gateway read what they need through the read-only properties below
+    and act through its methods (:meth:`caller`, :meth:`route`, :meth:`invalidate`) and
+    its :attr:`books` (ledger rows, refusals); none of its state is assigned
+    from outside. :meth:`start` and :meth:`close` bracket its life (the app's lifespan).
+    """
+
     def __init__(
         self,
         store: Store,
@@ -80,43 +92,134 @@ class Gateway:
         rng: random.Random | None = None,
         journal: Journal | None = None,
         circuits: Circuits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.options = options or GatewayOptions()
-        self.store = store
-        self.quota = quota
-        self.stages = stages or Stages()
-        self.metrics = metrics or GatewayMetrics()
-        self.callers = CallerCache(store, ttl_s=self.options.key_cache_ttl_s)
-        self.routes = RouteTable(store, ttl_s=self.options.route_cache_ttl_s)
-        self.ledger = LedgerWriter(
-            store, interval_s=self.options.ledger_interval_s, journal=journal
+        self._options = options or GatewayOptions()
+        self._sleep = sleep
+        self._store = store
+        self._quota = quota
+        self._stages = stages or Stages()
+        self._metrics = metrics or GatewayMetrics()
+        self._callers = CallerCache(store, ttl_s=self._options.key_cache_ttl_s, clock=clock)
+        self._routes = RouteTable(store, ttl_s=self._options.route_cache_ttl_s, clock=clock)
+        self._ledger = LedgerWriter(
+            store, interval_s=self._options.ledger_interval_s, journal=journal
         )
-        self.targets = Targets(
-            self.stages.targets,
+        self._targets = Targets(
+            self._stages.targets,
             credentials=UpstreamCredentials(
                 store,
-                sealer=self.options.secrets,
-                allowlist=self.options.secret_env_allowlist,
-                ttl_s=self.options.key_cache_ttl_s,
+                sealer=self._options.secrets,
+                allowlist=self._options.secret_env_allowlist,
+                ttl_s=self._options.key_cache_ttl_s,
+                clock=clock,
             ),
         )
-        self.pool = self.stages.pool or cpu_pool(self.options)
-        self.admission = Admission(self.options, self.pool)
-        self.circuits = circuits if circuits is not None else Circuits()
-        self.bandits = Bandits(store)
-        self.recent: dict[
-            str, tuple[int, str, str, float]
-        ] = {}  # request id → project, deployment, target, cost
-        self.rng = rng or random.Random()
+        self._pool = self._stages.pool or cpu_pool(self._options)
+        self._admission = Admission(self._options, self._pool)
+        self._circuits = circuits if circuits is not None else Circuits()
+        self._bandits = Bandits(store)
+        self._books = Books(
+            ledger=self._ledger,
+            metrics=self._metrics,
+            quota=self._quota,
+            cache_header=self._stages.cache is not None,
+            max_recent=self._options.max_recent,
+        )
+        self._rng = rng or random.Random()
         self._shadows: set[asyncio.Task[None]] = set()
 
+    # ------------------------------------------------------------ what others read
+
+    @property
+    def options(self) -> GatewayOptions:
+        return self._options
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def quota(self) -> AsyncQuotaEnforcer:
+        return self._quota
+
+    @property
+    def stages(self) -> Stages:
+        return self._stages
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        return self._metrics
+
+    @property
+    def ledger(self) -> LedgerWriter:
+        """The usage ledger's writer (rows batched in the background, journaled first)."""
+        return self._ledger
+
+    @property
+    def targets(self) -> Targets:
+        """The deployments' targets: in-process backends, upstreams, target stages."""
+        return self._targets
+
+    @property
+    def pool(self) -> FairPool:
+        """The fair CPU pool that request work (DLP, cache, embeddings) runs in."""
+        return self._pool
+
+    @property
+    def admission(self) -> Admission:
+        return self._admission
+
+    @property
+    def circuits(self) -> Circuits:
+        return self._circuits
+
+    @property
+    def bandits(self) -> Bandits:
+        return self._bandits
+
+    # ------------------------------------------------------------ what others call
+
+    async def caller(self, key: str) -> Caller:
+        """The caller an API key is (cached), or an AuthenticationError."""
+        return await self._callers.resolve(key)
+
+    async def route(self, project_id: int, deployment: str) -> Route:
+        """The newest revision of one of the project's deployments, or a NotFoundError."""
+        return await self._routes.get(project_id, deployment)
+
+    async def routes(self, project_id: int) -> dict[str, Route]:
+        """The newest revision of every deployment of the project, by name."""
+        return await self._routes.all(project_id)
+
+    def invalidate(
+        self, project_id: int | None = None, *, callers: bool = True, routes: bool = True
+    ) -> None:
+        """Forget the cached callers (keys, members, quotas) and routes (deployments) of a
+        project, or of all: a change takes effect in this process with the next request."""
+        if callers:
+            self._callers.invalidate(project_id=project_id)
+        if routes:
+            self._routes.invalidate(project_id)
+
+    @property
+    def shadows_in_flight(self) -> int:
+        """Shadow comparisons still running in the background."""
+        return len(self._shadows)
+
+    @property
+    def books(self) -> Books:
+        """Its bookkeeping: ledger rows, metrics, spend, refusals, recent answers."""
+        return self._books
+
     async def start(self) -> None:
-        await self.targets.start()
-        await asyncio.to_thread(self.ledger.start)  # replays what a dead process journaled
-        if self.options.prewarm:
+        await self._targets.start()
+        await asyncio.to_thread(self._ledger.start)  # replays what a dead process journaled
+        if self._options.prewarm:
             for target in await asyncio.to_thread(self._local_targets):
                 try:
-                    await self.targets.warm(target)
+                    await self._targets.warm(target)
                 except Exception as error:  # a broken target fails its requests, not the gateway
                     log.warning("could not start target %s: %s", target.name, error)
 
@@ -125,9 +228,9 @@ class Gateway:
         from sqlalchemy import select
 
         from genai.gateway._spec import parse_spec
-        from genai.store import _schema as t
+        from genai.store import schema as t
 
-        with self.store.session() as s:
+        with self._store.session() as s:
             specs = s.scalars(select(t.Deployment.spec)).all()
         found: dict[str, TargetSpec] = {}
         for raw in specs:
@@ -136,7 +239,7 @@ class Gateway:
             except GenAIError:
                 continue
             for target in [*spec.targets, *spec.fallbacks]:
-                if target.backend and target.backend not in self.stages.targets:
+                if target.backend and target.backend not in self._stages.targets:
                     found.setdefault(f"{target.backend}{sorted(target.options.items())}", target)
         return list(found.values())
 
@@ -144,9 +247,9 @@ class Gateway:
         for task in list(self._shadows):
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, timeout=5)
-        await self.targets.close()
-        self.pool.close()  # queued CPU jobs are cancelled; running ones finish
-        await asyncio.to_thread(self.ledger.close)
+        await self._targets.close()
+        self._pool.close()  # queued CPU jobs are cancelled; running ones finish
+        await asyncio.to_thread(self._ledger.close)
 
     # ------------------------------------------------------------ entry
 
@@ -157,10 +260,10 @@ class Gateway:
         started = time.perf_counter()
         rid = os.urandom(12).hex()
         try:
-            caller = await self.callers.resolve(bearer(http))
-            body = await json_body(http, self.options.max_body_bytes)
+            caller = await self._callers.resolve(bearer(http))
+            body = await json_body(http, self._options.max_body_bytes)
         except GenAIError as error:
-            return self._refuse(error, rid, endpoint, None, Outcome(), started)
+            return self._books.refuse(error, rid, endpoint, None, Outcome(), started)
         return await unless_gone(http, self._answer(http, endpoint, caller, body, rid, started))
 
     async def _answer(
@@ -183,7 +286,7 @@ class Gateway:
                 Action.MODEL_INVOKE,
                 Resource("deployment", deployment, caller.project_id),
             )
-            route = await self.routes.get(caller.project_id, deployment)
+            route = await self._routes.get(caller.project_id, deployment)
             spec = route.usable()
             if adapter and adapter not in spec.adapters:
                 raise NotFoundError(f"The model `{model}` does not exist.")
@@ -204,11 +307,11 @@ class Gateway:
                     if k.startswith("x-genai-") or k == spec.sticky_header.lower()
                 },
             )
-            if self.stages.request:
-                call.extra["unchecked"] = True  # until every request stage has run (logs)
+            if self._stages.request:
+                call.notes.unchecked = True  # until every request stage has run (logs)
             # after the request is known, so that a refusal has its ledger row too
-            slot = self.admission.enter(call, caller.limits)  # size (400), in progress (429)
-            await self.quota.admit(caller.project_id, caller.project, caller.limits)
+            slot = self._admission.enter(call, caller.limits)  # size (400), in progress (429)
+            await self._quota.admit(caller.project_id, caller.project, caller.limits)
             with span(
                 "gateway.request",
                 {
@@ -217,22 +320,22 @@ class Gateway:
                     "genai.deployment": deployment,
                 },
             ):
-                for stage in self.stages.request:
+                for stage in self._stages.request:
                     await stage.before(call)
-                call.extra.pop("unchecked", None)
+                call.notes.unchecked = False
                 if call.stream:
                     stream = await self._stream(call, caller, route, spec, outcome, started)
                     return slot.until_sent(stream)  # the slot is held until it is sent
                 payload = await self._complete(call, caller, route, spec, outcome)
             response = Response(orjson.dumps(payload), media_type="application/json")
-            await self._durable(self._finish(call, caller, outcome, started, response, 200))
+            await self._books.answered_ok(call, caller, outcome, started, response)
             return response
         except GenAIError as error:
-            return self._refuse(error, rid, endpoint, call, outcome, started)
+            return self._books.refuse(error, rid, endpoint, call, outcome, started)
         except asyncio.CancelledError:  # the client left (or the server is stopping)
             if call is not None and not outcome.recorded:
                 outcome.status = "cancelled"
-                self._record(call, caller, outcome, started)
+                self._books.record(call, caller, outcome, started)
             raise
         finally:
             if slot is not None:
@@ -248,23 +351,17 @@ class Gateway:
         spec: DeploymentSpec,
         outcome: Outcome,
     ) -> dict[str, Any]:
-        _note_for_stages(call, route, outcome)
-        await self.targets.prepare(call, spec)
-        cache = self.stages.cache
-        if cache is not None:
-            hit = await cache.lookup(call)
-            self.metrics.cache.labels(call.project, "hit" if hit else "miss").inc()
-            if hit is not None:
-                outcome.cache_hit, outcome.status = True, "ok"
-                outcome.target = "cache"
-                payload = with_id(dict(hit.response), call)
-                return await self._after(call, payload)
-        target, payload = await self._attempts(call, spec, outcome, self.targets.complete)
+        hit = await self._cached(call, route, spec, outcome)
+        if hit is not None:
+            return hit
+        target, payload = await self._attempts(call, spec, outcome, self._targets.complete)
         account(outcome, target, payload.get("usage"))
+        call.notes.cost_usd = outcome.cost_usd
         payload = with_id(payload, call)
+        cache = self._stages.cache
         # the cache keeps the target's own answer (response stages run again on a hit, and
         # one may restore personal data the cache must not hold); so does a shadow compare
-        keep = self.stages.response and (cache is not None or spec.shadow is not None)
+        keep = self._stages.response and (cache is not None or spec.shadow is not None)
         raw = orjson.loads(orjson.dumps(payload)) if keep else payload
         payload = await self._after(call, payload)
         if cache is not None:
@@ -272,8 +369,26 @@ class Gateway:
         self._maybe_shadow(call, spec, target, text_of(raw))
         return payload
 
+    async def _cached(
+        self, call: GatewayRequest, route: Route, spec: DeploymentSpec, outcome: Outcome
+    ) -> dict[str, Any] | None:
+        """Before any target is called: note what the stages need to know, let the targets
+        prepare (they note what their answer depends on), then ask the cache. A hit's
+        answer, through the response stages; None on a miss or without a cache."""
+        call.notes.deployment_revision = route.revision
+        await self._targets.prepare(call, spec)
+        cache = self._stages.cache
+        if cache is None:
+            return None
+        hit = await cache.lookup(call)
+        self._metrics.cache.labels(call.project, "hit" if hit else "miss").inc()
+        if hit is None:
+            return None
+        outcome.cache_hit, outcome.status, outcome.target = True, "ok", "cache"
+        return await self._after(call, with_id(dict(hit.response), call))
+
     async def _after(self, call: GatewayRequest, payload: dict[str, Any]) -> dict[str, Any]:
-        for stage in reversed(self.stages.response):
+        for stage in reversed(self._stages.response):
             payload = await stage.after(call, payload)
         return payload
 
@@ -287,19 +402,19 @@ class Gateway:
         """The first target (chosen, then fallbacks) that answers, with retries on each."""
         bandit = None
         if spec.policy == "bandit":
-            bandit = await self.bandits.get(call.project_id, call.deployment, spec)
+            bandit = await self._bandits.get(call.project_id, call.deployment, spec)
         chosen = choose(
             spec,
             project=call.project,
             deployment=call.deployment,
             sticky_value=call.headers.get(spec.sticky_header.lower()),
             bandit=bandit,
-            rng=self.rng,
+            rng=self._rng,
         )
         failures: list[str] = []
         waits: list[float] = []
         for target in plan_attempts(spec, chosen):
-            circuit = self.circuits.get(target, spec)
+            circuit = self._circuits.get(target, spec)
             for attempt in range(spec.retries + 1):
                 if not circuit.allow():
                     failures.append(f"{target.name}: circuit open")
@@ -313,13 +428,13 @@ class Gateway:
                     raise
                 except TargetFailed as error:
                     circuit.failure()
-                    self.metrics.upstream_errors.labels(target.name, error.reason).inc()
+                    self._metrics.upstream_errors.labels(target.name, error.reason).inc()
                     failures.append(f"{target.name}: {error.message}")
                     if error.retry_after:
                         waits.append(error.retry_after)
                     if attempt < spec.retries and circuit.state != "open":
-                        await asyncio.sleep(
-                            backoff(spec.backoff_s, attempt, error.retry_after, self.rng)
+                        await self._sleep(
+                            backoff(spec.backoff_s, attempt, error.retry_after, self._rng)
                         )
                     continue
                 except GenAIError:
@@ -330,9 +445,9 @@ class Gateway:
                 outcome.upstream_s += elapsed
                 outcome.target = target.name
                 outcome.adapter = call.adapter or target.adapter or ""
-                self.metrics.upstream.labels(target.name).observe(elapsed)
+                self._metrics.upstream.labels(target.name).observe(elapsed)
                 return target, result
-            self.metrics.set_circuits(self.circuits.states())
+            self._metrics.set_circuits(self._circuits.states())
         outcome.status = "upstream_error"
         raise BackendError(
             f"deployment {call.deployment!r}: no target answered ({'; '.join(failures)})",
@@ -354,28 +469,22 @@ class Gateway:
         started: float,
     ) -> Response:
         wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
-        _note_for_stages(call, route, outcome)
-        await self.targets.prepare(call, spec)
-        cache = self.stages.cache
-        if cache is not None:
-            hit = await cache.lookup(call)
-            self.metrics.cache.labels(call.project, "hit" if hit else "miss").inc()
-            if hit is not None:
-                outcome.cache_hit, outcome.target = True, "cache"
-                payload = await self._after(call, with_id(dict(hit.response), call))
-                events = replay_events(payload, include_usage=wants_usage)
-                response = StreamingResponse(iterate(events), media_type="text/event-stream")
-                account(outcome, None, payload.get("usage"))
-                await self._durable(self._finish(call, caller, outcome, started, response, 200))
-                return response
+        hit = await self._cached(call, route, spec, outcome)
+        if hit is not None:
+            events = replay_events(hit, include_usage=wants_usage)
+            response = StreamingResponse(iterate(events), media_type="text/event-stream")
+            account(outcome, None, hit.get("usage"))
+            await self._books.answered_ok(call, caller, outcome, started, response)
+            return response
+        cache = self._stages.cache
         call.body["stream_options"] = {
             **(call.body.get("stream_options") or {}),
             "include_usage": True,
         }
-        target, events = await self._attempts(call, spec, outcome, self.targets.stream)
+        target, events = await self._attempts(call, spec, outcome, self._targets.stream)
 
         def filters() -> list[Any]:  # a chain per choice of the answer
-            made = (s.stream(call) for s in reversed(self.stages.response))
+            made = (s.stream(call) for s in reversed(self._stages.response))
             return [f for f in made if f is not None]
 
         relay = SseRelay(
@@ -394,7 +503,8 @@ class Gateway:
                 if relay.error is not None:
                     outcome.status = "upstream_error"
                 account(outcome, target, relay.usage)
-                recorded.append(self._record(call, caller, outcome, started))
+                call.notes.cost_usd = outcome.cost_usd
+                recorded.append(self._books.record(call, caller, outcome, started))
             return recorded[0]
 
         async def body() -> AsyncIterator[bytes]:
@@ -402,7 +512,7 @@ class Gateway:
                 async for chunk in events:
                     out = relay.feed(chunk)
                     if relay.done:  # the answer is whole: billed before its last event leaves
-                        await self._durable(settle())
+                        await self._books.durable(settle())
                     for event in out:
                         yield event
                 if not relay.done and relay.error is None:
@@ -412,8 +522,8 @@ class Gateway:
                 raise
             except (TargetFailed, GenAIError) as error:
                 outcome.status = "upstream_error"
-                self.metrics.upstream_errors.labels(target.name, "mid_stream").inc()
-                await self._durable(settle())
+                self._metrics.upstream_errors.labels(target.name, "mid_stream").inc()
+                await self._books.durable(settle())
                 yield error_event(error, call)
             finally:
                 with contextlib.suppress(BaseException):
@@ -429,137 +539,18 @@ class Gateway:
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-        self._headers(response, call, outcome, started)
-        self.metrics.requests.labels(call.project, call.deployment, call.endpoint, "200").inc()
-        return response
-
-    # ------------------------------------------------------------ bookkeeping
-
-    def _finish(
-        self,
-        call: GatewayRequest,
-        caller: Caller,
-        outcome: Outcome,
-        started: float,
-        response: Response,
-        status: int,
-    ) -> int:
-        """Headers, metrics and the ledger row of an answer; the row's ledger ticket."""
-        self._headers(response, call, outcome, started)
-        self.metrics.requests.labels(
-            call.project, call.deployment, call.endpoint, str(status)
-        ).inc()
-        return self._record(call, caller, outcome, started)
-
-    async def _durable(self, ticket: int) -> None:
-        """Wait until a ledger row is on disk (the journal's fsync), if it is not yet."""
-        if self.ledger.must_wait(ticket):
-            await self.ledger.durable(ticket)
-
-    def _headers(
-        self, response: Response, call: GatewayRequest, outcome: Outcome, started: float
-    ) -> None:
-        total = time.perf_counter() - started
-        overhead = max(0.0, total - outcome.upstream_s)
-        response.headers["x-request-id"] = call.request_id
-        response.headers["x-genai-overhead-ms"] = f"{overhead * 1000:.2f}"
-        if self.stages.cache is not None:
-            response.headers["x-genai-cache"] = "hit" if outcome.cache_hit else "miss"
-        self.metrics.latency.labels(call.endpoint).observe(total)
-        self.metrics.overhead.observe(overhead)
-
-    def _record(
-        self, call: GatewayRequest, caller: Caller, outcome: Outcome, started: float
-    ) -> int:
-        """Write the request's ledger row (journaled at once); its ledger ticket."""
-        outcome.recorded = True
-        latency_ms = (time.perf_counter() - started) * 1000
-        event = UsageEvent(
-            ts=datetime.now(UTC),
-            model=call.deployment,
-            target=outcome.target,
-            adapter=outcome.adapter,
-            prompt_version=call.prompt_version,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            cost_usd=outcome.cost_usd,
-            gpu_seconds=outcome.gpu_seconds,
-            latency_ms=latency_ms,
-            cache_hit=outcome.cache_hit,
-            status=outcome.status,
-            request_id=call.request_id,
-        )
-        ticket = self.ledger.add(
-            UsageRow(caller.project_id, event, caller.principal.label, caller.principal.key_id)
-        )
-        self.metrics.ledger_pending.set(self.ledger.pending)
-        self.metrics.tokens.labels(call.project, "prompt").inc(outcome.prompt_tokens)
-        self.metrics.tokens.labels(call.project, "completion").inc(outcome.completion_tokens)
-        if not outcome.cache_hit and outcome.status == "ok":
-            self._remember(call, outcome)
-            task = asyncio.ensure_future(
-                self.quota.record_spend(
-                    caller.project_id,
-                    tokens=outcome.prompt_tokens + outcome.completion_tokens,
-                    cost_usd=outcome.cost_usd,
-                )
-            )
-            task.add_done_callback(log_failure)
-        if access_enabled():
-            access_log(access_record(call, outcome, latency_ms))
-        return ticket
-
-    def _remember(self, call: GatewayRequest, outcome: Outcome) -> None:
-        self.recent[call.request_id] = (
-            call.project_id,
-            call.deployment,
-            outcome.target,
-            outcome.cost_usd,
-        )
-        if len(self.recent) > self.options.max_recent:  # the oldest tenth goes
-            for key in list(self.recent)[: max(1, self.options.max_recent // 10)]:
-                del self.recent[key]
-
-    def _refuse(
-        self,
-        error: GenAIError,
-        rid: str,
-        endpoint: str,
-        call: GatewayRequest | None,
-        outcome: Outcome,
-        started: float,
-    ) -> Response:
-        status = http_status(error)
-        if isinstance(error, BackendError) and error.status in (502, 503, 504):
-            status = error.status
-        response = Response(
-            orjson.dumps(error_body(error)), status_code=status, media_type="application/json"
-        )
-        response.headers["x-request-id"] = rid
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            response.headers["retry-after"] = str(max(1, int(retry_after + 0.999)))
-        project = call.project if call else ""
-        self.metrics.requests.labels(
-            project, call.deployment if call else "", endpoint, str(status)
-        ).inc()
-        if call is not None:
-            outcome.status = outcome.status if outcome.status != "ok" else status_word(status)
-            self._record(call, caller_of(call), outcome, started)
-        else:
-            access_log(
-                {"request_id": rid, "endpoint": endpoint, "status": status, "error": error.code}
-            )
+        self._books.headers(response, call, outcome, started)
+        self._metrics.requests.labels(call.project, call.deployment, call.endpoint, "200").inc()
         return response
 
     def _maybe_shadow(
         self, call: GatewayRequest, spec: DeploymentSpec, primary: TargetSpec, text: str
     ) -> None:
         shadow = spec.shadow
-        if shadow is None or self.rng.random() >= shadow.sample:
+        if shadow is None or self._rng.random() >= shadow.sample:
             return
-        if len(self._shadows) >= self.options.max_shadow_in_flight:
-            self.metrics.shadow.labels("dropped").inc()
+        if len(self._shadows) >= self._options.max_shadow_in_flight:
+            self._metrics.shadow.labels("dropped").inc()
             return
         from genai.gateway._shadow import run_shadow
 
@@ -569,10 +560,3 @@ class Gateway:
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
 
-
-def _note_for_stages(call: GatewayRequest, route: Route, outcome: Outcome) -> None:
-    """What stages may read of the gateway's own state: the deployment's revision (a new
-    revision may route to another model: the cache partitions by it) and the request's
-    outcome (what the answer cost, by the time a cache stage stores it)."""
-    call.extra["deployment_revision"] = route.revision
-    call.extra["outcome"] = outcome

@@ -110,7 +110,7 @@ async def json_body(http: Request, limit: int) -> Any:
 def backoff(base: float, attempt: int, retry_after: float | None, rng: random.Random) -> float:
     if retry_after is not None and retry_after <= 5:
         return retry_after
-    return base * (2**attempt) * (0.5 + rng.random())
+    return base * 2.0**attempt * (0.5 + rng.random())
 
 
 def response_id(call: GatewayRequest) -> str:

@@ -32,7 +32,7 @@ from sqlalchemy import insert, select
 from genai.errors import ConflictError
 from genai.gateway._journal import Journal, orphans
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy import UsageEvent, write_usage
 
 __all__ = ["LedgerWriter", "UsageRow"]

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from genai._crypto import Sealer
-from genai._pool import FairPool
 from genai.gateway._stages import CacheStage, RequestStage, ResponseStage, TargetStage
+from genai.pool import FairPool
 
 __all__ = ["GatewayOptions", "Stages"]
 

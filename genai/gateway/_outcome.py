@@ -72,10 +72,10 @@ def access_record(call: GatewayRequest, outcome: Outcome, latency_ms: float) -> 
     if call.project_options.get("prompt_logging"):
         # a stage may leave a copy fit for logs (DLP: personal data scrubbed); a request
         # refused before the request stages (DLP among them) finished is not logged
-        if call.extra.get("unchecked"):
+        if call.notes.unchecked:
             record["request"] = "[withheld: refused before the request stages ran]"
         else:
-            record["request"] = call.extra.get("log_request") or {
+            record["request"] = call.notes.log_request or {
                 k: v for k, v in call.body.items() if k in ("messages", "prompt", "input")
             }
     return record

@@ -7,6 +7,7 @@ recorded; the texts themselves only when the project enables ``prompt_logging``.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import time
@@ -16,7 +17,7 @@ from genai.gateway._http import text_of
 from genai.gateway._spec import DeploymentSpec, TargetSpec
 from genai.gateway._stages import GatewayRequest
 from genai.gateway._targets import TargetCall
-from genai.store import _schema as t
+from genai.store import schema as t
 
 if TYPE_CHECKING:
     from genai.gateway._gateway import Gateway
@@ -42,7 +43,7 @@ async def run_shadow(
     primary: str,
     primary_text: str,
 ) -> None:
-    mirrored = GatewayRequest(**{**call.__dict__, "body": {**call.body, "stream": False}})
+    mirrored = dataclasses.replace(call, body={**call.body, "stream": False})
     mirrored.body.pop("stream_options", None)
     started = time.perf_counter()
     values = {

@@ -11,9 +11,10 @@ The gateway works with none configured. ``apps/`` wires implementations from ``p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from genai.gateway._spec import TargetSpec
 from genai.tenancy import Principal
@@ -22,14 +23,80 @@ __all__ = [
     "CacheFeedback",
     "CacheStage",
     "CachedAnswer",
+    "DlpNote",
+    "DlpStatus",
     "GatewayRequest",
+    "PerRequest",
     "PreparedTarget",
     "RequestStage",
     "ResponseStage",
+    "StageNotes",
     "StreamFilter",
     "TargetStage",
     "ToolCallFilter",
 ]
+
+
+T = TypeVar("T")
+
+DlpStatus = Literal["protected", "degraded", "failed_open"]
+
+
+@dataclass(frozen=True)
+class DlpNote:
+    """What a DLP request stage did to a request: ``protected`` (checked, personal data
+    replaced as the policy says), ``degraded`` (checked by a fallback detector), or
+    ``failed_open`` (sent unchecked: the detector failed and the policy fails open; such a
+    request may hold raw personal data, so no cache may keep it)."""
+
+    status: DlpStatus
+    counts: Mapping[str, int] = field(default_factory=dict)  # entity type → values replaced
+
+    def __repr__(self) -> str:  # never the values
+        return f"<DlpNote {self.status} {dict(self.counts)}>"
+
+
+@dataclass(eq=False)
+class StageNotes:
+    """What the gateway and its stages tell each other about one request, field by field.
+
+    Each field has one writer and says who reads it; a stage that needs to tell another
+    something new adds a typed field here (an agent target its run, an eval judge its
+    verdict), never an untyped side channel. A stage's state between its own two calls
+    (a cache's plan from lookup to store) stays with the stage: see :class:`PerRequest`.
+    """
+
+    #: gateway → prompt log: True until every request stage has run; a request refused
+    #: before then is logged as withheld (it may hold text no DLP stage checked)
+    unchecked: bool = False
+    #: gateway → cache: the deployment's revision that routes this request (a new revision
+    #: may route to another model, so the cache partitions by it)
+    deployment_revision: int | None = None
+    #: gateway → cache: what the target's answer cost, set before the cache stores it (a
+    #: hit saves that much)
+    cost_usd: float = 0.0
+    #: DLP → cache, DLP response stage: what DLP did (None: no DLP stage checked it)
+    dlp: DlpNote | None = None
+    #: DLP → prompt log: a copy of the request fit for logs (personal data scrubbed)
+    log_request: dict[str, Any] | None = None
+    #: knowledge targets → cache, ledger: the knowledge-base versions the answer draws on
+    #: (``kb-name@version``, sorted, joined by ``;``; the cache partitions by it)
+    kb_version: str = ""
+
+
+class PerRequest(Generic[T]):
+    """A stage's own typed state for each request, between its calls (e.g. a cache's plan
+    from ``lookup`` to ``store``): private to the stage that holds it, gone with the
+    request. A mirrored request (a shadow's copy) shares its original's state."""
+
+    def __init__(self) -> None:
+        self._values: weakref.WeakKeyDictionary[StageNotes, T] = weakref.WeakKeyDictionary()
+
+    def set(self, request: GatewayRequest, value: T) -> None:
+        self._values[request.notes] = value
+
+    def get(self, request: GatewayRequest) -> T | None:
+        return self._values.get(request.notes)
 
 
 @dataclass
@@ -48,7 +115,7 @@ class GatewayRequest:
     prompt_version: str = ""  # set by a prompt-rendering stage
     session_id: str | None = None  # the caller's conversation (x-genai-session header)
     headers: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # stages' own notes
+    notes: StageNotes = field(default_factory=StageNotes)  # what stages tell each other
 
     @property
     def stream(self) -> bool:
@@ -140,7 +207,7 @@ class TargetStage(Protocol):
 @runtime_checkable
 class PreparedTarget(Protocol):
     """A target stage whose answer depends on more than the request: before the cache is
-    looked up it notes what (``request.prompt_version``, ``request.extra["kb_version"]``),
+    looked up it notes what (``request.prompt_version``, ``request.notes.kb_version``),
     so that the cache partitions by it and the ledger records it. Called for each target
     and fallback of the deployment that this stage serves; an error refuses the request."""
 

@@ -1,11 +1,30 @@
 """Model backends: the ``LLMBackend`` and ``Embedder`` protocols, their types, and the
 registry that builds a backend by name (``transformers``, ``openai``, ``vllm``,
-``extractive``, or a third party's through the ``genai.llm_backends`` entry point).
+``extractive``, ``fake`` — :class:`genai.testing.FakeLLM`, scripted, for tests — or a third
+party's through the ``genai.llm_backends`` entry point).
 
-Backends import their heavy dependencies when built, never when this package is imported.
+Embedders are found the same way: :data:`EMBEDDERS` (``sentence-transformers``, or a third
+party's through the ``genai.embedders`` entry point), built by :func:`create_embedder`.
+:mod:`genai.plugins` describes the registries.
+
+Backends import their heavy dependencies when built, never when this package is imported
+(:class:`OpenAIBackend` itself is imported on first use of the name).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from genai.models._embedders import (
+    BUNDLED_EMBEDDING_MODEL,
+    DEFAULT_EMBEDDER,
+    SentenceTransformerEmbedder,
+    create_embedder,
+)
+from genai.models._extractive import NO_CONTEXT_ANSWER, NO_MATCH_ANSWER, ExtractiveBackend
 from genai.models._protocols import (
+    EMBEDDERS,
+    LLM_BACKENDS,
     Embedder,
     LLMBackend,
     backend_names,
@@ -24,19 +43,51 @@ from genai.models._types import (
     ToolCall,
 )
 
+if TYPE_CHECKING:
+    from genai.models._openai import OpenAIBackend
+    from genai.models._vllm import VLLMBackend
+
 __all__ = [
+    "BUNDLED_EMBEDDING_MODEL",
+    "DEFAULT_EMBEDDER",
+    "EMBEDDERS",
+    "LLM_BACKENDS",
+    "NO_CONTEXT_ANSWER",
+    "NO_MATCH_ANSWER",
     "ChatMessage",
     "ContextPassage",
     "Embedder",
+    "ExtractiveBackend",
     "FinishReason",
     "Generation",
     "GenerationChunk",
     "GenerationRequest",
     "LLMBackend",
     "LoadedAdapter",
+    "OpenAIBackend",
     "SamplingParams",
+    "SentenceTransformerEmbedder",
     "ToolCall",
+    "VLLMBackend",
     "backend_names",
     "create_backend",
+    "create_embedder",
     "register_backend",
 ]
+
+# Backends whose modules import more than this package should: imported on first use.
+_LAZY = {
+    "OpenAIBackend": "genai.models._openai",
+    "VLLMBackend": "genai.models._vllm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genai.models' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

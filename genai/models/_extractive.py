@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from genai._pool import offload
 from genai.errors import NotFoundError, ValidationError
 from genai.models._embedders import BUNDLED_EMBEDDING_MODEL, SentenceTransformerEmbedder
 from genai.models._protocols import Embedder
@@ -32,6 +31,7 @@ from genai.models._types import (
     LoadedAdapter,
     SamplingParams,
 )
+from genai.pool import offload
 
 __all__ = [
     "NO_CONTEXT_ANSWER",
@@ -346,7 +346,7 @@ class ExtractiveBackend:
             completion_tokens=answer.completion_tokens,
         )
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         answer = await offload(self._answer, request)
         for word in re.findall(r"\s*\S+|\s+", answer.text):
             yield GenerationChunk(text=word)

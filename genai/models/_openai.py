@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -59,7 +60,8 @@ class OpenAIBackend:
     accepted), ``model`` the base model to use when the server lists several (by default
     the one model it lists without a ``parent``), ``api_key`` is sent as a bearer token,
     ``headers`` are added to every request and ``timeout`` bounds each connect, read and
-    write in seconds (for streams: the wait for each piece).
+    write in seconds (for streams: the wait for each piece). ``clock`` is the wall clock
+    (seconds since the epoch) an HTTP-date ``Retry-After`` is counted from.
     """
 
     def __init__(
@@ -70,8 +72,10 @@ class OpenAIBackend:
         api_key: str | None = None,
         timeout: float = 60.0,
         headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._root = _root_url(base_url)
+        self._clock = clock
         if timeout <= 0:
             raise ValidationError(f"timeout must be positive, not {timeout}", field="timeout")
         self._configured = model
@@ -130,7 +134,7 @@ class OpenAIBackend:
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise self._garbage(path, f"an unexpected response ({exc!r})") from exc
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         client = self._require_client()
         path, body = self._body(request, stream=True)
         state = _StreamState()
@@ -319,7 +323,7 @@ class OpenAIBackend:
         return self._error(
             response.status_code,
             _message_of(_json_or_text(response)),
-            _retry_after(response.headers),
+            _retry_after(response.headers, now=self._clock),
             path,
         )
 

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -191,8 +191,11 @@ def _message_of(body: Any) -> str:
     return str(body).strip()[:500] or "(no message)"
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
+def _retry_after(
+    headers: httpx.Headers, *, now: Callable[[], float] = time.time
+) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds, or an HTTP date compared with the
+    wall-clock ``now()``) or ``retry-after-ms``."""
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         value = headers.get(name)
         if not value:
@@ -202,7 +205,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
         except ValueError:
             pass
         try:
-            return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+            return max(email.utils.parsedate_to_datetime(value).timestamp() - now(), 0.0)
         except (TypeError, ValueError):
             pass
     return None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
-from genai.errors import UnknownBackendError
 from genai.models._types import Generation, GenerationChunk, GenerationRequest, LoadedAdapter
+from genai.plugins import Registry
 
 __all__ = [
+    "EMBEDDERS",
+    "LLM_BACKENDS",
     "Embedder",
     "LLMBackend",
     "backend_names",
@@ -65,6 +66,11 @@ class Embedder(Protocol):
     """Text → unit-length vectors."""
 
     @property
+    def model_name(self) -> str:
+        """The embedding model's name: vectors of two names never share a collection."""
+        ...
+
+    @property
     def dimension(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> Any:
@@ -91,39 +97,40 @@ async def collect(chunks: AsyncIterator[GenerationChunk]) -> Generation:
 
 
 BackendFactory = Callable[..., LLMBackend]
-_BACKENDS: dict[str, BackendFactory | str] = {
-    "transformers": "genai.models.transformers:TransformersBackend",
-    "openai": "genai.models._openai:OpenAIBackend",
-    "vllm": "genai.models._vllm:VLLMBackend",
-    "extractive": "genai.models._extractive:ExtractiveBackend",
-}
-_ENTRY_POINT_GROUP = "genai.llm_backends"
+
+#: LLM backends by name; third parties add theirs under the ``genai.llm_backends`` entry
+#: point group (a factory called with the backend's options, e.g. a class).
+LLM_BACKENDS: Registry[LLMBackend] = Registry(
+    "LLM",
+    group="genai.llm_backends",
+    builtins={
+        "transformers": "genai.models.transformers:TransformersBackend",
+        "openai": "genai.models._openai:OpenAIBackend",
+        "vllm": "genai.models._vllm:VLLMBackend",
+        "extractive": "genai.models._extractive:ExtractiveBackend",
+        "fake": "genai.testing._fake_llm:FakeLLM",  # scripted replies, for tests
+    },
+)
+
+
+#: Embedders by name; third parties add theirs under the ``genai.embedders`` entry point
+#: group (a factory called with ``model=`` the model to load, and any other options).
+EMBEDDERS: Registry[Embedder] = Registry(
+    "embedder",
+    group="genai.embedders",
+    builtins={"sentence-transformers": "genai.models._embedders:SentenceTransformerEmbedder"},
+)
 
 
 def register_backend(name: str, factory: BackendFactory | str) -> None:
     """Make a backend available by name (a callable, or ``"module:attribute"``)."""
-    _BACKENDS[name] = factory
-
-
-def _discover() -> None:
-    for entry in entry_points(group=_ENTRY_POINT_GROUP):
-        _BACKENDS.setdefault(entry.name, entry.value)
+    LLM_BACKENDS.register(name, factory)
 
 
 def backend_names() -> list[str]:
-    _discover()
-    return sorted(_BACKENDS)
+    return LLM_BACKENDS.names()
 
 
 def create_backend(name: str, /, **options: Any) -> LLMBackend:
     """Build the backend registered as ``name`` with its keyword options (not started)."""
-    _discover()
-    factory = _BACKENDS.get(name)
-    if factory is None:
-        raise UnknownBackendError("LLM", name, list(_BACKENDS))
-    if isinstance(factory, str):
-        module_name, _, attribute = factory.partition(":")
-        module = __import__(module_name, fromlist=[attribute])
-        factory = getattr(module, attribute)
-        _BACKENDS[name] = factory
-    return factory(**options)
+    return LLM_BACKENDS.create(name, **options)

@@ -13,7 +13,7 @@ import itertools
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from genai.errors import (
@@ -159,7 +159,7 @@ class VLLMBackend:
     async def generate(self, request: GenerationRequest) -> Generation:
         return await collect(self.stream(request))
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         engine = self._require_engine()
         if request.tools:
             raise ValidationError(

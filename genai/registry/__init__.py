@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from genai.registry._artifacts import ArtifactStore
+from genai.registry._artifacts import MANIFEST_KIND, ArtifactStore
 from genai.registry._catalog import Adapters, Deployments, Models, Prompts
 from genai.registry._datasets import Datasets
 from genai.registry._lineage import Aliases, Lineage
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KINDS",
+    "MANIFEST_KIND",
     "ActiveRun",
     "AdapterVersion",
     "Adapters",

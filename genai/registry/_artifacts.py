@@ -27,8 +27,8 @@ from typing import IO, Any
 
 import fsspec
 
-from genai._private import PRIVATE_FILE, private_dir, tighten
 from genai.errors import ArtifactIntegrityError, NotFoundError, ValidationError
+from genai.files import PRIVATE_FILE, private_dir, tighten
 
 __all__ = ["MANIFEST_KIND", "ArtifactStore"]
 

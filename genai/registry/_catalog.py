@@ -21,7 +21,7 @@ from genai.registry._types import (
     PromptVersionInfo,
 )
 from genai.registry._versioned import VersionedAPI, WriteScope
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy._quotas import load_limits
 from genai.tenancy._rbac import Action
 

@@ -24,7 +24,7 @@ from genai.errors import ConflictError, ValidationError
 from genai.registry._refs import aliases_of
 from genai.registry._types import DatasetVersion
 from genai.registry._versioned import VersionedAPI
-from genai.store import _schema as t
+from genai.store import schema as t
 
 __all__ = ["Datasets"]
 

@@ -13,7 +13,7 @@ from genai._names import check_resource_name
 from genai.errors import NotFoundError, ValidationError
 from genai.registry._refs import KINDS, VERSIONED, Ref, label, resolve
 from genai.registry._types import AliasChange, LineageEdgeInfo, LineageGraph
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy._rbac import Action, Principal, Resource, authorize
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from genai._ids import int_problem
 from genai.errors import NotFoundError, ValidationError
-from genai.store import _schema as t
+from genai.store import schema as t
 
 __all__ = [
     "KINDS",

@@ -16,7 +16,7 @@ from genai._names import check_metric_name, check_resource_name
 from genai.errors import ConflictError, ValidationError
 from genai.registry._refs import KINDS, Ref, add_edge, label, lock_project, resolve
 from genai.registry._types import EvalRunInfo, MetricPoint, RunInfo
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy._rbac import Action
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from genai._names import check_resource_name
 from genai.registry._refs import VERSIONED, Ref, aliases_of, lock_project, next_version, resolve
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy._rbac import Action, Principal
 
 if TYPE_CHECKING:

@@ -13,7 +13,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from genai.errors import GenAIError, NotFoundError, ValidationError, error_body, http_status
+from genai.errors import (
+    GenAIError,
+    NotFoundError,
+    ValidationError,
+    error_body,
+    http_headers,
+    http_status,
+)
 from genai.models import Generation, GenerationRequest, LLMBackend
 from genai.serving._metrics import ServerMetrics
 from genai.serving._render import prime, render_response, render_sse
@@ -45,8 +52,10 @@ def create_app(
     metrics: ServerMetrics | None = None,
     resolve_adapter: AdapterResolver | None = None,
     max_body_bytes: int = 8 << 20,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
-    """The FastAPI app serving ``backend``; it starts and closes the backend with itself."""
+    """The FastAPI app serving ``backend``; it starts and closes the backend with itself.
+    Latencies in ``metrics`` are seconds of ``clock`` (injectable for tests)."""
     metrics = metrics or ServerMetrics()
 
     @contextlib.asynccontextmanager
@@ -69,7 +78,9 @@ def create_app(
 
     @app.exception_handler(GenAIError)
     async def _genai_error(_: Request, error: GenAIError) -> JSONResponse:
-        return JSONResponse(error_body(error), status_code=http_status(error))
+        return JSONResponse(
+            error_body(error), status_code=http_status(error), headers=http_headers(error)
+        )
 
     async def body(request: Request, model: type[T]) -> T:
         raw = await request.body()
@@ -134,19 +145,19 @@ def create_app(
     async def _answer(
         request: Request, endpoint: str, req: Any, gens: list[GenerationRequest]
     ) -> Response:
-        started = time.monotonic()
+        started = clock()
         metrics.in_flight.inc()
         streaming = False
 
         async def done() -> None:
             metrics.in_flight.dec()
-            metrics.latency.labels(endpoint).observe(time.monotonic() - started)
+            metrics.latency.labels(endpoint).observe(clock() - started)
 
         try:
             if req.stream:
                 primed = await _until_gone(request, prime([backend.stream(g) for g in gens]))
                 stream = render_sse(
-                    endpoint, req, gens, primed, _Observer(metrics, req.model, started)
+                    endpoint, req, gens, primed, _Observer(metrics, req.model, started, clock)
                 )
                 metrics.requests.labels(endpoint, req.model, "200").inc()
                 streaming = True  # answered when the stream ends, or its client leaves
@@ -229,11 +240,14 @@ def _count(
 class _Observer:
     """Feeds a stream's progress into the server's metrics."""
 
-    def __init__(self, metrics: ServerMetrics, model: str, started: float) -> None:
+    def __init__(
+        self, metrics: ServerMetrics, model: str, started: float, clock: Callable[[], float]
+    ) -> None:
         self._metrics, self._model, self._started = metrics, model, started
+        self._clock = clock
 
     def first_token(self) -> None:
-        self._metrics.first_token.observe(time.monotonic() - self._started)
+        self._metrics.first_token.observe(self._clock() - self._started)
 
     def tokens(self, prompt: int, completion: int) -> None:
         self._metrics.prompt_tokens.labels(self._model).inc(prompt)

@@ -12,9 +12,9 @@ from sqlalchemy import Engine, create_engine, event, exc, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from genai._private import private_dir, private_file, tighten
 from genai.errors import ConfigError, ConflictError, StoreUnavailable
-from genai.store import _schema
+from genai.files import private_dir, private_file, tighten
+from genai.store import schema as _schema
 
 __all__ = ["Store", "mask_url"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from genai.errors import BackendError
 from genai.store import Store, mask_url
-from genai.store import _schema as t
+from genai.store import schema as t
 
 __all__ = [
     "AsyncCounters",
@@ -54,14 +55,16 @@ class AsyncCounters(Protocol):
 
 
 class MemoryCounters:
-    """Counters of one process (thread-safe). The gateway's default without Redis."""
+    """Counters of one process (thread-safe). The gateway's default without Redis. Windows
+    expire in seconds of ``clock`` (injectable for tests)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._values: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
+        self._clock = clock
 
     def add(self, key: str, amount: int, *, limit: int | None, ttl_s: int) -> tuple[bool, int]:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             value, expires = self._values.get(key, (0, now + ttl_s))
             if expires <= now:
@@ -76,7 +79,7 @@ class MemoryCounters:
     def get(self, key: str) -> int:
         with self._lock:
             value, expires = self._values.get(key, (0, 0.0))
-            return value if expires > time.monotonic() else 0
+            return value if expires > self._clock() else 0
 
 
 class SqlCounters:
@@ -180,8 +183,8 @@ class RedisCounters:
 class AsyncMemoryCounters:
     """In-process counters for an event loop (no I/O: the calls never wait)."""
 
-    def __init__(self) -> None:
-        self._counters = MemoryCounters()
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._counters = MemoryCounters(clock=clock)
 
     async def add(
         self, key: str, amount: int, *, limit: int | None, ttl_s: int
@@ -193,14 +196,25 @@ class AsyncMemoryCounters:
 
 
 class AsyncRedisCounters:
-    """Counters in Redis through ``redis.asyncio``: shared by every gateway process."""
+    """Counters in Redis through ``redis.asyncio``: shared by every gateway process.
 
-    def __init__(self, url: str, *, prefix: str = "genai:") -> None:
+    At most ``max_connections`` calls talk to Redis at once; more wait (up to 2 s) for a
+    free connection rather than fail (redis-py's plain pool refuses the 101st).
+    """
+
+    def __init__(self, url: str, *, prefix: str = "genai:", max_connections: int = 100) -> None:
         from redis import asyncio as aioredis
 
         self._url = mask_url(url)
         self._prefix = prefix
-        self._client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=2,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+        self._client = aioredis.Redis.from_pool(pool)
         self._script = self._client.register_script(_LUA_ADD)
 
     async def add(
@@ -229,5 +243,7 @@ def _redis_error(url: str, error: Exception) -> BackendError:
     return BackendError(
         f"Redis at {url} failed: {error}. Check that it runs and that GENAI_REDIS_URL is right",
         backend="redis",
+        status=503,  # the platform's own store, not an upstream, is unavailable
         retryable=True,
+        retry_after=1.0,
     )

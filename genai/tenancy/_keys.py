@@ -25,7 +25,7 @@ from genai.errors import (
     NotFoundError,
     ValidationError,
 )
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy._rbac import Action, Principal, Resource, Role, authorize, parse_role
 from genai.tenancy._types import ApiKeyInfo, CreatedKey
 

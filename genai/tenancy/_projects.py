@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from genai._names import check_project_name, check_resource_name, check_user_name
 from genai.errors import ConflictError, Forbidden, NotFoundError
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy._rbac import Action, Principal, Resource, Role, authorize, parse_role
 from genai.tenancy._types import MemberInfo, ProjectInfo, UserInfo
 

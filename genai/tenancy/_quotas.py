@@ -9,6 +9,7 @@ the minute, the day, the month.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from genai.errors import QuotaExceeded, ValidationError
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy._counters import AsyncCounters, Counters
 from genai.tenancy._rbac import Action
 from genai.tenancy._types import QuotaLimits, QuotaStatus
@@ -48,8 +49,7 @@ class _Windows:
     usd: str
 
     @classmethod
-    def of(cls, project_id: int, now: datetime | None) -> _Windows:
-        now = now or datetime.now(UTC)
+    def of(cls, project_id: int, now: datetime) -> _Windows:
         minute, day, month = _window_names(now.replace(second=0, microsecond=0))
         return cls(
             now,
@@ -110,11 +110,16 @@ def _spend_refusal(
     return None
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class QuotaEnforcer:
     """Checks and counts a project's use against its limits through shared counters."""
 
-    def __init__(self, counters: Counters) -> None:
+    def __init__(self, counters: Counters, *, now: Callable[[], datetime] | None = None) -> None:
         self.counters = counters
+        self._now = now or _utcnow  # the windows' clock (a test's ManualClock.now)
 
     def acquire_request(
         self, project_id: int, project: str, limits: QuotaLimits, *, now: datetime | None = None
@@ -123,7 +128,7 @@ class QuotaEnforcer:
         rpm = limits.requests_per_minute
         if rpm is None:
             return
-        w = _Windows.of(project_id, now)
+        w = _Windows.of(project_id, now or self._now())
         added, _ = self.counters.add(w.rpm, 1, limit=rpm, ttl_s=_TTL_RPM)
         if not added:
             raise _rpm_refused(project, rpm, w.now)
@@ -132,7 +137,7 @@ class QuotaEnforcer:
         self, project_id: int, project: str, limits: QuotaLimits, *, now: datetime | None = None
     ) -> None:
         """Refuse a request once today's tokens or this month's budget are used up."""
-        w = _Windows.of(project_id, now)
+        w = _Windows.of(project_id, now or self._now())
         tokens = self.counters.get(w.tok) if limits.tokens_per_day is not None else 0
         usd = self.counters.get(w.usd) if limits.budget_usd_per_month is not None else 0
         refusal = _spend_refusal(project, limits, tokens, usd, w.now)
@@ -142,13 +147,14 @@ class QuotaEnforcer:
     def record_spend(
         self, project_id: int, *, tokens: int, cost_usd: float, now: datetime | None = None
     ) -> None:
-        for key, amount, ttl in _Windows.of(project_id, now).spend_increments(tokens, cost_usd):
+        windows = _Windows.of(project_id, now or self._now())
+        for key, amount, ttl in windows.spend_increments(tokens, cost_usd):
             self.counters.add(key, amount, limit=None, ttl_s=ttl)
 
     def status(
         self, project_id: int, limits: QuotaLimits, *, now: datetime | None = None
     ) -> QuotaStatus:
-        w = _Windows.of(project_id, now)
+        w = _Windows.of(project_id, now or self._now())
         return QuotaStatus(
             limits=limits,
             requests_this_minute=self.counters.get(w.rpm),
@@ -160,14 +166,17 @@ class QuotaEnforcer:
 class AsyncQuotaEnforcer:
     """:class:`QuotaEnforcer` over async counters, for the gateway's event loop."""
 
-    def __init__(self, counters: AsyncCounters) -> None:
+    def __init__(
+        self, counters: AsyncCounters, *, now: Callable[[], datetime] | None = None
+    ) -> None:
         self.counters = counters
+        self._now = now or _utcnow  # the windows' clock (a test's ManualClock.now)
 
     async def admit(
         self, project_id: int, project: str, limits: QuotaLimits, *, now: datetime | None = None
     ) -> None:
         """Refuse when a spend limit is used up, then take a request slot (or refuse)."""
-        w = _Windows.of(project_id, now)
+        w = _Windows.of(project_id, now or self._now())
         tokens = await self.counters.get(w.tok) if limits.tokens_per_day is not None else 0
         usd = await self.counters.get(w.usd) if limits.budget_usd_per_month is not None else 0
         refusal = _spend_refusal(project, limits, tokens, usd, w.now)
@@ -182,7 +191,8 @@ class AsyncQuotaEnforcer:
     async def record_spend(
         self, project_id: int, *, tokens: int, cost_usd: float, now: datetime | None = None
     ) -> None:
-        for key, amount, ttl in _Windows.of(project_id, now).spend_increments(tokens, cost_usd):
+        windows = _Windows.of(project_id, now or self._now())
+        for key, amount, ttl in windows.spend_increments(tokens, cost_usd):
             await self.counters.add(key, amount, limit=None, ttl_s=ttl)
 
 

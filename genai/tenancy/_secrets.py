@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from genai._crypto import MasterKey, Sealer, derive, load_master
 from genai._names import check_resource_name
 from genai.errors import NotFoundError, ValidationError
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy._rbac import Action
 
 if TYPE_CHECKING:

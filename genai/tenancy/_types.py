@@ -63,7 +63,7 @@ class ApiKeyInfo(_Record):
 
     @property
     def status(self) -> str:
-        from genai.store._schema import utcnow
+        from genai.store.schema import utcnow
 
         if self.revoked_at is not None:
             return "revoked"

@@ -11,7 +11,7 @@ from sqlalchemy import Integer, Table, case, func, insert, select
 from sqlalchemy.orm import Session
 
 from genai.errors import Forbidden, ValidationError
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy._quotas import QuotaEnforcer
 from genai.tenancy._rbac import Action
 from genai.tenancy._types import AuditEntry, UsageEvent, UsageReport, UsageRow

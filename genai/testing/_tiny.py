@@ -61,7 +61,7 @@ def _train_tokenizer(vocab_size: int) -> Any:
     words = _CORPUS.split()
     corpus = [_CORPUS] + [" ".join(words[i:] + words[:i]) for i in range(0, len(words), 3)]
     tok.train_from_iterator(corpus * 4, trainer)
-    fast = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok, bos_token="<s>", eos_token="<|im_end|>", pad_token="<pad>"
     )
     fast.chat_template = CHATML_TEMPLATE

@@ -6,7 +6,7 @@ server instead. Telemetry is off, collections use cosine space, and Chroma never
 anything itself (no embedding function: it would try to download a model).
 
 Files: the directory is made 0700 and everything Chroma writes in it (its SQLite file, each
-collection's index files) 0600, whatever the process umask (:mod:`genai._private`).
+collection's index files) 0600, whatever the process umask (:mod:`genai.files`).
 
 Memory: Chroma 1.x (its Rust core) keeps the HNSW index of every collection it has opened
 in memory, up to a fifth of the open-file limit of them; ``chroma_segment_cache_policy`` and
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from genai._private import is_open, private_dir, private_file, private_tree, private_umask
 from genai.errors import BackendError, ConfigError, MissingDependencyError, ValidationError
+from genai.files import is_open, private_dir, private_file, private_tree, private_umask
 from genai.vectors._protocol import MetadataValue, VectorMatch, Where, check_collection
 
 __all__ = ["ChromaVectorStore", "chroma_settings", "embedded_client"]
@@ -43,7 +43,7 @@ def embedded_client(path: Path) -> Any:
     """An embedded Chroma (``PersistentClient``) on ``path``: the directory 0700, its
     SQLite file created 0600 before Chroma opens it; a directory an older version left
     open is tightened with everything in it. Calls that write files must run inside
-    :func:`genai._private.private_umask` (Chroma creates each collection's index files
+    :func:`genai.files.private_umask` (Chroma creates each collection's index files
     itself)."""
     import chromadb
 

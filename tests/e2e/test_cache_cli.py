@@ -4,7 +4,6 @@ project's counters, empty its cache; roles apply, another project's cache is not
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,11 @@ from sqlalchemy import select
 
 from cache import Partition, SemanticCache
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeEmbedder
 from genai.vectors import InMemoryVectorStore
 
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'genai.db'}"
+pytestmark = pytest.mark.sqlite_only  # the CLI over the cache; its store: test_cache_store.py
 
 
 @pytest.fixture
@@ -58,11 +55,13 @@ def test_stats_and_invalidate_follow_roles(cli: Cli, db_url: str) -> None:
     with store.session() as s:
         project_id = s.scalar(select(t.Project.id).where(t.Project.name == "shop"))
     assert project_id is not None
-    cache = SemanticCache(InMemoryVectorStore(), _NoEmbedder(), store=store)
+    embedder = FakeEmbedder(2)
+    cache = SemanticCache(InMemoryVectorStore(), embedder, store=store)
     part = Partition(project_id=project_id, deployment="chat")
     cache.store(part, "What are your opening hours?", "9 to 5", embedding=[1.0, 0.0])
     cache.lookup(part, "What are your opening hours?")
     cache.close()
+    assert embedder.calls == []  # the test gave the vector; the lookup was exact
     store.dispose()
 
     stats = cli.json("cache", "stats", "shop")
@@ -76,12 +75,3 @@ def test_stats_and_invalidate_follow_roles(cli: Cli, db_url: str) -> None:
     assert cli.json("cache", "invalidate", "shop")["deleted"] == 1
     assert cli.json("cache", "stats", "shop")["entries"] == 0
 
-
-class _NoEmbedder:
-    """The test passes its vectors; nothing may be embedded."""
-
-    model_name = "none"
-    dimension = 2
-
-    def embed(self, texts: Sequence[str]) -> object:
-        raise AssertionError("no embedding expected")

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ class Cli:
             assert result.returncode == 0, f"genai {' '.join(args)} failed:\n{result.stderr}"
         return result
 
-    def json(self, *args: str, user: str | None = None) -> object:
+    def json(self, *args: str, user: str | None = None) -> Any:
         return json.loads(self(*args, "--json", user=user).stdout)
 
 

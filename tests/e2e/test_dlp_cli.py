@@ -14,11 +14,8 @@ EMAIL, CARD = "alice@example.com", "4111 1111 1111 1111"
 TEXT = f"Hi, I am {EMAIL}.\nMy card: {CARD}\n"
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return (
-        f"sqlite:///{tmp_path / 'genai.db'}"  # the policy commands' store; PG is covered elsewhere
-    )
+# SQLite only: the policy commands' store (PostgreSQL is covered elsewhere).
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from _servers import free_port, wait_for_health
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -73,17 +71,11 @@ def test_cli_example_runs(tmp_path: Path) -> None:
         assert result.returncode == 0, f"{line}\n{result.stderr}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serving_example_runs(tmp_path: Path) -> None:
     section = _section("Serving models")
     setup, calls = _blocks("bash", section)
     (client_code,) = _blocks("python", section)
-    port = str(_free_port())
+    port = str(free_port())
     make, serve_line = setup.strip().splitlines()
     assert make.startswith("python -c ") and serve_line.endswith("&")
     built = _run_python(shlex.split(make)[2], tmp_path)
@@ -97,15 +89,13 @@ def test_serving_example_runs(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+    def log() -> str:  # once it has exited (reading a live pipe would wait for its end)
+        exited = server.poll() is not None
+        return server.stderr.read() if server.stderr and exited else ""
+
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert server.poll() is None, server.stderr.read() if server.stderr else ""
-                time.sleep(0.2)
+        wait_for_health(f"http://127.0.0.1:{port}/health", server, output=log)
         result = _run_python(client_code.replace("8000", port), tmp_path)
         assert result.returncode == 0, result.stderr
         assert "['tiny-llama', 'support']" in result.stdout
@@ -177,3 +167,28 @@ def test_security_example_runs(tmp_path: Path) -> None:
         timeout=60,
     )
     assert listed.returncode == 0 and "vendor-key" not in listed.stdout  # deleted at the end
+
+
+def test_testing_kit_example_passes_under_pytest(tmp_path: Path) -> None:
+    """The layout section's user test file: a user's embedder checked by subclassing the
+    shipped suite, and a user's function tested against the scripted FakeLLM."""
+    (code,) = _blocks("python", _section("The testing kit"))
+    (tmp_path / "test_mine.py").write_text(code, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the suite's tests ran against the user's class, and the user's own test
+    assert re.search(r"\b6 passed\b", result.stdout), result.stdout
+
+
+def test_plugin_example_runs(tmp_path: Path) -> None:
+    plugins = _blocks("python", _section("Layout"))[0]
+    result = _run_python(plugins, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "'fake', 'openai', 'scripted', 'transformers'" in result.stdout

@@ -6,20 +6,20 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from _servers import free_port, wait_for_health
+from openai.types.chat import ChatCompletionMessageParam
 
 GENAI = shutil.which("genai", path=str(Path(sys.executable).parent)) or "genai"
 BASE = "tiny-llama"
-CHAT = [{"role": "user", "content": "How do I open an account?"}]
+CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "How do I open an account?"}]
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +39,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
             tiny_adapter(model, root / "b", seed=12)
             (root / ".built").write_text("ok")
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
@@ -89,16 +83,7 @@ def server(tiny: Path, tmp_path: Path) -> Iterator[Served]:
     served = Served(f"http://127.0.0.1:{port}", process, tmp_path)
     url = served.url
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, served.output()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "genai serve did not come up"
-            time.sleep(0.1)
+        wait_for_health(url + "/health", process, timeout=90, output=lambda: str(served.output()))
         yield served
     finally:
         if process.poll() is None:
@@ -115,7 +100,8 @@ def test_serve_chats_streams_and_swaps_adapters(server: Served, tiny: Path) -> N
         reply = client.chat.completions.create(
             model=model, messages=CHAT, max_tokens=12, temperature=0
         )
-        assert reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == 12
+        assert reply.choices[0].finish_reason == "length"
+        assert reply.usage is not None and reply.usage.completion_tokens == 12
         return str(reply.choices[0].message.content)
 
     base, tuned = chat(BASE), chat("a")

@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from _cli import GENAI, Cli
+from _servers import free_port
 
 CITATION = re.compile(r"\[(\d+)\]")
 
@@ -76,14 +76,8 @@ def test_up_without_serving_is_idempotent(cli: Cli) -> None:
     assert cli.json("prompt", "get", "qa@production", "-p", "demo")["version"] == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_up_serves_the_calls_it_prints_with_citations(cli: Cli) -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [GENAI, "up", "--port", str(port)],
         env=cli.env | {"PYTHONUNBUFFERED": "1"},
@@ -92,7 +86,9 @@ def test_up_serves_the_calls_it_prints_with_citations(cli: Cli) -> None:
         text=True,
     )
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")))
+    stdout = process.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
     reader.start()
     try:
         _wait_for_health(port, process, lines)

@@ -3,6 +3,10 @@ real ``genai serve`` app under a real uvicorn server on 127.0.0.1.
 
 The tiny files are written once per test session and shared by the pytest-xdist workers
 (the first worker builds them under a file lock; the others wait and reuse them).
+
+The gateway tests share ``gateway_server`` (the harness of _gateway_harness.py),
+``project`` (a project with a developer key), ``model_server`` (the tiny model served for a
+module), ``fake_upstream``, ``admin_world`` (_admin_world.py) and ``http``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _clocks import wait_until
 
 ADAPTERS = ("a1", "a2", "a3")
 CONTEXT_WINDOW = 2048  # room for a generation long enough to be cut off mid-way
@@ -126,30 +131,23 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def wait_until(
-    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01
-) -> bool:
-    """Poll ``predicate`` until it holds (True) or ``timeout`` passes (False)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
-
-
 @contextlib.contextmanager
 def serve_app(
-    backend: Any, *, metrics: Any = None, resolve_adapter: Any = None
+    backend: Any,
+    *,
+    metrics: Any = None,
+    resolve_adapter: Any = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[LiveServer]:
     """``create_app(backend)`` under uvicorn on a free loopback port, in a thread; the app's
-    lifespan starts the backend, and closes it when the server shuts down."""
+    lifespan starts the backend, and closes it when the server shuts down. Its latency
+    metrics count seconds of ``clock``."""
     import uvicorn
 
     from genai.serving import ServerMetrics, create_app
 
     metrics = metrics or ServerMetrics()
-    app = create_app(backend, metrics=metrics, resolve_adapter=resolve_adapter)
+    app = create_app(backend, metrics=metrics, resolve_adapter=resolve_adapter, clock=clock)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -180,6 +178,7 @@ def run_server(
     adapters: dict[str, Path] | None = None,
     dtype: str = "float32",
     resolve_adapter: Any = None,
+    clock: Callable[[], float] = time.monotonic,
     **options: Any,
 ) -> Iterator[LiveServer]:
     """Serve a model directory with the transformers backend (``options`` are its keyword
@@ -187,7 +186,7 @@ def run_server(
     from genai.serving import ServerMetrics
 
     if not isinstance(model, str | Path):
-        with serve_app(model, resolve_adapter=resolve_adapter) as server:
+        with serve_app(model, resolve_adapter=resolve_adapter, clock=clock) as server:
             yield server
         return
     from genai.models.transformers import TransformersBackend
@@ -201,7 +200,9 @@ def run_server(
         on_step=metrics.observe_step,
         **options,
     )
-    with serve_app(backend, metrics=metrics, resolve_adapter=resolve_adapter) as server:
+    with serve_app(
+        backend, metrics=metrics, resolve_adapter=resolve_adapter, clock=clock
+    ) as server:
         yield server
 
 
@@ -216,16 +217,18 @@ def serve() -> Iterator[ServerFactory]:
         yield lambda model, **kwargs: stack.enter_context(run_server(model, **kwargs))
 
 
-@pytest.fixture(name="wait_until", scope="session")
-def _wait_until() -> Callable[..., bool]:
-    """The polling helper, for test modules (which cannot import this conftest)."""
-    return wait_until
-
-
 @pytest.fixture(name="run_server", scope="session")
 def _run_server() -> Callable[..., contextlib.AbstractContextManager[LiveServer]]:
     """The server context manager, for module-scoped servers of test modules."""
     return run_server
+
+
+@pytest.fixture(scope="module")
+def model_server(tiny: TinyFiles) -> Iterator[LiveServer]:
+    """One ``genai serve`` of the tiny model (``tiny-llama``) with adapters a1, a2, a3, for
+    a test module: the upstream of the gateway tests."""
+    with run_server(tiny.model, adapters=dict(tiny.adapters)) as server:
+        yield server
 
 
 # ------------------------------------------------------------------ the gateway
@@ -241,10 +244,51 @@ def gateway_server() -> Iterator[Callable[..., Any]]:
         yield lambda settings, **kwargs: stack.enter_context(run_gateway(settings, **kwargs))
 
 
+@pytest.fixture
+def project(settings: Any) -> Iterator[Any]:
+    """An initialised platform with project ``gateway`` and a developer key: a
+    ``_gateway_harness.GatewayProject`` (deploy specs with ``project.deploy(spec)``)."""
+    from _gateway_harness import new_project
+
+    import genai
+
+    genai.init(settings, admin="admin")
+    with genai.connect(settings, user="admin") as admin:
+        yield new_project(admin, "gateway")
+
+
+@pytest.fixture
+def fake_upstream() -> Iterator[str]:
+    """The /v1 URL of a fake OpenAI-compatible upstream (vLLM's shape, base model ``tiny``)
+    answering "the answer is forty two"."""
+    from genai.testing import FakeOpenAIServer, running_server
+
+    with running_server(FakeOpenAIServer(base_model="tiny").app) as base:
+        yield base + "/v1"
+
+
+@pytest.fixture
+def admin_world(
+    platform: Callable[..., Any], settings: Any, gateway_server: Callable[..., Any]
+) -> Any:
+    """Projects shop and bank with keys, and a gateway serving the admin API with an
+    operator token: ``_admin_world.World`` (see tests/integration/_admin_world.py)."""
+    from _admin_world import make_world
+
+    return make_world(platform, settings, gateway_server)
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """One HTTP client (with its connection pool) for a module's plain requests."""
+    with httpx.Client(timeout=30) as client:
+        yield client
+
+
 @pytest.fixture(scope="session")
 def embedder() -> Any:
     """The bundled embedding model, loaded once per test process (it is read-only)."""
-    from genai.models._embedders import SentenceTransformerEmbedder
+    from genai.models import SentenceTransformerEmbedder
 
     model = SentenceTransformerEmbedder()
     model.warm()

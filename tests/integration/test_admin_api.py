@@ -3,36 +3,21 @@ roles, isolation between projects, the operator token and the OpenAPI schema."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
-from _admin_world import OPERATOR, World, make_world, spec_for
-from _fake_openai_server import FakeOpenAIServer, running_server
+from _admin_world import OPERATOR, World, spec_for
 
 from apps.admin import mount_admin
-
-
-@pytest.fixture
-def fake_upstream() -> Iterator[str]:
-    """An OpenAI-compatible upstream (vLLM's shape) answering "the answer is forty two"."""
-    with running_server(FakeOpenAIServer(base_model="tiny").app) as base:
-        yield base + "/v1"
-
-
-@pytest.fixture
-def world(platform: Callable[..., Any], settings: Any, gateway_server: Any) -> World:
-    return make_world(platform, settings, gateway_server)
-
 
 # ------------------------------------------------------------------ every route
 
 
 def test_an_owner_key_manages_its_project(
-    world: World, fake_upstream: str, wait_until: Callable[..., bool]
+    admin_world: World, fake_upstream: str, wait_until: Callable[..., bool]
 ) -> None:
-    w, key = world, world.owner
+    w, key = admin_world, admin_world.owner
     assert w.call("GET", "/api/projects/shop", key).json()["name"] == "shop"
     assert [p["name"] for p in w.call("GET", "/api/projects", key).json()] == ["shop"]
 
@@ -80,8 +65,8 @@ def test_an_owner_key_manages_its_project(
     assert all("via key gk_" in e["actor"] for e in audit if e["action"] == "quota.set")
 
 
-def test_deployments_apply_show_and_traffic(world: World, fake_upstream: str) -> None:
-    w, key, base = world, world.owner, "/api/projects/shop/deployments"
+def test_deployments_apply_show_and_traffic(admin_world: World, fake_upstream: str) -> None:
+    w, key, base = admin_world, admin_world.owner, "/api/projects/shop/deployments"
     spec = {
         "targets": [
             {"name": "stable", "url": fake_upstream, "model": "tiny", "weight": 90},
@@ -128,27 +113,27 @@ def test_deployments_apply_show_and_traffic(world: World, fake_upstream: str) ->
     assert missing.status_code == 404
 
 
-def test_a_bad_spec_is_400_naming_the_field(world: World) -> None:
+def test_a_bad_spec_is_400_naming_the_field(admin_world: World) -> None:
     bad = {"targets": [{"name": "x", "url": "ftp://nowhere", "model": "m"}]}
-    answer = world.call(
-        "POST", "/api/projects/shop/deployments/chat/revisions", world.owner, {"spec": bad}
+    answer = admin_world.call(
+        "POST", "/api/projects/shop/deployments/chat/revisions", admin_world.owner, {"spec": bad}
     )
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["param"] == "targets.0" and "is not an http(s) URL" in error["message"]
     assert error["type"] == "invalid_request_error"
-    typo = world.call("PATCH", "/api/projects/shop/quota", world.owner, {"rpm": 5})
+    typo = admin_world.call("PATCH", "/api/projects/shop/quota", admin_world.owner, {"rpm": 5})
     assert typo.status_code == 400 and typo.json()["error"]["param"] == "rpm"
-    assert world.call("GET", "/api/projects/shop/deployments", world.owner).json() == []
+    assert admin_world.call("GET", "/api/projects/shop/deployments", admin_world.owner).json() == []
 
 
 # ------------------------------------------------------------------ roles
 
 
 def test_a_viewer_key_reads_but_cannot_create_keys_or_deploy(
-    world: World, fake_upstream: str
+    admin_world: World, fake_upstream: str
 ) -> None:
-    w, viewer = world, world.viewer
+    w, viewer = admin_world, admin_world.viewer
     assert w.call("GET", "/api/projects/shop/deployments", viewer).status_code == 200
     assert w.call("GET", "/api/projects/shop/members", viewer).status_code == 200
     refused = [
@@ -164,8 +149,8 @@ def test_a_viewer_key_reads_but_cannot_create_keys_or_deploy(
         assert answer.status_code == 403, answer.text
         assert answer.json()["error"]["code"] == "forbidden"
         assert "role viewer" in answer.json()["error"]["message"]
-    assert len(world.admin.keys.list("shop")) == 2  # nothing was created
-    assert world.admin.registry.deployments.list("shop") == []
+    assert len(admin_world.admin.keys.list("shop")) == 2  # nothing was created
+    assert admin_world.admin.registry.deployments.list("shop") == []
 
 
 def _project_routes(upstream: str) -> list[tuple[str, str, Any]]:
@@ -196,9 +181,9 @@ def _project_routes(upstream: str) -> list[tuple[str, str, Any]]:
 
 
 def test_another_projects_routes_are_404_as_if_it_did_not_exist(
-    world: World, fake_upstream: str
+    admin_world: World, fake_upstream: str
 ) -> None:
-    w = world
+    w = admin_world
     w.apply(w.owner, spec_for(fake_upstream))
     prefix = w.admin.keys.list("shop")[0].prefix
     routes = _project_routes(fake_upstream)
@@ -232,26 +217,26 @@ def test_another_projects_routes_are_404_as_if_it_did_not_exist(
     assert w.admin.quotas.get("shop").limits.requests_per_minute is None
 
 
-def test_credentials_are_required_and_checked(world: World) -> None:
-    none = world.call("GET", "/api/projects/shop", None)
+def test_credentials_are_required_and_checked(admin_world: World) -> None:
+    none = admin_world.call("GET", "/api/projects/shop", None)
     assert none.status_code == 401 and "Authorization: Bearer" in none.json()["error"]["message"]
-    garbage = world.call("GET", "/api/projects/shop", "not-a-key")
+    garbage = admin_world.call("GET", "/api/projects/shop", "not-a-key")
     assert garbage.status_code == 401 and garbage.json()["error"]["code"] == "invalid_api_key"
-    nowhere = world.call("GET", "/api/nowhere", world.owner)
+    nowhere = admin_world.call("GET", "/api/nowhere", admin_world.owner)
     assert nowhere.status_code == 404 and nowhere.json()["error"]["code"] == "not_found"
-    wrong_method = world.call("PUT", "/api/projects/shop", world.owner)
+    wrong_method = admin_world.call("PUT", "/api/projects/shop", admin_world.owner)
     assert wrong_method.status_code == 405 and "/docs" in wrong_method.json()["error"]["message"]
-    assert world.call("GET", "/nowhere", None).json() == {"detail": "Not Found"}  # not /api
-    world.admin.keys.revoke("shop", world.viewer)
-    revoked = world.call("GET", "/api/projects/shop", world.viewer)
+    assert admin_world.call("GET", "/nowhere", None).json() == {"detail": "Not Found"}  # not /api
+    admin_world.admin.keys.revoke("shop", admin_world.viewer)
+    revoked = admin_world.call("GET", "/api/projects/shop", admin_world.viewer)
     assert revoked.status_code == 401 and "was revoked" in revoked.text
 
 
 # ------------------------------------------------------------------ the operator
 
 
-def test_the_operator_token_spans_the_platform(world: World) -> None:
-    w = world
+def test_the_operator_token_spans_the_platform(admin_world: World) -> None:
+    w = admin_world
     created = w.call("POST", "/api/projects", OPERATOR, {"name": "lab", "description": "R&D"})
     assert created.status_code == 201 and created.json()["name"] == "lab"
     assert w.admin.projects.get("lab").created_by == "admin"  # acts as the platform admin
@@ -289,8 +274,8 @@ def test_platform_operations_are_off_without_a_token(
     assert [p["name"] for p in mine] == ["shop"]  # a key still lists its own project
 
 
-def test_openapi_documents_the_admin_api(world: World) -> None:
-    schema = world.call("GET", "/openapi.json", None).json()
+def test_openapi_documents_the_admin_api(admin_world: World) -> None:
+    schema = admin_world.call("GET", "/openapi.json", None).json()
     paths = schema["paths"]
     expected = {
         "/api/projects": {"get", "post"},

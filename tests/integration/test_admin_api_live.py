@@ -3,31 +3,18 @@ cached keys, quotas and routes of the project are dropped), well within the cach
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-from _admin_world import World, make_world, spec_for
-from _fake_openai_server import FakeOpenAIServer, running_server
+from _admin_world import World, spec_for
 
-
-@pytest.fixture
-def fake_upstream() -> Iterator[str]:
-    """An OpenAI-compatible upstream (vLLM's shape) answering "the answer is forty two"."""
-    with running_server(FakeOpenAIServer(base_model="tiny").app) as base:
-        yield base + "/v1"
-
-
-@pytest.fixture
-def world(platform: Callable[..., Any], settings: Any, gateway_server: Any) -> World:
-    return make_world(platform, settings, gateway_server)
-
+from genai.testing import FakeOpenAIServer, running_server
 
 # ------------------------------------------------------------------ changes apply at once
 
 
-def test_a_key_revoked_through_the_api_is_refused_on_v1_at_once(world: World) -> None:
-    w = world
+def test_a_key_revoked_through_the_api_is_refused_on_v1_at_once(admin_world: World) -> None:
+    w = admin_world
     assert w.gateway.options.key_cache_ttl_s >= 5  # without invalidation it would still pass
     spare = w.admin.keys.create("shop", role="developer", name="spare").secret
     assert w.call("GET", "/v1/models", spare).status_code == 200  # now cached
@@ -37,9 +24,9 @@ def test_a_key_revoked_through_the_api_is_refused_on_v1_at_once(world: World) ->
 
 
 def test_a_member_removed_through_the_api_loses_v1_at_once(
-    world: World, platform: Callable[..., Any]
+    admin_world: World, platform: Callable[..., Any]
 ) -> None:
-    w = world
+    w = admin_world
     w.admin.projects.add_member("shop", "carol", role="developer")
     key = platform("carol").keys.create("shop", role="developer").secret
     assert w.call("GET", "/v1/models", key).status_code == 200  # now cached
@@ -49,9 +36,9 @@ def test_a_member_removed_through_the_api_loses_v1_at_once(
 
 
 def test_deployments_and_traffic_changed_through_the_api_route_at_once(
-    world: World, fake_upstream: str
+    admin_world: World, fake_upstream: str
 ) -> None:
-    w, key = world, world.owner
+    w, key = admin_world, admin_world.owner
     assert w.gateway.options.route_cache_ttl_s >= 5
     assert w.chat(key).status_code == 404  # the project's routes are cached now
     applied = w.apply(key, spec_for(fake_upstream))
@@ -74,8 +61,10 @@ def test_deployments_and_traffic_changed_through_the_api_route_at_once(
             assert w.chat(key).json()["choices"][0]["message"]["content"] == "from the canary"
 
 
-def test_a_quota_set_through_the_api_applies_at_once(world: World, fake_upstream: str) -> None:
-    w, key = world, world.owner
+def test_a_quota_set_through_the_api_applies_at_once(
+    admin_world: World, fake_upstream: str
+) -> None:
+    w, key = admin_world, admin_world.owner
     w.apply(key, spec_for(fake_upstream))
     assert w.chat(key).status_code == 200  # the caller and its (unlimited) quota are cached
     w.call("PATCH", "/api/projects/shop/quota", key, {"requests_per_minute": 1})
@@ -86,8 +75,8 @@ def test_a_quota_set_through_the_api_applies_at_once(world: World, fake_upstream
     assert status["requests_this_minute"] >= 1  # the gateway's own counters
 
 
-def test_deleting_a_project_through_the_api_stops_its_keys(world: World) -> None:
-    w = world
+def test_deleting_a_project_through_the_api_stops_its_keys(admin_world: World) -> None:
+    w = admin_world
     assert w.call("GET", "/v1/models", w.outsider).status_code == 200
     assert w.call("DELETE", "/api/projects/bank", w.outsider).status_code == 204
     assert w.call("GET", "/v1/models", w.outsider).status_code == 401

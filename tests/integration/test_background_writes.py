@@ -18,15 +18,16 @@ from sqlalchemy import func, select
 
 import genai
 from apps._cache import GatewayCache
-from apps._knowledge import KnowledgeBot, _Plan
+from apps._knowledge import DEFAULT_PROMPT, BotOptions, KnowledgeBot, _Prepared
 from apps._prompts import PromptStage
 from cache import SemanticCache
 from cache._sql import SqlEntries
-from genai.gateway import GatewayRequest, TargetSpec
+from genai.gateway import GatewayRequest, StageNotes
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy import Principal, Role
 from genai.vectors import InMemoryVectorStore
+from rag import ChatPlan
 
 
 @dataclass
@@ -48,7 +49,7 @@ class World:
             project_options={},
             body=body,
             deployment="bot",
-            extra={"deployment_revision": 1},
+            notes=StageNotes(deployment_revision=1),
         )
 
     def count(self, table: Any) -> int:
@@ -92,13 +93,13 @@ def test_knowledge_bot_traces_in_flight_are_bounded_while_the_database_is_slow(
         prompts=PromptStage(world.settings, world.store),
         max_pending_traces=4,
     )
-    target = TargetSpec(name="bot", backend="knowledge-bot", options={"kb": "docs"})
-    plan = _Plan(question="q", chunks=[], generation=None, prompt_version="", kb_version=None)
+    prepared = _Prepared(BotOptions(kb="docs"), None, DEFAULT_PROMPT)
+    plan = ChatPlan(question="q")
 
     async def answer_while_slow() -> tuple[int, int]:
         with writers_held(world.db), caplog.at_level(logging.WARNING, "genai.gateway.bot"):
             for n in range(11):
-                bot._record(world.request(f"r{n}"), target, plan, [])
+                bot._record(world.request(f"r{n}"), prepared, plan, [])
             in_flight = len(bot._pending)
         await bot.close()  # the database answers again: the writes in flight land
         return in_flight, bot.traces_dropped

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
 
 from apps._bot_llms import BotLLM, BotLLMs
 from genai import Settings
 from genai.gateway import GatewayRequest
 from genai.tenancy import Principal
+from genai.testing import FakeOpenAIServer, running_server
 
 
 @pytest.fixture
@@ -43,8 +43,12 @@ def test_clients_are_kept_per_project_bounded_and_closed_after_their_grace(
 ) -> None:
     now = [0.0]
     llms = BotLLMs(
-        Settings(home=tmp_path), None, max_clients=2, retire_after_s=60, clock=lambda: now[0]
-    )  # type: ignore[arg-type]
+        Settings(home=tmp_path),
+        None,  # type: ignore[arg-type]  # no store: bots without an API key never read it
+        max_clients=2,
+        retire_after_s=60,
+        clock=lambda: now[0],
+    )
     options = BotLLM(url=upstream, model="fake-base")
 
     async def run() -> dict[str, Any]:

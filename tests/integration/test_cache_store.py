@@ -1,31 +1,31 @@
-"""Cache entries in the platform's database, on SQLite and PostgreSQL: what one process
-stores another finds (exact, and semantic from the rows' own vectors); counters add up
-across processes; feedback finds the entry that answered a request; bounds, expiry and
-invalidation delete rows; deleting a project deletes its cache; the CLI commands authorize.
+"""Cache entries in the platform's database, on SQLite and PostgreSQL: the entry store
+contract (``cache.testing.EntryStoreSuite``); what one process stores another finds (exact,
+and semantic from the rows' own vectors); counters add up across processes; feedback finds
+the entry that answered a request; bounds, expiry and invalidation delete rows; deleting a
+project deletes its cache; the CLI commands authorize.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 import genai
 from cache import Partition, SemanticCache
-from cache._entries import Entry
+from cache._entries import EntryStore
 from cache._projects import ProjectCaches
 from cache._sql import SqlEntries
+from cache.testing import EntryStoreSuite
 from genai.errors import NotFoundError, PermissionDenied
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeEmbedder
 from genai.vectors import ChromaVectorStore, InMemoryVectorStore, VectorStore
-
-DIM = 8
 
 
 class Clock:
@@ -34,21 +34,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class WordEmbedder:
-    """A deterministic stand-in for the sentence model (these tests are about storage):
-    texts sharing words get similar vectors."""
-
-    model_name = "words"
-    dimension = DIM
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        rows = np.zeros((len(texts), DIM), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().replace("?", "").split():
-                rows[i, sum(map(ord, word)) % DIM] += 1.0
-        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
 
 
 @pytest.fixture
@@ -64,7 +49,8 @@ def world(platform: Callable[..., genai.Client]) -> Iterator[SimpleNamespace]:
     def cache(vectors: VectorStore | None = None, **options: Any) -> SemanticCache:
         options.setdefault("clock", clock)
         vectors = vectors if vectors is not None else InMemoryVectorStore()
-        found = SemanticCache(vectors, WordEmbedder(), store=admin.store, **options)
+        embedder = FakeEmbedder(64, model_name="words", words=True)  # shared words: similar
+        found = SemanticCache(vectors, embedder, store=admin.store, **options)
         made.append(found)
         return found
 
@@ -119,29 +105,18 @@ def test_feedback_from_another_process_evicts_the_entry(world: SimpleNamespace) 
     assert gateway_one.stats(world.a).false_hits == 1
 
 
-def test_rows_keep_the_answer_and_replace_it(world: SimpleNamespace) -> None:
-    entries = SqlEntries(world.admin.store)
-    base = Entry(
-        id="e1",
-        project_id=world.a,
-        exact_key="k1",
-        scope="s1",
-        deployment="chat",
-        answer={"choices": [{"message": {"content": "first"}}]},
-        question="q",
-        vector=np.ones(DIM, dtype=np.float32).tobytes(),
-        created_at=world.clock.now,
-    )
-    assert entries.put(base).id == "e1"
-    again = entries.put(Entry(**{**base.__dict__, "id": "e2", "answer": "second"}))
-    assert again.id == "e1"
-    found = entries.exact(world.a, "k1")
-    assert found is not None and found.answer == "second" and found.vector == base.vector
-    assert entries.exact(world.b, "k1") is None
-    assert entries.fetch(world.b, ["e1"]) == {}
-    assert entries.count_scope(world.a, "s1") == 1
-    assert [e.id for e in entries.scope_rows(world.a, "s1", 10)] == ["e1"]
-    entries.close()
+class TestSqlEntries(EntryStoreSuite):
+    """The entry store contract (``cache.testing.EntryStoreSuite``) on SQLite and PostgreSQL."""
+
+    @pytest.fixture
+    def entries(self, world: SimpleNamespace) -> Iterator[EntryStore]:
+        entries = SqlEntries(world.admin.store, flush_interval_s=0.05)
+        yield entries
+        entries.close()
+
+    @pytest.fixture
+    def projects(self, world: SimpleNamespace) -> tuple[int, int]:
+        return world.a, world.b
 
 
 def test_bounds_expiry_and_invalidation_delete_rows(world: SimpleNamespace) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,12 +27,12 @@ def admin(platform):
     return client
 
 
-def _jsonl(path: Path, rows: list[dict], **dumps: object) -> Path:
+def _jsonl(path: Path, rows: list[dict[str, Any]], **dumps: Any) -> Path:
     path.write_text("".join(json.dumps(r, **dumps) + "\n" for r in rows), encoding="utf-8")
     return path
 
 
-def _csv(path: Path, rows: list[dict]) -> Path:
+def _csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -154,7 +155,7 @@ def test_csv_columns_are_strings(admin, tmp_path: Path) -> None:
 # ------------------------------------------------------------------ splits
 
 
-def _numbered(count: int) -> list[dict]:
+def _numbered(count: int) -> list[dict[str, Any]]:
     return [{"id": i, "text": f"example {i}"} for i in range(count)]
 
 
@@ -208,7 +209,9 @@ def test_a_different_seed_assigns_rows_differently(admin) -> None:
 
 def test_split_column_takes_the_split_from_the_data(admin) -> None:
     datasets = admin.registry.datasets
-    rows = [{"text": f"t{i}", "fold": "train" if i % 3 else "eval"} for i in range(9)]
+    rows: list[dict[str, str | None]] = [
+        {"text": f"t{i}", "fold": "train" if i % 3 else "eval"} for i in range(9)
+    ]
     rows.append({"text": "unassigned", "fold": None})
     info = datasets.register(P, "folds", rows, split_column="fold")
     assert info.splits == {"method": "column", "column": "fold", "rows": {"eval": 3, "train": 6}}

@@ -22,9 +22,9 @@ from sqlalchemy import select
 import genai
 from cache import Partition, SemanticCache
 from genai.dlp import Dlp
-from genai.registry._artifacts import ArtifactStore
+from genai.registry import ArtifactStore
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.vectors import ChromaVectorStore
 from rag import KnowledgeBases
 
@@ -108,7 +108,7 @@ def test_files_an_older_version_left_readable_are_tightened(
     with caplog.at_level(logging.INFO, logger="genai.files"):
         genai.connect(settings).close()
         Store(settings.resolved_database_url).dispose()
-        from genai.vectors._chroma import embedded_client
+        from genai.vectors import embedded_client
 
         embedded_client(settings.resolved_vector_path)
 

@@ -15,30 +15,23 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from _fake_openai_server import running_server
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import select
 
 from genai.errors import BackendError, DlpBlocked
 from genai.gateway import CachedAnswer, GatewayRequest, Stages, TargetSpec
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import running_server
 
 PROJECT = "proj-a"
 BASE = "tiny-llama"
-HELLO = [{"role": "user", "content": "Hello, who are you?"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello, who are you?"}]
 
 
-@pytest.fixture
-def db_url(tmp_path):
-    """SQLite only here (test_gateway_isolation runs the gateway on PostgreSQL too)."""
-    return f"sqlite:///{tmp_path / 'genai.db'}"
-
-
-@pytest.fixture(scope="module")
-def model_server(run_server, tiny):
-    with run_server(tiny.model, adapters=dict(tiny.adapters)) as server:
-        yield server
+# SQLite only here (test_gateway_isolation runs the gateway on PostgreSQL too).
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture
@@ -71,7 +64,7 @@ def world(platform, settings, model_server, gateway_server):
 
 def upstream_calls(server: Any) -> float:
     """Generation requests the model server has answered so far."""
-    return server.metric("genai_serve_requests_total")
+    return float(server.metric("genai_serve_requests_total"))
 
 
 def ledger(world: Any, gw: Any) -> list[Any]:
@@ -226,7 +219,7 @@ def test_a_request_stage_rewrites_the_body(world):
     direct = openai.OpenAI(base_url=world.server.v1, api_key="-").chat.completions.create(
         model="a1", messages=HELLO, max_tokens=2, temperature=0
     )
-    assert reply.usage.completion_tokens == 2
+    assert reply.usage is not None and reply.usage.completion_tokens == 2
     assert reply.choices[0].message.content == direct.choices[0].message.content
 
     (seen,) = stage.seen
@@ -239,7 +232,8 @@ def test_a_request_stage_rewrites_the_body(world):
     )
     assert seen.session_id == "conv-7"
     assert seen.headers == {"x-genai-session": "conv-7", "x-genai-user": "u1"}
-    assert seen.principal.role_in(seen.project_id).value == "developer"
+    role = seen.principal.role_in(seen.project_id)
+    assert role is not None and role.value == "developer"
     (row,) = ledger(world, gw)
     assert (row.prompt_version, row.adapter, row.completion_tokens) == (
         "prompt:greeting@3",
@@ -256,6 +250,7 @@ def test_a_dlp_stage_refuses_before_the_upstream_is_called(world):
         with pytest.raises(openai.BadRequestError) as caught:
             gw.client.chat.completions.create(model="chat", messages=card, stream=stream)
         error = caught.value.body
+        assert isinstance(error, dict)
         assert error["code"] == "dlp_blocked"
         assert error["message"] == (
             "the request contains a CREDIT_CARD: remove it, or ask for a policy"

@@ -17,29 +17,26 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
 from sqlalchemy import select
 
 import genai
 from apps._cache import GatewayCache
 from cache import SemanticCache
-from genai.gateway import GatewayOptions, GatewayRequest, Stages
-from genai.store import _schema as t
+from genai.gateway import DlpNote, DlpStatus, GatewayOptions, GatewayRequest, Stages
+from genai.store import schema as t
+from genai.testing import FakeOpenAIServer, running_server
 from genai.vectors import InMemoryVectorStore
 
 A, B = "proj-a", "proj-b"
 OPEN = "How do I open an account?"
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """SQLite here; tests/integration/test_cache_store.py covers PostgreSQL."""
-    return f"sqlite:///{tmp_path / 'genai.db'}"
+# SQLite here; tests/integration/test_cache_store.py covers PostgreSQL.
+pytestmark = pytest.mark.sqlite_only
 
 
 class TestStage:
@@ -53,12 +50,12 @@ class TestStage:
         if "x-genai-test-prompt" in headers:
             request.prompt_version = headers["x-genai-test-prompt"]
         if "x-genai-test-kb" in headers:
-            request.extra["kb_version"] = headers["x-genai-test-kb"]
+            request.notes.kb_version = headers["x-genai-test-kb"]
         if "x-genai-test-dlp" in headers:
-            counts = {"EMAIL_ADDRESS": 1} if headers["x-genai-test-dlp"] == "protected" else {}
-            request.extra["dlp"] = SimpleNamespace(
-                status=headers["x-genai-test-dlp"], counts=counts
-            )
+            status = cast(DlpStatus, headers["x-genai-test-dlp"])
+            assert status in ("protected", "degraded", "failed_open")
+            counts = {"EMAIL_ADDRESS": 1} if status == "protected" else {}
+            request.notes.dlp = DlpNote(status, counts)
 
 
 @dataclass

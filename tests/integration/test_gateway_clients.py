@@ -17,24 +17,16 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 PROJECT, OTHER = "proj-a", "proj-z"
 BASE = "tiny-llama"
-HELLO = [{"role": "user", "content": "Hello, who are you?"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello, who are you?"}]
 PROMPT = "The quick brown fox"
 
 
-@pytest.fixture
-def db_url(tmp_path):
-    """SQLite only here (test_gateway_isolation runs the gateway on PostgreSQL too)."""
-    return f"sqlite:///{tmp_path / 'genai.db'}"
-
-
-@pytest.fixture(scope="module")
-def model_server(run_server, tiny):
-    """One ``genai serve`` of the tiny model with adapters a1, a2, a3, for the module."""
-    with run_server(tiny.model, adapters=dict(tiny.adapters)) as server:
-        yield server
+# SQLite only here (test_gateway_isolation runs the gateway on PostgreSQL too).
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture
@@ -172,7 +164,7 @@ def test_async_client_concurrent_requests_get_their_own_ids(world):
                 reply = await client.chat.completions.create(
                     model="chat", messages=HELLO, max_tokens=4, temperature=0
                 )
-                assert reply.usage.completion_tokens == 4
+                assert reply.usage is not None and reply.usage.completion_tokens == 4
                 return reply.id
 
             async def streamed() -> str:
@@ -212,8 +204,10 @@ def test_adapters_the_spec_does_not_list_are_not_found(world, model):
     with pytest.raises(openai.NotFoundError) as caught:
         greedy_chat(world.client, model)
     assert caught.value.status_code == 404
-    assert caught.value.body["code"] == "not_found"
-    assert "does not exist" in caught.value.body["message"]
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["code"] == "not_found"
+    assert "does not exist" in body["message"]
     with pytest.raises(openai.NotFoundError):
         world.client.completions.create(model=model, prompt=PROMPT, max_tokens=2, stream=True)
 
@@ -377,7 +371,7 @@ def test_feedback_on_a_response_id(world, settings, gateway_server):
 
     from sqlalchemy import select
 
-    from genai.store import _schema as t
+    from genai.store import schema as t
 
     with world.admin.store.session() as s:
         rows = s.execute(

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
+from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import inspect, select, text
 
 import genai
@@ -26,17 +26,16 @@ from apps._dlp import DlpRequestStage, dlp_stages
 from genai.dlp import Dlp, Policy, RedisVault, SqlVault, load_keys
 from genai.gateway import CachedAnswer, GatewayRequest, Stages
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeOpenAIServer, running_server
 
 EMAIL, OTHER, CARD = "alice@example.com", "bob@example.org", "4111 1111 1111 1111"
 RAW = (EMAIL, OTHER, CARD, "4111111111111111", "alice@", "bob@")
 POLICY = Policy(default_action="pseudonymise")
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """SQLite here; the vault's own tests run on PostgreSQL and Redis too."""
-    return f"sqlite:///{tmp_path / 'genai.db'}"
+# SQLite here; the vault's own tests run on PostgreSQL and Redis too.
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture
@@ -130,7 +129,7 @@ def world(
             store.dispose()
 
 
-def _chat(world: World, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+def _chat(world: World, messages: list[ChatCompletionMessageParam], **kwargs: Any) -> Any:
     return world.client(kwargs.pop("project", "dlp-a")).chat.completions.create(
         model="chat", messages=messages, **kwargs
     )
@@ -141,7 +140,7 @@ def _no_raw(where: str, text_: str) -> None:
     assert not found, f"raw personal data {found} in {where}"
 
 
-CONVERSATION = [
+CONVERSATION: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "You help customers of ACME; escalate to alice@example.com."},
     {"role": "user", "content": [{"type": "text", "text": f"I am {EMAIL}, card {CARD}."}]},
     {
@@ -282,11 +281,15 @@ def test_another_project_never_gets_a_sessions_values(world: World) -> None:
 
 def test_the_cache_serves_another_session_its_own_values(world: World) -> None:
     world.upstream.reply = "The account of <EMAIL_ADDRESS_1> is fine"
-    ask = [{"role": "user", "content": f"Summarise the account of {EMAIL}"}]
+    ask: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": f"Summarise the account of {EMAIL}"}
+    ]
     first = _chat(world, ask, extra_headers={"x-genai-session": "u1"})
     assert first.choices[0].message.content == f"The account of {EMAIL} is fine"
     calls = world.upstream.calls()
-    other = [{"role": "user", "content": f"Summarise the account of {OTHER}"}]
+    other: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": f"Summarise the account of {OTHER}"}
+    ]
     raw = world.client().chat.completions.with_raw_response.create(
         model="chat", messages=other, extra_headers={"x-genai-session": "u2"}
     )
@@ -405,7 +408,7 @@ def test_the_vault_down_refuses_or_with_fail_open_redacts(world: World) -> None:
     nowhere = RedisVault("redis://127.0.0.1:1/0", keys)  # nothing listens there
     gw = world.start(DlpRequestStage(Dlp(keys=keys, vault=nowhere, ner="none")))
     session = {"x-genai-session": "s"}
-    ask = [{"role": "user", "content": f"I am {EMAIL}"}]
+    ask: list[ChatCompletionMessageParam] = [{"role": "user", "content": f"I am {EMAIL}"}]
     calls = world.upstream.calls()
     mine = openai.OpenAI(base_url=gw.v1, api_key=world.keys["dlp-a"], max_retries=0)
     with pytest.raises(openai.APIStatusError) as caught:
@@ -452,7 +455,7 @@ def test_after_a_run_no_raw_personal_data_is_anywhere(
     _chat(world, [{"role": "user", "content": f"Mail {OTHER}"}], tools=TOOLS)
     world.client().completions.create(model="chat", prompt=f"Write to {EMAIL}")
     gw = world.gw.gateway
-    assert wait_until(lambda: not gw._shadows, timeout=10)  # shadow comparisons are written
+    assert wait_until(lambda: not gw.shadows_in_flight, timeout=10)  # shadow rows are written
     assert gw.ledger.flush()
 
     # the database: every table, every column
@@ -562,19 +565,44 @@ def test_the_gateway_loads_the_projects_detectors_before_after_warm(
     policy = _unique_policy()
     world.admin.projects.set_option("dlp-b", "dlp", policy.to_json())
     store = Store(settings.resolved_database_url)
-    dlp = Dlp.from_settings(settings, store)
+    built: list[DlpRequestStage] = []
+    ready, done = threading.Event(), threading.Event()
     seen: list[bool] = []
-    done = threading.Event()
 
-    def after_warm() -> None:
-        seen.append(dlp.loaded(policy))
+    def after_warm() -> None:  # in the warm-up thread: is the stage's detector built?
+        assert ready.wait(60)
+        seen.append(built[0].dlp.loaded(policy))
         done.set()
 
     try:
         stages = stages_for(settings, store, after_warm=after_warm)
+        built.extend(s for s in stages.request if isinstance(s, DlpRequestStage))
+        ready.set()
         assert done.wait(120)
         assert seen == [True]
         assert stages.cache is not None
         stages.cache.close()  # type: ignore[attr-defined]
+    finally:
+        store.dispose()
+
+
+def test_the_gateway_stages_share_the_process_embedder(settings: genai.Settings) -> None:
+    """One embedding model per gateway process: the cache and the knowledge bots use the
+    embedder ``stages_for`` is given (the app gives the same one to /v1/embeddings)."""
+    from apps._cache import GatewayCache, _MemoEmbedder
+    from apps._knowledge import KnowledgeBot
+    from apps.gateway import stages_for
+    from genai.testing import FakeEmbedder
+
+    embedder = FakeEmbedder()
+    store = Store(settings.resolved_database_url)
+    try:
+        stages = stages_for(settings, store, embedder=embedder)
+        assert isinstance(stages.cache, GatewayCache)
+        memo = stages.cache.cache.embedder  # the cache's memo in front of the embedder
+        assert isinstance(memo, _MemoEmbedder) and memo.inner is embedder
+        bot = stages.targets[KnowledgeBot.name]
+        assert isinstance(bot, KnowledgeBot) and bot._embedder is embedder
+        stages.cache.close()
     finally:
         store.dispose()

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
 from sqlalchemy import select
 
 import genai
@@ -25,7 +24,8 @@ from apps._dlp import dlp_stages
 from cache import SemanticCache
 from genai.dlp import Policy
 from genai.gateway import GatewayOptions, Stages
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeOpenAIServer, running_server
 from genai.vectors import InMemoryVectorStore
 
 EMAIL, CARD = "alice@example.com", "4111 1111 1111 1111"

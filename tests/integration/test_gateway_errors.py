@@ -15,35 +15,21 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from openai.types.chat import ChatCompletionMessageParam
 
 from genai.gateway import GatewayOptions
+from genai.testing import FakeOpenAIServer, running_server
 
 PROJECT = "proj-a"
 BASE = "tiny-llama"
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
 LIMIT = 4096
 
 
-@pytest.fixture
-def db_url(tmp_path):
-    """SQLite only here (test_gateway_isolation runs the gateway on PostgreSQL too)."""
-    return f"sqlite:///{tmp_path / 'genai.db'}"
-
-
-@pytest.fixture(scope="module")
-def model_server(run_server, tiny):
-    with run_server(tiny.model) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def http():
-    """One HTTP client (with its connection pool) for the module's plain requests."""
-    with httpx.Client(timeout=30) as client:
-        yield client
+# SQLite only here (test_gateway_isolation runs the gateway on PostgreSQL too).
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +47,7 @@ class OddUpstream:
 
     def __init__(self) -> None:
         self.answer: Any = {}
+        self.url = ""  # where it runs: set by the fixture
         self.app = FastAPI()
         self.app.post("/v1/chat/completions")(self._reply)
         self.app.post("/v1/completions")(self._reply)
@@ -119,10 +106,11 @@ def world(platform, settings, model_server, vendor, odd, http, gateway_server):
 
 
 def post(world: Any, path: str, body: Any, key: str | None = None, **kwargs: Any) -> httpx.Response:
+    http: httpx.Client = world.http
     headers = {"authorization": f"Bearer {key or world.key}", **kwargs.pop("headers", {})}
     if isinstance(body, bytes):
-        return world.http.post(world.gw.v1 + path, headers=headers, content=body, **kwargs)
-    return world.http.post(world.gw.v1 + path, headers=headers, json=body, **kwargs)
+        return http.post(world.gw.v1 + path, headers=headers, content=body, **kwargs)
+    return http.post(world.gw.v1 + path, headers=headers, json=body, **kwargs)
 
 
 def openai_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
@@ -160,7 +148,8 @@ ENDPOINTS = {
 def call(world: Any, endpoint: str, authorization: str | None) -> httpx.Response:
     method, path, body = ENDPOINTS[endpoint]
     headers = {} if authorization is None else {"authorization": authorization}
-    return world.http.request(method, world.gw.v1 + path, headers=headers, json=body)
+    http: httpx.Client = world.http
+    return http.request(method, world.gw.v1 + path, headers=headers, json=body)
 
 
 # ------------------------------------------------------------------ keys
@@ -366,7 +355,7 @@ OUT_OF_RANGE = [
 def test_numbers_out_of_range(world, subtests):
     for field, value in OUT_OF_RANGE:
         with subtests.test(field=field, value=value):
-            error = openai_error(post(world, "/chat/completions", chat(**{field: value})), 400)
+            error = openai_error(post(world, "/chat/completions", {**chat(), field: value}), 400)
             assert error["param"] == field
             assert f"'{field}' is {value}, but must be between" in error["message"]
     at_the_edges = chat(n=1, temperature=2, top_p=1, presence_penalty=-2, frequency_penalty=2)
@@ -536,7 +525,7 @@ def test_a_broken_stream_ends_with_an_error_event(world, wait_until, mode, says,
 def ledger_statuses(world: Any) -> list[str]:
     from sqlalchemy import select
 
-    from genai.store import _schema as t
+    from genai.store import schema as t
 
     assert world.gw.gateway.ledger.flush()
     with world.admin.store.session() as s:

@@ -31,27 +31,28 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
 from sqlalchemy import select
 
 from apps._dlp import dlp_stages
 from apps.admin import mount_admin
-from genai._pool import FairPool
 from genai.dlp import Policy
 from genai.gateway import GatewayOptions, GatewayRequest, Stages
+from genai.pool import FairPool
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeOpenAIServer, running_server
 
 A, B = "flood-a", "quiet-b"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-CHAT = {"model": "chat", "messages": [{"role": "user", "content": "tell me something"}]}
+CHAT: dict[str, Any] = {
+    "model": "chat",
+    "messages": [{"role": "user", "content": "tell me something"}],
+}
 WAIT_S = 30.0  # the longest a test waits for something that happens at once (never reached)
 
 
-@pytest.fixture
-def db_url(tmp_path: Any) -> str:
-    """Admission counts in the gateway process, not in the database: SQLite is enough."""
-    return f"sqlite:///{tmp_path / 'genai.db'}"
+# SQLite only: admission counts in the gateway process, not in the database.
+pytestmark = pytest.mark.sqlite_only
 
 
 class HeldUpstream:
@@ -301,6 +302,7 @@ def test_oversized_requests_are_refused_with_openais_error_shape(
         with pytest.raises(openai.BadRequestError) as refused:
             client.embeddings.create(model=EMBEDDING_MODEL, input=texts)
         error = refused.value.body
+        assert isinstance(error, dict)
         assert says in error["message"]
         assert (error["type"], error["param"]) == ("invalid_request_error", "input")
     with pytest.raises(openai.BadRequestError, match="GENAI_GATEWAY_MAX_REQUEST_TOKENS"):
@@ -329,6 +331,10 @@ class Recording:
         self.entered = threading.Event()
         self.gate = threading.Event()
         self.pool: FairPool | None = None
+
+    @property
+    def model_name(self) -> str:
+        return str(self.inner.model_name)
 
     @property
     def dimension(self) -> int:

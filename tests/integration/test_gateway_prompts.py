@@ -14,14 +14,15 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
+from _clocks import ManualClock
 from sqlalchemy import event, select
 
 import genai
 from apps._prompts import PromptStage, prompt_stage
 from genai.gateway import GatewayOptions, RequestStage, Stages, create_gateway
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeOpenAIServer, running_server
 from prompts import PromptHub, PromptTemplate
 
 A, B = "support-bot", "other-team"
@@ -122,17 +123,9 @@ def fake() -> Iterator[FakeOpenAIServer]:
         yield server
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def world(platform, settings, gateway_server, fake) -> World:
-    return build_world(platform, settings, gateway_server, fake, clock=Clock())
+def world(platform, settings, gateway_server, fake, clock: ManualClock) -> World:
+    return build_world(platform, settings, gateway_server, fake, clock=clock)
 
 
 def test_rendered_prompt_reaches_upstream_and_the_ledger_names_its_version(
@@ -212,7 +205,11 @@ def test_the_openai_sdk_sends_prompts_through_extra_body(world: World) -> None:
     ],
 )
 def test_bad_variables_are_400_naming_them(
-    world: World, wait_until: Callable[..., bool], body: dict, param: str, words: list[str]
+    world: World,
+    wait_until: Callable[..., bool],
+    body: dict[str, Any],
+    param: str,
+    words: list[str],
 ) -> None:
     calls = world.fake.calls()
     answer = world.post(A, body)
@@ -236,7 +233,7 @@ def test_another_projects_prompt_is_a_404_like_a_missing_one(world: World) -> No
     # B's own prompt of the same name is B's (once the 404, remembered for 1 s, is forgotten)
     PromptHub(world.admin, B).push("qa", qa("B's."), label="production")
     assert world.post(B, {"prompt": "qa@production", "variables": {"question": "q"}}).is_error
-    world.clock.now += 1.5
+    world.clock.advance(1.5)
     mine = world.post(B, {"prompt": "qa@production", "variables": {"question": "q"}})
     assert mine.status_code == 200
     assert world.fake.last("/v1/chat/completions")["messages"][0]["content"].endswith("B's.")
@@ -250,10 +247,10 @@ def test_the_hot_path_reads_each_prompt_once_per_ttl(
         assert ok.status_code == 200
     assert len(world.prompt_queries) == 1
     PromptHub(world.admin, A).label("qa@1", "production")  # another process moves it
-    world.clock.now += 59
+    world.clock.advance(59)
     still = world.post(A, {"prompt": "qa@production", "variables": {"question": "q"}})
     assert world.ledger(still.headers["x-request-id"], wait_until).prompt_version == "qa@2"
-    world.clock.now += 2  # past the TTL
+    world.clock.advance(2)  # past the TTL
     moved = world.post(A, {"prompt": "qa@production", "variables": {"question": "q"}})
     assert world.ledger(moved.headers["x-request-id"], wait_until).prompt_version == "qa@1"
     assert len(world.prompt_queries) == 2

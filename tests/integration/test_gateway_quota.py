@@ -1,4 +1,4 @@
-"""Project quotas at the gateway: requests per minute, tokens per day and the monthly USD
+"""GatewayProject quotas at the gateway: requests per minute, tokens per day and the monthly USD
 budget refuse with 429 and Retry-After once used up; with Redis, two real ``genai
 gateway`` processes share one count, and without it each process counts alone.
 
@@ -9,18 +9,11 @@ for the next minute when too little of the current one is left.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,40 +21,27 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
-from _gateway_harness import LiveGateway
-from sqlalchemy import select, text
+from _gateway_harness import GatewayProject, LiveGateway, gateway_process, new_project
+from sqlalchemy import text
 
 import genai
 from genai.gateway import GatewayOptions
 from genai.store import Store
-from genai.store import _schema as t
+from genai.testing import FakeOpenAIServer, running_server
 
-CHAT = {"model": "chat", "messages": [{"role": "user", "content": "tell me something"}]}
+CHAT: dict[str, Any] = {
+    "model": "chat",
+    "messages": [{"role": "user", "content": "tell me something"}],
+}
 OPTIONS = GatewayOptions(ledger_interval_s=0.02)
-GENAI = shutil.which("genai", path=str(Path(sys.executable).parent)) or "genai"
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """Quotas count in Redis or in the process, not in the database: SQLite here, except
-    for the two-process tests, which pick their database themselves."""
-    return f"sqlite:///{tmp_path / 'genai.db'}"
+# SQLite only: quotas count in Redis or in the process, not in the database (the two-process
+# tests pick their database themselves).
+pytestmark = pytest.mark.sqlite_only
 
 
 # ------------------------------------------------------------------ helpers
-
-
-@dataclass
-class Project:
-    admin: genai.Client
-    name: str
-    key: str
-    id: int
-
-    def rows(self) -> list[t.UsageRecord]:
-        with self.admin.store.session() as s:
-            return list(s.scalars(select(t.UsageRecord).where(t.UsageRecord.project_id == self.id)))
 
 
 def _skip_project_ids(store: Store) -> None:
@@ -77,18 +57,15 @@ def _skip_project_ids(store: Store) -> None:
 
 def make_project(
     settings: genai.Settings, upstream: FakeOpenAIServer, *, unique_id: bool = False, **spec: Any
-) -> Project:
+) -> GatewayProject:
     genai.init(settings, admin="admin")
     admin = genai.connect(settings, user="admin")
     if unique_id:
         _skip_project_ids(admin.store)
-    admin.projects.create("quota")
-    key = admin.keys.create("quota", role="developer").secret
+    project = new_project(admin, "quota")
     target = {"name": "main", "url": upstream.url, "model": "fake-base", **spec}
-    admin.registry.deployments.create("quota", "chat", spec={"targets": [target], "retries": 0})
-    with admin.store.session() as s:
-        pid = s.scalar(select(t.Project.id).where(t.Project.name == "quota"))
-    return Project(admin, "quota", key, pid)
+    project.deploy({"targets": [target], "retries": 0})
+    return project
 
 
 @pytest.fixture
@@ -102,10 +79,10 @@ def upstream() -> Iterator[FakeOpenAIServer]:
 @pytest.fixture
 def project_of(
     settings: genai.Settings, upstream: FakeOpenAIServer
-) -> Iterator[Callable[..., Project]]:
-    made: list[Project] = []
+) -> Iterator[Callable[..., GatewayProject]]:
+    made: list[GatewayProject] = []
 
-    def make(**kwargs: Any) -> Project:
+    def make(**kwargs: Any) -> GatewayProject:
         made.append(make_project(settings, upstream, **kwargs))
         return made[-1]
 
@@ -147,7 +124,7 @@ def seconds_to_next_day() -> float:
 
 
 def test_requests_per_minute_refuse_with_429_and_retry_after(
-    project_of: Callable[..., Project],
+    project_of: Callable[..., GatewayProject],
     settings: genai.Settings,
     gateway_server: Callable[..., LiveGateway],
 ) -> None:
@@ -169,7 +146,7 @@ def test_requests_per_minute_refuse_with_429_and_retry_after(
 
 
 def test_tokens_per_day_refuse_once_spent_streams_included(
-    project_of: Callable[..., Project],
+    project_of: Callable[..., GatewayProject],
     settings: genai.Settings,
     gateway_server: Callable[..., LiveGateway],
 ) -> None:
@@ -192,7 +169,7 @@ def test_tokens_per_day_refuse_once_spent_streams_included(
 
 
 def test_the_monthly_budget_refuses_once_spent_at_the_targets_price(
-    project_of: Callable[..., Project],
+    project_of: Callable[..., GatewayProject],
     settings: genai.Settings,
     gateway_server: Callable[..., LiveGateway],
     upstream: FakeOpenAIServer,
@@ -221,43 +198,6 @@ def test_the_monthly_budget_refuses_once_spent_at_the_targets_price(
 # ------------------------------------------------------------------ two gateway processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def genai_gateway(env: dict[str, str], log: Path) -> Iterator[str]:
-    """A real ``genai gateway`` process on a free port; yields its /v1 URL."""
-    port = _free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [GENAI, "gateway", "--port", str(port), "--no-access-log"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, f"the gateway exited:\n{log.read_text()}"
-                assert time.monotonic() < deadline, f"no gateway after 30 s:\n{log.read_text()}"
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                        break
-                time.sleep(0.05)
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-
-
 def _alternate(urls: list[str], key: str, n: int) -> list[int]:
     """The statuses of ``n`` concurrent requests, sent to the gateways in turn."""
 
@@ -268,8 +208,10 @@ def _alternate(urls: list[str], key: str, n: int) -> list[int]:
 
             async def one(url: str) -> int:
                 async with client.post(url + "/chat/completions", json=CHAT) as response:
-                    await response.read()
-                    assert response.status == 200 or 1 <= int(response.headers["retry-after"]) <= 60
+                    body = await response.read()
+                    if response.status != 200:  # refused: it says when to come back
+                        said = f"{response.status}: {body.decode(errors='replace')}"
+                        assert 1 <= int(response.headers.get("retry-after", 0)) <= 60, said
                     return response.status
 
             return await asyncio.gather(*(one(urls[i % len(urls)]) for i in range(n)))
@@ -307,8 +249,8 @@ def test_two_gateway_processes_share_the_minute_limit_through_redis_only(
     try:
         project.admin.quotas.set("quota", requests_per_minute=limit)
         with (
-            genai_gateway(env, tmp_path / "one.log") as one,
-            genai_gateway(env, tmp_path / "two.log") as two,
+            gateway_process(env, tmp_path / "one.log") as (one, _),
+            gateway_process(env, tmp_path / "two.log") as (two, _),
         ):
             within_one_minute(10)
             answers = _alternate([one, two], project.key, 4 * limit)

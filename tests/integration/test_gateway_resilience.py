@@ -10,62 +10,34 @@ so a hang fails the test instead of stalling it.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
-import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
-from _gateway_harness import LiveGateway
-from sqlalchemy import select
+from _clocks import ManualClock
+from _gateway_harness import GatewayProject, LiveGateway
+from _servers import closed_port_url
 
 import genai
 from genai.gateway import Circuits, GatewayOptions
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeOpenAIServer, running_server
 
-CHAT = {"model": "chat", "messages": [{"role": "user", "content": "tell me something"}]}
+CHAT: dict[str, Any] = {
+    "model": "chat",
+    "messages": [{"role": "user", "content": "tell me something"}],
+}
 OPTIONS = GatewayOptions(ledger_interval_s=0.02)
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """Failure handling does not depend on the database: SQLite only."""
-    return f"sqlite:///{tmp_path / 'genai.db'}"
+# SQLite only: failure handling does not depend on the database.
+pytestmark = pytest.mark.sqlite_only
 
 
 # ------------------------------------------------------------------ helpers
-
-
-@dataclass
-class Project:
-    admin: genai.Client
-    name: str
-    key: str
-    id: int
-
-    def deploy(self, spec: dict[str, Any], name: str = "chat") -> None:
-        self.admin.registry.deployments.create(self.name, name, spec=spec)
-
-    def rows(self) -> list[t.UsageRecord]:
-        with self.admin.store.session() as s:
-            return list(s.scalars(select(t.UsageRecord).where(t.UsageRecord.project_id == self.id)))
-
-
-@pytest.fixture
-def project(settings: genai.Settings) -> Iterator[Project]:
-    genai.init(settings, admin="admin")
-    with genai.connect(settings, user="admin") as admin:
-        admin.projects.create("faults")
-        key = admin.keys.create("faults", role="developer").secret
-        with admin.store.session() as s:
-            pid = s.scalar(select(t.Project.id).where(t.Project.name == "faults"))
-        yield Project(admin, "faults", key, pid)
 
 
 @pytest.fixture
@@ -82,50 +54,35 @@ def fake() -> Iterator[Callable[..., FakeOpenAIServer]]:
 
 
 @pytest.fixture
-def gateway(
-    project: Project,
-    settings: genai.Settings,
-    gateway_server: Callable[..., LiveGateway],
-    clock: Clock,
-) -> Callable[[dict[str, Any]], LiveGateway]:
-    """``gateway(spec)``: deploy ``chat`` with the spec and start a gateway whose circuits
-    count time on ``clock``."""
-
-    def start(spec: dict[str, Any]) -> LiveGateway:
-        project.deploy(spec)
-        return gateway_server(settings, options=OPTIONS, circuits=Circuits(clock=clock))
-
-    return start
-
-
-class Clock:
-    """Seconds that pass only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+def waits() -> ManualClock:
+    """The gateway's backoff sleeps on this clock: each wait is recorded (``slept``) and
+    passes at once."""
+    return ManualClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def gateway(
+    project: GatewayProject,
+    settings: genai.Settings,
+    gateway_server: Callable[..., LiveGateway],
+    clock: ManualClock,
+    waits: ManualClock,
+) -> Callable[[dict[str, Any]], LiveGateway]:
+    """``gateway(spec)``: deploy ``chat`` with the spec and start a gateway whose circuits
+    count time on ``clock`` and whose retries wait on ``waits``."""
+
+    def start(spec: dict[str, Any]) -> LiveGateway:
+        project.deploy(spec)
+        return gateway_server(
+            settings, options=OPTIONS, circuits=Circuits(clock=clock), sleep=waits.sleep
+        )
+
+    return start
 
 
 def target(name: str, upstream: FakeOpenAIServer | str, **extra: Any) -> dict[str, Any]:
     url = upstream if isinstance(upstream, str) else upstream.url
     return {"name": name, "url": url, "model": "fake-base", **extra}
-
-
-def closed_port_url() -> str:
-    """The URL of a loopback port nothing listens on (connections are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
 
 def spec(*targets: dict[str, Any], fallbacks: Any = (), **extra: Any) -> dict[str, Any]:
@@ -176,7 +133,7 @@ def errors(gw: LiveGateway, target_name: str, reason: str) -> float:
     return value or 0.0
 
 
-def ledger(gw: LiveGateway, project: Project) -> list[t.UsageRecord]:
+def ledger(gw: LiveGateway, project: GatewayProject) -> list[t.UsageRecord]:
     assert gw.gateway.ledger.flush()
     return project.rows()
 
@@ -202,7 +159,7 @@ def test_retryable_failures_are_retried_until_the_target_answers(
     mode: str,
     stream: bool,
     reason: str,
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
@@ -224,9 +181,10 @@ def test_retryable_failures_are_retried_until_the_target_answers(
 
 
 def test_retries_give_up_after_the_limit_backing_off_exponentially(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
+    waits: ManualClock,
 ) -> None:
     upstream = fake()
     upstream.mode = "error500"
@@ -235,47 +193,50 @@ def test_retries_give_up_after_the_limit_backing_off_exponentially(
     assert answer.status_code == 502
     error = answer.json()["error"]
     assert "no target answered" in error["message"] and "HTTP 500" in error["message"]
-    assert upstream.calls() == 4
-    arrivals = [r.at for r in upstream.requests]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    # backoff_s * 2**attempt, with jitter between 0.5x and 1.5x
-    for attempt, gap in enumerate(gaps):
-        base = 0.1 * 2**attempt
-        assert 0.5 * base - 0.01 <= gap <= 1.5 * base + 0.5, gaps
+    assert upstream.calls() == 4  # the first try and 3 retries, then no more
+    # a wait before each retry: backoff_s * 2**attempt, jittered by ±50%
+    assert len(waits.slept) == 3
+    for attempt, waited in enumerate(waits.slept):
+        assert 0.05 * 2**attempt <= waited < 0.15 * 2**attempt
+    assert errors(gw, "main", "http_500") == 4
     assert [r.status for r in ledger(gw, project)] == ["upstream_error"]
 
 
 def test_retry_after_of_the_upstream_is_honoured(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
+    waits: ManualClock,
 ) -> None:
     upstream = fake()
     upstream.mode, upstream.failures_left, upstream.retry_after = "ratelimit", 1, "1"
     gw = gateway(spec(target("main", upstream), retries=1, backoff_s=0.001))
     assert text_of(chat(gw, project.key)) == "all good here"
-    first, second = (r.at for r in upstream.requests)
-    assert 0.95 <= second - first < 2.0
+    assert upstream.calls() == 2 and errors(gw, "main", "http_429") == 1
+    assert waits.slept == [1.0]  # the upstream's 1 s, not the 1 ms backoff
 
 
 def test_a_long_retry_after_is_not_waited_for_in_the_request_but_passed_on(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
+    waits: ManualClock,
 ) -> None:
     upstream = fake()
     upstream.mode, upstream.retry_after = "ratelimit", "30"
     gw = gateway(spec(target("main", upstream), retries=1, backoff_s=0.01))
     answer = chat(gw, project.key)
-    first, second = (r.at for r in upstream.requests)
-    assert second - first < 0.5  # its own backoff instead of 30 s
+    assert upstream.calls() == 2  # retried once, then given up
+    # its own backoff instead of 30 s (waiting 30 s would time the client out)
+    (waited,) = waits.slept
+    assert 0.005 <= waited < 0.015
     assert answer.status_code == 502 and answer.headers["retry-after"] == "30"
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_the_callers_mistake_is_neither_retried_nor_sent_to_a_fallback(
     stream: bool,
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
@@ -306,7 +267,7 @@ def test_the_callers_mistake_is_neither_retried_nor_sent_to_a_fallback(
 def test_a_fallback_answers_once_the_chosen_target_used_up_its_retries(
     broken: str,
     reason: str,
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
@@ -326,10 +287,10 @@ def test_a_fallback_answers_once_the_chosen_target_used_up_its_retries(
 
 
 def test_the_circuit_opens_skips_the_target_then_half_opens_and_closes_on_success(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
-    clock: Clock,
+    clock: ManualClock,
 ) -> None:
     main, backup = fake("from main"), fake("from the backup")
     main.mode = "error500"
@@ -364,10 +325,10 @@ def test_the_circuit_opens_skips_the_target_then_half_opens_and_closes_on_succes
 
 
 def test_a_failed_trial_opens_the_circuit_again(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
-    clock: Clock,
+    clock: ManualClock,
 ) -> None:
     main, backup = fake("from main"), fake("from the backup")
     main.mode = "error500"
@@ -403,7 +364,7 @@ def test_a_failed_trial_opens_the_circuit_again(
 
 
 def test_every_target_failing_is_a_502_and_open_circuits_a_503_with_retry_after(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
@@ -434,7 +395,7 @@ def test_every_target_failing_is_a_502_and_open_circuits_a_503_with_retry_after(
 
 
 def test_rate_limited_targets_pass_their_retry_after_on(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
@@ -453,7 +414,7 @@ def test_rate_limited_targets_pass_their_retry_after_on(
 @pytest.mark.parametrize("mode", ["drop", "eof", "error_event"])
 def test_a_stream_broken_mid_way_ends_with_an_error_event(
     mode: str,
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
@@ -472,7 +433,7 @@ def test_a_stream_broken_mid_way_ends_with_an_error_event(
 
 
 def test_the_openai_sdk_sees_a_dropped_stream_as_an_error(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
@@ -481,7 +442,7 @@ def test_the_openai_sdk_sees_a_dropped_stream_as_an_error(
     gw = gateway(spec(target("main", upstream)))
     sdk = openai.OpenAI(base_url=gw.v1, api_key=project.key, timeout=5, max_retries=0)
     stream = sdk.chat.completions.create(model="chat", messages=CHAT["messages"], stream=True)
-    received = []
+    received: list[str] = []
     with pytest.raises(openai.APIError, match="dropped the stream"):
         for chunk in stream:
             received.extend(c.delta.content or "" for c in chunk.choices)
@@ -489,7 +450,7 @@ def test_the_openai_sdk_sees_a_dropped_stream_as_an_error(
 
 
 def test_a_stream_whose_upstream_never_answers_times_out_per_target(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
@@ -504,7 +465,7 @@ def test_a_stream_whose_upstream_never_answers_times_out_per_target(
 
 
 def test_a_stream_that_never_sends_its_first_byte_times_out_per_target(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:
@@ -521,7 +482,7 @@ def test_a_stream_that_never_sends_its_first_byte_times_out_per_target(
 @pytest.mark.parametrize("mode", ["garbage", "not_sse", "stall", "error_event_first"])
 def test_a_stream_whose_target_fails_before_its_first_event_falls_back(
     mode: str,
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway: Callable[[dict[str, Any]], LiveGateway],
 ) -> None:

@@ -10,42 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import json
 import math
-import socket
-import time
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
-from _gateway_harness import LiveGateway, run_gateway
-from sqlalchemy import select
+from _clocks import wait_until
+from _gateway_harness import GatewayProject, LiveGateway, run_gateway
+from _servers import closed_port_url
 
 import genai
 from genai.gateway import GatewayOptions
-from genai.gateway._shadow import similarity
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeOpenAIServer, running_server
 
 CHAT = {"messages": [{"role": "user", "content": "tell me something"}]}  # 3 prompt tokens
 OPTIONS = GatewayOptions(ledger_interval_s=0.02)
+WAIT_S = 30.0  # the longest a held upstream waits for its gate (never reached)
 
 
-@pytest.fixture
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """SQLite: traffic policies do not depend on the database. A test that reads recorded
-    feedback runs on PostgreSQL too (``BOTH_DATABASES``)."""
-    if getattr(request, "param", "sqlite") == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite:///{tmp_path / 'genai.db'}"
-
-
+# SQLite: traffic policies do not depend on the database. A test that reads recorded
+# feedback runs on PostgreSQL too (``BOTH_DATABASES``).
+pytestmark = pytest.mark.sqlite_only
 BOTH_DATABASES = pytest.mark.parametrize(
     "db_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
 )
@@ -54,40 +48,44 @@ BOTH_DATABASES = pytest.mark.parametrize(
 # ------------------------------------------------------------------ helpers
 
 
-@dataclass
-class Project:
-    admin: genai.Client
-    name: str
-    key: str
-    id: int
+class Gate:
+    """Holds the generation requests of the upstreams it guards until the test opens it
+    (``arrived`` counts the requests held so far); nothing waits longer than ``WAIT_S``."""
 
-    def deploy(self, spec: dict[str, Any], name: str = "chat") -> None:
-        self.admin.registry.deployments.create(self.name, name, spec=spec)
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self.arrived = 0
 
-    def rows(self, table: Any = t.UsageRecord) -> list[Any]:
-        with self.admin.store.session() as s:
-            return list(s.scalars(select(table).where(table.project_id == self.id)))
+    def guard(self, app: Any) -> Any:
+        async def held(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"].endswith("/completions"):
+                self.arrived += 1
+                await asyncio.to_thread(self._open.wait, WAIT_S)
+            await app(scope, receive, send)
+
+        return held
+
+    def open(self) -> None:
+        self._open.set()
 
 
 @pytest.fixture
-def project(settings: genai.Settings) -> Iterator[Project]:
-    genai.init(settings, admin="admin")
-    with genai.connect(settings, user="admin") as admin:
-        admin.projects.create("traffic")
-        key = admin.keys.create("traffic", role="developer").secret
-        with admin.store.session() as s:
-            pid = s.scalar(select(t.Project.id).where(t.Project.name == "traffic"))
-        yield Project(admin, "traffic", key, pid)
+def gate() -> Iterator[Gate]:
+    held = Gate()
+    yield held
+    held.open()  # nothing stays held when a test fails half-way
 
 
 @pytest.fixture
 def fake() -> Iterator[Callable[..., FakeOpenAIServer]]:
-    """``fake(reply)`` starts a fake vLLM upstream (``.url`` is its /v1 base)."""
+    """``fake(reply)`` starts a fake vLLM upstream (``.url`` is its /v1 base);
+    ``fake(reply, gate=gate)`` one whose answers wait until the gate opens."""
     with contextlib.ExitStack() as stack:
 
-        def start(reply: str, **kwargs: Any) -> FakeOpenAIServer:
+        def start(reply: str, *, gate: Gate | None = None, **kwargs: Any) -> FakeOpenAIServer:
             server = FakeOpenAIServer(reply=reply, **kwargs)
-            server.url = stack.enter_context(running_server(server.app)) + "/v1"
+            app = server.app if gate is None else gate.guard(server.app)
+            server.url = stack.enter_context(running_server(app)) + "/v1"
             return server
 
         yield start
@@ -95,13 +93,6 @@ def fake() -> Iterator[Callable[..., FakeOpenAIServer]]:
 
 def target(name: str, upstream: FakeOpenAIServer, **extra: Any) -> dict[str, Any]:
     return {"name": name, "url": upstream.url, "model": "fake-base", **extra}
-
-
-def closed_port_url() -> str:
-    """The URL of a loopback port nothing listens on (connections are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
 
 def _within(count: int, n: int, p: float, sigmas: float = 4.0) -> bool:
@@ -178,20 +169,11 @@ def http(gw: LiveGateway, key: str) -> httpx.Client:
     )
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 # ------------------------------------------------------------------ weighted canary
 
 
 def test_a_90_10_canary_splits_1000_requests_by_weight_and_never_uses_weight_zero(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway_server: Callable[..., LiveGateway],
     settings: genai.Settings,
@@ -229,7 +211,7 @@ def test_a_90_10_canary_splits_1000_requests_by_weight_and_never_uses_weight_zer
 @pytest.mark.parametrize("header", ["x-genai-user", "x-user-id"])
 def test_sticky_ab_keeps_every_user_on_one_arm_and_splits_users_by_weight(
     header: str,
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway_server: Callable[..., LiveGateway],
     settings: genai.Settings,
@@ -276,7 +258,7 @@ def _counter(gw: LiveGateway, key: str) -> int:
 @pytest.mark.parametrize("prompt_logging", [False, True])
 def test_the_shadow_gets_a_copy_that_is_never_returned_nor_billed(
     prompt_logging: bool,
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway_server: Callable[..., LiveGateway],
     settings: genai.Settings,
@@ -326,7 +308,10 @@ def test_the_shadow_gets_a_copy_that_is_never_returned_nor_billed(
 
     assert wait_until(lambda: len(shadow_rows()) == 7)
     rows = shadow_rows()
-    expected = similarity("the primary answer about cats", "a shadow reply on dogs and more")
+    # the recorded similarity is a character-level ratio of the two answers
+    expected = difflib.SequenceMatcher(
+        None, "the primary answer about cats", "a shadow reply on dogs and more", autojunk=False
+    ).ratio()
     assert 0 < expected < 1
     assert sorted(r.request_id for r in rows) == sorted(ids)
     for row in rows:
@@ -357,13 +342,14 @@ def test_the_shadow_gets_a_copy_that_is_never_returned_nor_billed(
 @pytest.mark.parametrize("failure", ["error500", "hang", "refused"])
 def test_a_failing_shadow_never_affects_the_caller(
     failure: str,
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway_server: Callable[..., LiveGateway],
     settings: genai.Settings,
 ) -> None:
     primary, shadow = fake("primary text"), fake("shadow text")
-    # a hanging shadow gives up after a second: a caller kept waiting for it would notice
+    # a hanging shadow gives up after a second (that no caller waits for a shadow is the
+    # next test's)
     shadow.mode, shadow.hang_s = failure, 1.5
     shadow_target = target("shadow", shadow, timeout_s=1.0)
     if failure == "refused":
@@ -371,11 +357,9 @@ def test_a_failing_shadow_never_affects_the_caller(
     project.deploy({"targets": [target("primary", primary)], "shadow": {"target": shadow_target}})
     gw = gateway_server(settings, options=OPTIONS)
     with http(gw, project.key) as client:
-        started = time.monotonic()
         for _ in range(3):
             answer = client.post("/chat/completions", json={"model": "chat", **CHAT})
             assert text(answer) == "primary text"
-        assert time.monotonic() - started < 2.0  # not 3 x 1 s of waiting for the shadow
         assert stream_text(client, {"model": "chat", **CHAT})[1] == "primary text"
 
     def rows() -> list[Any]:
@@ -389,29 +373,62 @@ def test_a_failing_shadow_never_affects_the_caller(
     assert {r.target for r in project.rows()} == {"primary"}
 
 
-def test_shadow_copies_beyond_the_in_flight_cap_are_dropped(
-    project: Project,
+def test_the_caller_never_waits_for_its_shadow(
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway_server: Callable[..., LiveGateway],
     settings: genai.Settings,
+    gate: Gate,
 ) -> None:
-    primary, shadow = fake("primary"), fake("shadow")
-    shadow.delay_s = 1.0  # slow: the copies pile up
+    """The shadow answers only once the gate opens, which is after the caller got all its
+    answers; its timeout outlasts the client's, so a caller kept waiting for it would time
+    out instead. Nothing is timed: the order of the events is the proof."""
+    primary, shadow = fake("primary text"), fake("shadow text", gate=gate)
+    shadow_target = target("shadow", shadow, timeout_s=2 * WAIT_S)
+    project.deploy({"targets": [target("primary", primary)], "shadow": {"target": shadow_target}})
+    gw = gateway_server(settings, options=OPTIONS)
+    with http(gw, project.key) as client:
+        for _ in range(3):
+            answer = client.post("/chat/completions", json={"model": "chat", **CHAT})
+            assert text(answer) == "primary text"
+        assert stream_text(client, {"model": "chat", **CHAT})[1] == "primary text"
+
+    def rows() -> list[Any]:
+        gw.gateway.ledger.flush()
+        return project.rows(t.ShadowResult)
+
+    assert wait_until(lambda: gate.arrived == 4)  # every copy is at the shadow, held
+    assert shadow.calls() == 0 and rows() == []  # ... and none has been answered
+    gate.open()
+    assert wait_until(lambda: len(rows()) == 4)
+    assert [r.status for r in rows()] == ["ok"] * 4
+    assert [r.status for r in project.rows()] == ["ok"] * 4
+
+
+def test_shadow_copies_beyond_the_in_flight_cap_are_dropped(
+    project: GatewayProject,
+    fake: Callable[..., FakeOpenAIServer],
+    gateway_server: Callable[..., LiveGateway],
+    settings: genai.Settings,
+    gate: Gate,
+) -> None:
+    primary, shadow = fake("primary"), fake("shadow", gate=gate)  # held: the copies pile up
     project.deploy(
         {"targets": [target("primary", primary)], "shadow": {"target": target("shadow", shadow)}}
     )
     gw = gateway_server(settings, options=GatewayOptions(max_shadow_in_flight=3))
     answers = burst(gw, project.key, [({"model": "chat", **CHAT}, {})] * 12, concurrency=4)
     assert [text(a) for a in answers] == ["primary"] * 12
-    assert wait_until(lambda: not gw.gateway._shadows)
     metric = gw.gateway.metrics.registry.get_sample_value
     dropped = metric("genai_gateway_shadow_requests_total", {"status": "dropped"})
-    assert 3 <= shadow.calls() <= 6  # 3 at a time, and the burst is over in about 1 s
-    assert dropped == 12 - shadow.calls()
+    assert dropped == 9  # the first 3 copies are in flight until the gate opens
+    gate.open()
+    assert wait_until(lambda: not gw.gateway.shadows_in_flight)
+    assert shadow.calls() == 3 and gate.arrived == 3
 
 
 def test_a_shadow_sample_mirrors_that_share_of_the_requests(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway_server: Callable[..., LiveGateway],
     settings: genai.Settings,
@@ -427,7 +444,7 @@ def test_a_shadow_sample_mirrors_that_share_of_the_requests(
     n = 400
     burst(gw, project.key, [({"model": "chat", **CHAT}, {})] * n)
     assert primary.calls() == n
-    assert wait_until(lambda: not gw.gateway._shadows)  # the copies in the background
+    assert wait_until(lambda: not gw.gateway.shadows_in_flight)  # the copies in the background
     assert _within(shadow.calls(), n, 0.25), shadow.calls()
 
 
@@ -457,7 +474,7 @@ def _bandit_spec(first: FakeOpenAIServer, second: FakeOpenAIServer, **extra: Any
 
 
 def test_feedback_turns_the_bandit_to_the_arm_that_scores(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway_server: Callable[..., LiveGateway],
     settings: genai.Settings,
@@ -481,7 +498,7 @@ def test_feedback_turns_the_bandit_to_the_arm_that_scores(
 
 
 def test_the_cost_weight_steers_the_bandit_away_from_an_expensive_arm(
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     gateway_server: Callable[..., LiveGateway],
     settings: genai.Settings,
@@ -505,7 +522,7 @@ def test_the_cost_weight_steers_the_bandit_away_from_an_expensive_arm(
 @pytest.mark.parametrize("cost_weight", [0.0, 2.0])
 def test_the_bandit_starts_from_recorded_feedback_after_a_restart(
     cost_weight: float,
-    project: Project,
+    project: GatewayProject,
     fake: Callable[..., FakeOpenAIServer],
     settings: genai.Settings,
 ) -> None:

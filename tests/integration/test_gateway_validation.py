@@ -15,21 +15,19 @@ from typing import Any
 
 import httpx
 import pytest
-from _admin_world import OPERATOR, World, make_world, spec_for
-from _fake_openai_server import FakeOpenAIServer, running_server
+from _admin_world import OPERATOR, World, spec_for
 
 from apps.admin import mount_admin
 from genai.errors import ConflictError
+from genai.testing import FakeOpenAIServer, running_server
 
 HELLO = [{"role": "user", "content": "Hello"}]
 CALL = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
 INT64 = 2**63
 
 
-@pytest.fixture
-def db_url(tmp_path: Any) -> str:
-    """SQLite (the key cap below runs on PostgreSQL too)."""
-    return f"sqlite:///{tmp_path / 'genai.db'}"
+# SQLite only (the key cap below runs on PostgreSQL too: its ``capped`` fixture).
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +39,12 @@ def upstream() -> Iterator[FakeOpenAIServer]:
 
 
 @pytest.fixture
-def world(
-    platform: Callable[..., Any], settings: Any, gateway_server: Any, upstream: FakeOpenAIServer
-) -> World:
-    """Projects shop and bank, the admin API, and deployment ``chat`` of shop on the fake."""
-    w = make_world(platform, settings, gateway_server)
-    w.admin.registry.deployments.create("shop", "chat", spec=spec_for(upstream.url + "/v1"))
-    return w
+def world(admin_world: World, upstream: FakeOpenAIServer) -> World:
+    """Projects shop and bank, the admin API (``admin_world``), and deployment ``chat`` of
+    shop on the fake."""
+    spec = spec_for(upstream.url + "/v1")
+    admin_world.admin.registry.deployments.create("shop", "chat", spec=spec)
+    return admin_world
 
 
 def refused(response: httpx.Response, status: int, param: str | None) -> dict[str, Any]:
@@ -205,8 +202,8 @@ def test_a_key_named_twice_anywhere_is_refused(world: World, subtests: Any) -> N
         v1(world, "/embeddings", b'{"model": "e", "input": "x", "input": "y"}'), 400, "input"
     )
     assert "more than once" in error["message"]
-    raw = b'{"response_id": "chatcmpl-x", "score": 1, "score": 0}'
-    refused(v1(world, "/feedback", raw), 400, "score")
+    twice = b'{"response_id": "chatcmpl-x", "score": 1, "score": 0}'
+    refused(v1(world, "/feedback", twice), 400, "score")
 
 
 def test_unknown_fields_in_feedback_are_refused(world: World) -> None:
@@ -252,7 +249,7 @@ def test_ids_numbers_and_dates_on_api_are_strict(world: World, subtests: Any) ->
     assert report.status_code == 200, report.text
 
 
-BAD_API_BODIES = [
+BAD_API_BODIES: list[tuple[dict[str, Any], str | None]] = [
     ({"requests_per_minute": True}, "requests_per_minute"),
     ({"requests_per_minute": "5"}, "requests_per_minute"),
     ({"requests_per_minute": 2.5}, "requests_per_minute"),
@@ -350,7 +347,7 @@ def test_active_keys_per_project_are_capped(capped: Any) -> None:
 
     from sqlalchemy import update
 
-    from genai.store import _schema as t
+    from genai.store import schema as t
 
     _, admin = capped
     short = admin.keys.create("shop", role="viewer", name="short", expires_in=timedelta(days=1))

@@ -1,13 +1,17 @@
 """API keys: shown once, stored as a digest, verified, listed, revoked, expiring, capped."""
 
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, select, text, update
 
+import genai
 from genai.errors import AuthenticationError, Forbidden, NotFoundError, ValidationError
-from genai.store import _schema as t
-from genai.store._schema import utcnow
+from genai.store import Store
+from genai.store import schema as t
+from genai.store.schema import utcnow
 from genai.tenancy import KEY_PATTERN, Role, parse_duration
 
 PROJECT = "keys-proj"
@@ -20,12 +24,14 @@ def admin(platform):
     return client
 
 
-def member(platform, admin, name, role):
+def member(
+    platform: Callable[..., genai.Client], admin: genai.Client, name: str, role: str
+) -> genai.Client:
     admin.projects.add_member(PROJECT, name, role=role)
     return platform(name)
 
 
-def every_stored_text(store):
+def every_stored_text(store: Store) -> Iterator[str]:
     """Every value of every row of every table, as text."""
     with store.engine.connect() as conn:
         for table in inspect(conn).get_table_names():
@@ -88,7 +94,7 @@ def test_expiring_key_is_active_until_then(admin):
 
 
 def test_create_rejects_bad_arguments(admin):
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"role": "admin"}, "role"),
         ({"role": "viewer", "name": "no spaces"}, "key name"),
         ({"role": "viewer", "expires_in": "0d"}, "expires_in"),
@@ -151,7 +157,9 @@ def test_malformed_key_is_refused(platform, admin):
 def test_unknown_key_and_wrong_secret_read_the_same(platform, admin):
     real = admin.keys.create(PROJECT, role="owner")
     prefix = real.prefix.removeprefix("gk_")
-    body = KEY_PATTERN.match(real.secret).group(2)
+    match = KEY_PATTERN.match(real.secret)
+    assert match is not None
+    body = match.group(2)
     wrong_body = ("A" if body[0] != "A" else "B") + body[1:]
     other_prefix = "zz" + prefix[2:] if not prefix.startswith("zz") else "yy" + prefix[2:]
     with pytest.raises(AuthenticationError) as wrong_secret:

@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
 from sqlalchemy import select
 
 import genai
@@ -31,7 +30,8 @@ from cache import SemanticCache
 from genai.errors import NotFoundError, ValidationError
 from genai.gateway import GatewayOptions, Stages
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeOpenAIServer, running_server
 from genai.vectors import InMemoryVectorStore
 from prompts import PromptHub, PromptTemplate
 from rag import KnowledgeBases

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
 from langchain_core.globals import set_llm_cache
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
@@ -22,15 +20,14 @@ import genai
 from cache import SemanticCache
 from cache.langchain import GenAICache
 from genai.gateway import GatewayOptions
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeOpenAIServer, running_server
 from genai.vectors import InMemoryVectorStore
 
 OPEN = "How do I open an account?"
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'genai.db'}"
+pytestmark = pytest.mark.sqlite_only  # the cache's store on PostgreSQL: test_cache_store.py
 
 
 @pytest.fixture
@@ -48,7 +45,7 @@ def setup(
     gateway_server: Callable[..., Any],
     fake: FakeOpenAIServer,
 ) -> Iterator[tuple[str, str, dict[str, int], SemanticCache]]:
-    from genai.models._embedders import SentenceTransformerEmbedder
+    from genai.models import SentenceTransformerEmbedder
 
     admin = platform()
     ids: dict[str, int] = {}

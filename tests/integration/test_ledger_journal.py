@@ -20,7 +20,7 @@ import genai
 from genai.gateway._journal import Journal, orphans
 from genai.gateway._ledger import LedgerWriter, UsageRow
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy import UsageEvent
 
 
@@ -109,7 +109,7 @@ def test_fsync_mode_groups_concurrent_rows_into_few_syncs(tmp_path: Path) -> Non
     try:
         asyncio.run(many())
     finally:
-        os.fdatasync = real  # type: ignore[assignment]
+        os.fdatasync = real
         journal.close()
     assert 1 <= len(synced) < 300  # one sync covers every row that arrived meanwhile
 

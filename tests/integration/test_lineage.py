@@ -88,7 +88,9 @@ def _closure(edges, start: str, *, upward: bool) -> set[str]:
     return found
 
 
-def _expected_edges(chain: Chain, node: str, up: set[str], down: set[str]) -> list[tuple]:
+def _expected_edges(
+    chain: Chain, node: str, up: set[str], down: set[str]
+) -> list[tuple[str, str, str]]:
     wanted = [e for e in chain.edges if e[1] in up | {node} or e[0] in down | {node}]
     return sorted(wanted, key=lambda e: (e[0], e[1]))
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
+from _clocks import ManualClock
 
 from genai.errors import BackendError, ConfigError, NotFoundError, ValidationError
 from genai.models import (
@@ -21,11 +20,12 @@ from genai.models import (
     GenerationRequest,
     LLMBackend,
     LoadedAdapter,
+    OpenAIBackend,
     SamplingParams,
     ToolCall,
     create_backend,
 )
-from genai.models._openai import OpenAIBackend
+from genai.testing import FakeOpenAIServer, LLMBackendSuite, running_server
 
 pytestmark = pytest.mark.anyio
 
@@ -83,6 +83,21 @@ async def backend(fake: FakeOpenAIServer) -> AsyncIterator[OpenAIBackend]:
     await llm.close()
 
 
+class TestOpenAIBackend(LLMBackendSuite):
+    """The LLMBackend contract (``genai.testing.LLMBackendSuite``) against the fake server."""
+
+    @pytest.fixture
+    async def backend(self, fake: FakeOpenAIServer) -> AsyncIterator[LLMBackend]:
+        llm = make(fake)
+        await llm.start()
+        yield llm
+        await llm.close()
+
+    @pytest.fixture
+    def adapter_path(self) -> str:
+        return "/adapters/suite-adapter"
+
+
 def chat(text: str = "what is the answer", **options: Any) -> GenerationRequest:
     return GenerationRequest(messages=[ChatMessage(role="user", content=text)], **options)
 
@@ -95,7 +110,6 @@ async def collect(llm: OpenAIBackend, request: GenerationRequest) -> list[Genera
 
 
 async def test_start_learns_base_model_window_and_adapters(backend: OpenAIBackend) -> None:
-    assert isinstance(backend, LLMBackend)
     assert backend.model_id == "fake-base"
     assert backend.context_window == 64
     assert backend.adapters() == [
@@ -246,13 +260,6 @@ async def test_an_adapter_is_named_in_model(fake: FakeOpenAIServer, backend: Ope
     assert fake.last("/v1/chat/completions")["model"] == "fake-base"
 
 
-async def test_an_unknown_adapter_is_not_found(backend: OpenAIBackend) -> None:
-    with pytest.raises(NotFoundError, match="The model `nope` does not exist"):
-        await backend.generate(chat(adapter="nope"))
-    with pytest.raises(NotFoundError, match="nope"):
-        await collect(backend, chat(adapter="nope"))
-
-
 async def test_context_passages_travel_as_a_body_field(
     fake: FakeOpenAIServer, backend: OpenAIBackend
 ) -> None:
@@ -329,20 +336,6 @@ async def test_streamed_tool_call_deltas_become_whole_calls(
     [call] = last.tool_calls
     assert call.id == "call_fake_0"
     assert call.function == {"name": "get_weather", "arguments": fake.tool_arguments}
-
-
-async def test_a_stream_closed_early_leaves_the_backend_usable(backend: OpenAIBackend) -> None:
-    stream = backend.stream(chat())
-    first = await anext(stream)
-    assert first.text == "the"
-    await stream.aclose()  # type: ignore[attr-defined]  # an async generator
-    assert (await backend.generate(chat())).text == REPLY
-
-
-async def test_the_stream_matches_the_plain_answer(backend: OpenAIBackend) -> None:
-    chunks = await collect(backend, chat())
-    result = await backend.generate(chat())
-    assert "".join(c.text for c in chunks) == result.text
 
 
 # ------------------------------------------------------------------ tokens
@@ -444,13 +437,20 @@ async def test_rate_limits_carry_retry_after(
     assert "retry in 7 s" in error.message
 
 
-async def test_retry_after_as_an_http_date(fake: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+@pytest.mark.parametrize(("in_s", "retry_after"), [(30, 30.0), (-30, 0.0)])
+async def test_retry_after_as_an_http_date(
+    fake: FakeOpenAIServer, in_s: int, retry_after: float
+) -> None:
+    """Counted from the backend's clock (the wall clock, here one that stands still)."""
+    clock = ManualClock(start=1_800_000_000.0)  # a whole second: HTTP dates have no fraction
+    llm = make(fake, clock=clock)
+    await llm.start()
     fake.mode = "ratelimit"
-    fake.retry_after = email.utils.formatdate(time.time() + 30, usegmt=True)
+    fake.retry_after = email.utils.formatdate(clock() + in_s, usegmt=True)
     with pytest.raises(BackendError) as caught:
-        await backend.generate(chat())
-    assert caught.value.retry_after is not None
-    assert 25 <= caught.value.retry_after <= 31
+        await llm.generate(chat())
+    await llm.close()
+    assert caught.value.retry_after == retry_after
 
 
 async def test_a_refused_key_is_not_retryable_and_not_echoed(fake: FakeOpenAIServer) -> None:

@@ -8,7 +8,14 @@ import asyncio
 import pytest
 
 from genai.errors import NotFoundError, ValidationError
-from genai.models import ChatMessage, GenerationRequest, SamplingParams, create_backend
+from genai.models import (
+    ChatMessage,
+    GenerationChunk,
+    GenerationRequest,
+    LLMBackend,
+    SamplingParams,
+    create_backend,
+)
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0.0)
 
@@ -19,11 +26,12 @@ def _chat(text: str, adapter: str | None = None) -> GenerationRequest:
     )
 
 
-async def _collect(backend, request) -> tuple[str, object]:
+async def _collect(backend: LLMBackend, request: GenerationRequest) -> tuple[str, GenerationChunk]:
     parts, last = [], None
     async for chunk in backend.stream(request):
         parts.append(chunk.text)
         last = chunk
+    assert last is not None
     return "".join(parts), last
 
 

@@ -98,6 +98,7 @@ def test_references_and_rendering(hub: PromptHub) -> None:
     assert hub.get("prompt:qa@production").ref == "qa@1"
     assert hub.get("qa@production").labels == ("production",)
     messages = hub.render("qa@production", {"question": "Where is my invoice?"})
+    assert isinstance(messages, list)
     assert messages[0]["content"] == "Answer from ACME's documents. Be brief."
     for ref in ("qa@9", "qa@staging", "nope"):
         with pytest.raises(NotFoundError):
@@ -374,7 +375,9 @@ def test_last_good_version_when_the_database_is_unreachable(
         clock.now += 60  # long stale: the store must be asked, and cannot answer
         with caplog.at_level(logging.WARNING, logger="prompts"):
             version = reader.get("qa@production")
-        assert version.ref == "qa@1" and version.render(question="q")[1]["content"] == "q"
+        rendered = version.render(question="q")
+        assert version.ref == "qa@1" and isinstance(rendered, list)
+        assert rendered[1]["content"] == "q"
         assert "unreachable" in caplog.text and "prompt qa@production" in caplog.text
         assert reader.fallbacks == 1
         with pytest.raises(StoreUnavailable, match="cannot reach the metadata database"):

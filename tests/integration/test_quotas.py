@@ -1,26 +1,29 @@
 """Quota accounting: shared counters under concurrency, the enforcer's windows, the API.
 
-The races run on real backends: SQLite and PostgreSQL (``SqlCounters``), Redis and the
-in-process ``MemoryCounters``; with threads, and with two processes started with 'spawn'
-that each open their own connection from the URL.
+The counters' contract (``genai.testing.CountersSuite`` and ``AsyncCountersSuite``: exact
+under concurrent threads or tasks) runs on every backend: SQLite and PostgreSQL
+(``SqlCounters``), Redis, and in-process; the shared ones also race two processes started
+with 'spawn' that each open their own connection from the URL.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from _clocks import ManualClock
 
 from genai.errors import BackendError, Forbidden, QuotaExceeded, ValidationError
 from genai.store import Store, upgrade
 from genai.tenancy import (
+    AsyncCounters,
+    AsyncMemoryCounters,
+    AsyncRedisCounters,
     Counters,
     MemoryCounters,
     QuotaEnforcer,
@@ -29,10 +32,10 @@ from genai.tenancy import (
     SqlCounters,
     UsageEvent,
 )
+from genai.testing import AsyncCountersSuite, CountersSuite
 
 LIMIT = 100
 ATTEMPTS = 160  # split evenly between the racers
-THREADS = 8
 PROCESSES = 2
 
 Spec = tuple[str, str, str]  # (kind, url, redis key prefix)
@@ -64,14 +67,6 @@ def _process_worker(spec: Spec, barrier: Any, n: int, seed: int, results: Any) -
         results.put(_race(_counters(spec), barrier, n, seed))
     except Exception as error:  # reported to the test, which fails with it
         results.put(f"{type(error).__name__}: {error}")
-
-
-def _with_threads(counters: Counters) -> list[Outcome]:
-    barrier = threading.Barrier(THREADS)
-    n = ATTEMPTS // THREADS
-    with ThreadPoolExecutor(THREADS) as pool:
-        futures = [pool.submit(_race, counters, barrier, n, i) for i in range(THREADS)]
-        return [f.result(timeout=120) for f in futures]
 
 
 def _with_processes(spec: Spec) -> list[Outcome]:
@@ -123,22 +118,56 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     client.close()
 
 
-@pytest.mark.parametrize("racers", ["threads", "processes"])
-def test_sql_counters_are_exact_under_concurrency(sql_url: str, racers: str) -> None:
+class TestMemoryCounters(CountersSuite):
+    @pytest.fixture
+    def counters(self) -> Counters:
+        return MemoryCounters()
+
+
+class TestSqlCounters(CountersSuite):
+    """SQLite and PostgreSQL (``db_url``'s params)."""
+
+    @pytest.fixture
+    def counters(self, sql_url: str) -> Iterator[Counters]:
+        store = Store(sql_url)
+        yield SqlCounters(store)
+        store.dispose()
+
+
+class TestRedisCounters(CountersSuite):
+    pytestmark = pytest.mark.redis
+
+    @pytest.fixture
+    def counters(self, redis_url: str, redis_prefix: str) -> Iterator[Counters]:
+        counters = RedisCounters(redis_url, prefix=redis_prefix)
+        yield counters
+        counters._client.close()
+
+
+class TestAsyncMemoryCounters(AsyncCountersSuite):
+    @pytest.fixture
+    def counters(self) -> AsyncCounters:
+        return AsyncMemoryCounters()
+
+
+class TestAsyncRedisCounters(AsyncCountersSuite):
+    pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+    @pytest.fixture
+    async def counters(self, redis_url: str, redis_prefix: str) -> AsyncIterator[AsyncCounters]:
+        counters = AsyncRedisCounters(redis_url, prefix=redis_prefix)
+        yield counters
+        await counters.close()
+
+
+def test_sql_counters_are_exact_across_processes(sql_url: str) -> None:
     spec: Spec = ("sql", sql_url, "")
-    counters = _counters(spec)
-    outcomes = _with_threads(counters) if racers == "threads" else _with_processes(spec)
-    _assert_exact(counters, outcomes)
+    _assert_exact(_counters(spec), _with_processes(spec))
 
 
-@pytest.mark.parametrize("racers", ["threads", "processes"])
-def test_redis_counters_are_exact_under_concurrency(
-    redis_url: str, redis_prefix: str, racers: str
-) -> None:
+def test_redis_counters_are_exact_across_processes(redis_url: str, redis_prefix: str) -> None:
     spec: Spec = ("redis", redis_url, redis_prefix)
-    counters = _counters(spec)
-    outcomes = _with_threads(counters) if racers == "threads" else _with_processes(spec)
-    _assert_exact(counters, outcomes)
+    _assert_exact(_counters(spec), _with_processes(spec))
 
 
 def test_redis_counters_expire_after_their_ttl(redis_url: str, redis_prefix: str) -> None:
@@ -159,17 +188,21 @@ def test_unreachable_redis_is_a_retryable_backend_error_without_the_password(cal
     message = str(caught.value)
     assert "s3cret-pw" not in message
     assert "redis://:***@127.0.0.1:1/0" in message and "GENAI_REDIS_URL" in message
-    assert (caught.value.backend, caught.value.retryable) == ("redis", True)
+    error = caught.value
+    assert (error.backend, error.retryable, error.status, error.retry_after) == (
+        "redis",
+        True,
+        503,  # the platform's own store is down: a 503 that says when to retry
+        1.0,
+    )
 
 
-def test_memory_counters_are_exact_under_threads() -> None:
-    counters = MemoryCounters()
-    _assert_exact(counters, _with_threads(counters))
-
-
-def test_memory_counters_forget_an_expired_window() -> None:
-    counters = MemoryCounters()
-    assert counters.add("gone", 5, limit=None, ttl_s=0) == (True, 5)
+def test_memory_counters_forget_an_expired_window(clock: ManualClock) -> None:
+    counters = MemoryCounters(clock=clock)
+    assert counters.add("gone", 5, limit=None, ttl_s=60) == (True, 5)
+    clock.advance(59.9)
+    assert counters.get("gone") == 5
+    clock.advance(0.1)
     assert counters.get("gone") == 0
     assert counters.add("gone", 2, limit=3, ttl_s=60) == (True, 2)
 

@@ -1,32 +1,27 @@
-"""Knowledge bases on a Chroma *server* (``GENAI_CHROMA_URL``): a real ``chroma run`` on
-127.0.0.1 started from the virtual environment's ``chroma`` CLI. Mandatory under CI=true.
+"""Knowledge bases, and the VectorStore contract, on a Chroma *server* (``GENAI_CHROMA_URL``):
+a real ``chroma run`` on 127.0.0.1 started from the virtual environment's ``chroma`` CLI.
+Mandatory under CI=true.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from _servers import free_port, wait_for_health
 
 import genai
 from genai.errors import BackendError, NotFoundError
+from genai.testing import VectorStoreSuite
+from genai.vectors import ChromaVectorStore, VectorStore
 from rag import KnowledgeBases, SplitterConfig
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +32,7 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    port = _free_port()
+    port = free_port()
     data = tmp_path_factory.mktemp("chroma-server")
     log = open(data.parent / f"chroma-{port}.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
@@ -48,16 +43,11 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (data.parent / f"chroma-{port}.log").read_text()
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "chroma run did not answer within 60 s"
-            time.sleep(0.2)
+        wait_for_health(
+            f"{url}/api/v2/heartbeat",
+            server,
+            output=(data.parent / f"chroma-{port}.log").read_text,
+        )
         yield url
     finally:
         server.terminate()
@@ -137,7 +127,19 @@ def test_projects_on_one_server_stay_apart(
 def test_an_unreachable_server_is_a_backend_error(settings_factory: Any) -> None:
     from rag._chroma import chroma_client
 
-    settings = settings_factory(chroma_url=f"http://127.0.0.1:{_free_port()}")
+    settings = settings_factory(chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(BackendError, match=r"GENAI_CHROMA_URL|chroma run") as caught:
         chroma_client(settings).heartbeat()
     assert caught.value.backend == "chroma"
+
+
+class TestChromaServerVectorStore(VectorStoreSuite):
+    """The VectorStore contract (``genai.testing.VectorStoreSuite``) over HTTP, on a server
+    emptied before each test (the knowledge-base tests above leave their collections)."""
+
+    @pytest.fixture
+    def store(self, chroma_url: str) -> VectorStore:
+        store = ChromaVectorStore(url=chroma_url)
+        for name in store.collections():
+            store.drop(name)
+        return store

@@ -65,17 +65,20 @@ def test_llama_index_retriever(kb: Any) -> None:
     assert isinstance(nodes[0], NodeWithScore) and len(nodes) == 2
     assert "twice a day" in nodes[0].node.get_content()
     assert nodes[0].node.metadata["heading_path"] == "Pets > Dogs"
-    assert nodes[0].score is not None and nodes[0].score >= nodes[1].score
+    first, second = nodes[0].score, nodes[1].score
+    assert first is not None and second is not None and first >= second
 
 
 def test_a_llama_index_reader_as_a_loader(kbs: KnowledgeBases, tmp_path: Path) -> None:
     from llama_index.core import Document as LIDocument
     from llama_index.core.readers.base import BaseReader
 
-    class RstReader(BaseReader):  # type: ignore[misc]
+    class RstReader(BaseReader):
         """One LlamaIndex document per ``====``-underlined section."""
 
-        def load_data(self, file: Path, extra_info: dict | None = None) -> list[LIDocument]:
+        def load_data(
+            self, file: Path, extra_info: dict[str, Any] | None = None
+        ) -> list[LIDocument]:
             sections = Path(file).read_text().split("\n\n")
             return [
                 LIDocument(text=s.strip(), metadata={"page_label": str(i + 1), "lang": "en"})
@@ -111,7 +114,7 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_hidden_layers=1,
         num_attention_heads=2,
         intermediate_size=64,
-        num_labels=1,
+        num_labels=1,  # type: ignore[call-arg]  # a run-time kwarg the typed __init__ omits
     )
     BertForSequenceClassification(config).save_pretrained(path)
     source = model_directory("all-MiniLM-L6-v2")

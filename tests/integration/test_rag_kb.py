@@ -13,13 +13,14 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from _clocks import ManualClock, wait_until
 
 from genai.errors import ConflictError, Forbidden, NotFoundError, ValidationError
 from rag import Document, KnowledgeBases, SplitterConfig
@@ -37,8 +38,8 @@ def _world(platform: Any, embedder: Any) -> SimpleNamespace:
         admin.projects.add_member(ALPHA, f"a-{role}", role=role)
     admin.projects.add_member(BETA, "b-developer", role="developer")
 
-    def kbs(user: str = "admin") -> KnowledgeBases:
-        return KnowledgeBases(platform(user), embedder=embedder)
+    def kbs(user: str = "admin", **options: Any) -> KnowledgeBases:
+        return KnowledgeBases(platform(user), embedder=embedder, **options)
 
     return SimpleNamespace(kbs=kbs, platform=platform)
 
@@ -284,13 +285,20 @@ def test_a_run_after_a_crash_that_recorded_everything_still_refreshes_bm25(
 
 
 _CHILD = """
-import sys, time
+import sys, threading
 from genai import Settings, connect
 from rag import KnowledgeBases
 settings = Settings(home=sys.argv[1], database_url=sys.argv[2], user="admin")
+indexed = []
+
+def hold_after_three(source):
+    indexed.append(source)
+    if len(indexed) == 3:  # mid-way: the test kills the process while it waits here
+        threading.Event().wait()
+
 with connect(settings) as client:
     kb = KnowledgeBases(client).get("alpha", "killed")
-    kb.ingest([sys.argv[3]], batch_size=8, on_indexed=lambda s: time.sleep(0.3))
+    kb.ingest([sys.argv[3]], batch_size=8, on_indexed=hold_after_three)
 """
 
 
@@ -298,7 +306,7 @@ def test_killed_process_mid_ingestion_then_rerun_resumes(
     world: Any, tmp_path: Path, settings: Any
 ) -> None:
     from genai.store import Store
-    from genai.store import _schema as t
+    from genai.store import schema as t
 
     _corpus(tmp_path / "docs", 24)
     kbs = world.kbs()
@@ -317,15 +325,16 @@ def test_killed_process_mid_ingestion_then_rerun_resumes(
         stderr=subprocess.PIPE,
     )
     store = Store(settings.resolved_database_url)
+
+    def recorded() -> int:
+        with store.session() as s:
+            return s.query(t.KbDocument).count()
+
     try:
-        deadline = time.monotonic() + 240
-        recorded = 0
-        while recorded < 3:
-            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-            assert time.monotonic() < deadline, "the child indexed nothing in time"
-            time.sleep(0.2)
-            with store.session() as s:
-                recorded = s.query(t.KbDocument).count()
+        # the child holds after its third document: by then 3 are recorded (a bound of
+        # 240 s against a hang: loading the embedding model is most of it)
+        assert wait_until(lambda: recorded() >= 3 or child.poll() is not None, 240, 0.1)
+        assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
         child.send_signal(signal.SIGKILL)  # mid-way: no cleanup, the lease stays claimed
         child.wait(timeout=30)
     finally:
@@ -370,22 +379,24 @@ def test_knowledge_bases_are_isolated_between_projects(world: Any, tmp_path: Pat
     assert alpha_kb.info.collection != beta_kb.info.collection
 
     outsider = world.kbs("b-developer")
-    for probe in (
+    probes: tuple[Callable[[], object], ...] = (
         lambda: outsider.get(ALPHA, "docs"),
         lambda: outsider.list(ALPHA),
         lambda: outsider.info(ALPHA, "docs"),
         lambda: outsider.create(ALPHA, "mine"),
         lambda: outsider.delete(ALPHA, "docs"),
         lambda: outsider.get(ALPHA, "no-such-kb"),
-    ):
+    )
+    for probe in probes:
         with pytest.raises(NotFoundError, match="project 'alpha' not found"):
             probe()
     handle = type(alpha_kb)(outsider, ALPHA, "docs")  # a handle forged without get()
-    for call in (
+    calls: tuple[Callable[[], object], ...] = (
         lambda: handle.retrieve("launch code"),
         lambda: handle.ingest([tmp_path / "b"]),
         lambda: handle.version,
-    ):
+    )
+    for call in calls:
         with pytest.raises(NotFoundError, match="project 'alpha' not found"):
             call()
     found = " ".join(c.text for c in beta_kb.retrieve("launch code", k=10))
@@ -419,8 +430,10 @@ def test_roles_viewer_reads_developer_ingests_maintainer_deletes(
     assert recreated.info.collection != collection  # ids are never reused
 
 
-def test_a_deleted_projects_collections_go_with_the_next_write(world: Any) -> None:
-    kbs = world.kbs()
+def test_a_deleted_projects_collections_go_with_the_next_write(
+    world: Any, clock: ManualClock
+) -> None:
+    kbs = world.kbs(clock=clock)
     kept = kbs.create(BETA, "kept").info.collection
     gone = kbs.create(ALPHA, "gone").info.collection
     world.platform().projects.delete(ALPHA)
@@ -428,7 +441,7 @@ def test_a_deleted_projects_collections_go_with_the_next_write(world: Any) -> No
     assert {kept, gone} <= names  # the database cascade cannot reach Chroma
     kbs.create(BETA, "another")  # within the minute of the last tidy: nothing yet
     assert gone in {c.name for c in kbs.chroma().list_collections()}
-    kbs._tidy.at -= TIDY_EVERY_S  # a minute later, an ingestion
+    clock.advance(TIDY_EVERY_S)  # a minute later, an ingestion
     kbs.get(BETA, "kept").ingest_documents([Document(text="Opening hours: 9 to 5.", source="x")])
     names = {c.name for c in kbs.chroma().list_collections()}
     assert gone not in names and kept in names

@@ -1,8 +1,11 @@
 """The role matrix through the real Python API, on SQLite and PostgreSQL: what each role may
 do in its project, who may grant which role, the last owner, and API keys' capped roles."""
 
+from collections.abc import Callable
+
 import pytest
 
+import genai
 from genai.errors import ConflictError, Forbidden
 from genai.tenancy import Role, UsageEvent
 
@@ -34,7 +37,7 @@ ALLOWED = {
 }
 
 
-def operations(client, admin_key_prefix):
+def operations(client: genai.Client, admin_key_prefix: str) -> dict[str, Callable[[], object]]:
     api, reg = client, client.registry
     return {
         "read project": lambda: api.projects.get(PROJECT),

@@ -23,7 +23,7 @@ from genai.errors import (
     ValidationError,
 )
 from genai.registry import Ref
-from genai.store import _schema as t
+from genai.store import schema as t
 
 P = "demo"
 

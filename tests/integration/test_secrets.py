@@ -23,15 +23,15 @@ from typing import Any
 
 import httpx
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from apps.admin import mount_admin
 from genai.errors import ConfigError, NotFoundError, ValidationError
 from genai.gateway import GatewayOptions
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy import read_secret, secret_sealer
+from genai.testing import FakeOpenAIServer, running_server
 
 OPERATOR = "operator-secret-token-0123456789"
 VALUE = "sk-live-4f1d9c2b7e0a"  # a vendor key of project shop

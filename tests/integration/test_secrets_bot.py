@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
 from pydantic import SecretStr
 
 from apps._knowledge import DEFAULT_PROMPT, KnowledgeBot
@@ -29,6 +28,7 @@ from genai.errors import ValidationError
 from genai.gateway import GatewayOptions, Stages
 from genai.store import Store
 from genai.tenancy import secret_sealer
+from genai.testing import FakeOpenAIServer, running_server
 from prompts import PromptHub
 from rag import KnowledgeBases
 

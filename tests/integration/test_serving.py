@@ -11,22 +11,29 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from _clocks import ManualClock
+from openai.types.chat import ChatCompletionMessageParam
 
 BASE = "tiny-llama"
 PROMPT = "How do I open an account?"
-CHAT = [{"role": "user", "content": "Where is my invoice?"}]
+CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Where is my invoice?"}]
 
 
 @pytest.fixture(scope="module")
-def srv(tiny, run_server) -> Iterator[Any]:
-    with run_server(tiny.model, adapters=tiny.adapters) as server:
+def serve_clock() -> ManualClock:
+    """The clock the server's latency metrics count in: it moves only when a test says."""
+    return ManualClock()
+
+
+@pytest.fixture(scope="module")
+def srv(tiny, run_server, serve_clock: ManualClock) -> Iterator[Any]:
+    with run_server(tiny.model, adapters=tiny.adapters, clock=serve_clock) as server:
         yield server
 
 
@@ -35,7 +42,9 @@ def client(srv) -> openai.OpenAI:
     return openai.OpenAI(base_url=srv.v1, api_key="unused", max_retries=0, timeout=30)
 
 
-def complete(client: openai.OpenAI, prompt: str = PROMPT, model: str = BASE, **kw: Any) -> Any:
+def complete(
+    client: openai.OpenAI, prompt: str | list[str] = PROMPT, model: str = BASE, **kw: Any
+) -> Any:
     kw.setdefault("temperature", 0)
     return client.completions.create(model=model, prompt=prompt, **kw)
 
@@ -355,18 +364,21 @@ def test_metrics_count_requests_tokens_and_batches(srv, client) -> None:
     assert srv.metric("genai_serve_requests_in_flight") == 0
 
 
-def test_in_flight_and_latency_cover_the_whole_stream(srv, client, wait_until) -> None:
+def test_in_flight_and_latency_cover_the_whole_stream(
+    srv, client, wait_until, serve_clock: ManualClock
+) -> None:
     count = srv.metric("genai_serve_request_seconds_count", endpoint="completions")
     total = srv.metric("genai_serve_request_seconds_sum", endpoint="completions")
+    first_token = srv.metric("genai_serve_time_to_first_token_seconds_sum")
     stream = complete(client, prompt="Hello, world!", max_tokens=400, stream=True)
     chunks = iter(stream)
     next(chunks)
-    opened = time.monotonic()
     assert srv.metric("genai_serve_requests_in_flight") == 1  # being answered until the end
+    serve_clock.advance(100)  # between the first byte and the last
     assert sum(1 for _ in chunks) > 1
-    streamed = time.monotonic() - opened
     latency = "genai_serve_request_seconds_count"
     assert wait_until(lambda: srv.metric(latency, endpoint="completions") == count + 1)
     assert srv.metric("genai_serve_requests_in_flight") == 0
     seconds = srv.metric("genai_serve_request_seconds_sum", endpoint="completions") - total
-    assert seconds >= streamed * 0.5  # time to the last byte, not to the first
+    assert seconds == pytest.approx(100)  # time to the last byte, not to the first
+    assert srv.metric("genai_serve_time_to_first_token_seconds_sum") == first_token

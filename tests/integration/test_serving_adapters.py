@@ -8,6 +8,7 @@ import asyncio
 import json
 import shutil
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ def greedy(srv: Any, model: str, prompt: str = "Hello, world!", max_tokens: int 
     reply = openai_client(srv).completions.create(
         model=model, prompt=prompt, max_tokens=max_tokens, temperature=0
     )
+    assert reply.usage is not None
     assert reply.usage.completion_tokens == max_tokens  # finish_reason length: nothing cut short
     return str(reply.choices[0].text)
 
@@ -251,25 +253,28 @@ def test_32_concurrent_requests_all_succeed(tiny, serve) -> None:
     srv = serve(tiny.model, adapters=tiny.adapters)
     models = [BASE, "a1", "a2", "a3"]
     client = openai_client(srv)
-    prompt_tokens = {
-        p: client.completions.create(model=BASE, prompt=p, max_tokens=1).usage.prompt_tokens
-        for p in PROMPTS
-    }
+
+    def prompt_tokens_of(prompt: str) -> int:
+        usage = client.completions.create(model=BASE, prompt=prompt, max_tokens=1).usage
+        assert usage is not None
+        return usage.prompt_tokens
+
+    prompt_tokens = {p: prompt_tokens_of(p) for p in PROMPTS}
 
     async def one(aio: openai.AsyncOpenAI, i: int) -> tuple[int, Any]:
         prompt, max_tokens = PROMPTS[i % len(PROMPTS)], 20 + i % 9
         if i % 2:
-            reply = await aio.completions.create(
+            completion = await aio.completions.create(
                 model=models[i % 4], prompt=prompt, max_tokens=max_tokens, seed=i
             )
-            return i, reply
-        reply = await aio.chat.completions.create(
+            return i, completion
+        chat = await aio.chat.completions.create(
             model=models[i % 4],
             messages=[{"role": "user", "content": prompt}],
             max_tokens=max_tokens,
             temperature=0,
         )
-        return i, reply
+        return i, chat
 
     async def main() -> list[tuple[int, Any]]:
         async with openai.AsyncOpenAI(
@@ -278,7 +283,7 @@ def test_32_concurrent_requests_all_succeed(tiny, serve) -> None:
             return await asyncio.gather(*(one(aio, i) for i in range(32)))
 
     def wide_steps() -> float:  # engine steps with more than 8 rows
-        sample = srv.scrape()
+        sample: Callable[..., float] = srv.scrape()
         return sample("genai_serve_batch_rows_count") - sample(
             "genai_serve_batch_rows_bucket", le="8.0"
         )
@@ -299,7 +304,7 @@ def test_32_concurrent_requests_all_succeed(tiny, serve) -> None:
 
 
 def two_row_steps(srv: Any) -> float:
-    sample = srv.scrape()
+    sample: Callable[..., float] = srv.scrape()
     return sample("genai_serve_batch_rows_bucket", le="2.0") - sample(
         "genai_serve_batch_rows_bucket", le="1.0"
     )
@@ -327,7 +332,7 @@ def test_requests_join_a_running_batch(tiny, serve, wait_until) -> None:
 
 @pytest.mark.parametrize("by_reference", [False, True], ids=["model-dir", "model-ref"])
 def test_adapters_by_registry_reference(tiny, serve, platform, tmp_path, by_reference) -> None:
-    from genai.serving._registry import RegistrySource
+    from genai.serving import RegistrySource
 
     client = platform()
     client.projects.create("serving")

@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 BASE = "tiny-llama"
-CHAT = [{"role": "user", "content": "Where is my invoice?"}]
+CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Where is my invoice?"}]
 LONG_PROMPT = "Hello, world!"  # greedy decoding runs to any max_tokens without an end token
 
 
@@ -188,7 +189,7 @@ def test_the_server_still_answers_after_refusals(srv, client) -> None:
         post(srv, "/chat/completions", b"{")
         post(srv, "/chat/completions", {"model": BASE, "messages": CHAT, "n": 99})
     reply = client.chat.completions.create(model=BASE, messages=CHAT, max_tokens=3, temperature=0)
-    assert reply.usage.completion_tokens == 3
+    assert reply.usage is not None and reply.usage.completion_tokens == 3
     assert srv.metric("genai_serve_requests_in_flight") == 0
     assert srv.backend._engine.running == 0 and srv.backend._engine.waiting == 0
 
@@ -202,14 +203,14 @@ def test_missing_chat_template_refuses_chat_only(tiny, serve) -> None:
         assert caught.value.param == "messages" and "chat template" in caught.value.message
         assert "/v1/completions" in caught.value.message
     reply = client.completions.create(model=BASE, prompt="Hello", max_tokens=3)
-    assert reply.usage.completion_tokens == 3
+    assert reply.usage is not None and reply.usage.completion_tokens == 3
 
 
 # ------------------------------------------------------------------ clients that leave
 
 
 def _steps(srv: Any) -> float:
-    return srv.metric("genai_serve_batch_rows_count")
+    return float(srv.metric("genai_serve_batch_rows_count"))
 
 
 def _concurrent_request(srv: Any, results: list[Any]) -> threading.Thread:

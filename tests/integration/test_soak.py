@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 import pytest
-from _fake_openai_server import FakeOpenAIServer, running_server
 from sqlalchemy import func, select
 
 import genai
@@ -39,7 +38,8 @@ from cache._verify import _analysis
 from genai.dlp import Dlp, MemoryVault, Policy, ProjectPolicies, load_keys
 from genai.gateway import GatewayOptions, Stages
 from genai.store import Store
-from genai.store import _schema as t
+from genai.store import schema as t
+from genai.testing import FakeOpenAIServer, running_server
 from genai.vectors import ChromaVectorStore
 from rag import KnowledgeBases
 
@@ -117,7 +117,7 @@ class Soak:
 
     def sizes(self) -> dict[str, int]:
         return {
-            "recent": len(self.gateway.recent),
+            "recent": self.gateway.books.recent(),
             "sessions": self.vault.session_count(),
             "entries": self.entries(),
             "memo": len(self.memo._memo),
@@ -184,7 +184,7 @@ def soak(tmp_path: Path, embedder: Any, gateway_server: Any) -> Iterator[Soak]:
         )
         stages = Stages(
             request=[prompts, dlp],
-            response=[DlpResponseStage()],
+            response=[DlpResponseStage(dlp.restorers)],
             cache=GatewayCache(cache, store=store),
             targets={KnowledgeBot.name: knowledge},
         )
@@ -256,5 +256,9 @@ def _fill_memos() -> None:
 
 def _vocabulary(dlp: DlpRequestStage) -> int:
     """How many strings spaCy's vocabulary holds (it grows with every new word otherwise)."""
-    detector = dlp.dlp.detector(Policy())
-    return len(detector._get_engine().nlp_engine.nlp["en"].vocab.strings)  # type: ignore[index]
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    engine = dlp.dlp.detector(Policy())._get_engine().nlp_engine
+    assert isinstance(engine, SpacyNlpEngine)
+    nlp = engine.nlp["en"]  # type: ignore[index]  # typed None by Presidio; a dict once loaded
+    return len(nlp.vocab.strings)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 import genai
 from genai.errors import ConfigError, ConflictError, StoreUnavailable, ValidationError
 from genai.store import Store, current_revision, head_revision, mask_url, upgrade
-from genai.store import _schema as t
+from genai.store import schema as t
 from genai.tenancy import UsageEvent
 
 UNREACHABLE_PG = "postgresql+psycopg://alice:s3cret-pw@127.0.0.1:1/genai"

@@ -2,10 +2,12 @@
 through any Client API: every such call fails with NotFoundError worded exactly as for a
 project (or entry) that does not exist at all."""
 
+from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 
 import pytest
 
+import genai
 from genai.errors import Forbidden, NotFoundError
 from genai.tenancy import UsageEvent
 
@@ -49,13 +51,14 @@ def world(platform):
     )
 
 
-def principal_of_a(world, who):
+def principal_of_a(world: SimpleNamespace, who: str) -> genai.Client:
+    platform: Callable[..., genai.Client] = world.platform
     if who == "key":
-        return world.platform(api_key=world.a_key.secret)
-    return world.platform(f"a-{who}")
+        return platform(api_key=world.a_key.secret)
+    return platform(f"a-{who}")
 
 
-def probes_of_b(c, w):
+def probes_of_b(c: genai.Client, w: SimpleNamespace) -> dict[str, Callable[[], object]]:
     """Every Client API, aimed at project B (with B's real names and ids)."""
     p, reg, run, ev = B, c.registry, w.run, w.eval
     return {
@@ -119,8 +122,9 @@ def probes_of_b(c, w):
     }
 
 
-def not_found_messages(probes):
-    messages, wrong = {}, []
+def not_found_messages(probes: Mapping[str, Callable[[], object]]) -> dict[str, str]:
+    messages: dict[str, str] = {}
+    wrong: list[str] = []
     for name, call in probes.items():
         try:
             call()
@@ -163,7 +167,7 @@ def test_lists_and_reports_of_a_principal_of_a_hold_nothing_of_b(world, who):
         client.audit.list()
 
 
-def miss(call, real, ghost):
+def miss(call: Callable[[str], object], real: str, ghost: str) -> tuple[str, str]:
     """The NotFoundError message for a name of B's, and for a made-up one, inside A."""
     messages = []
     for value in (real, ghost):

@@ -17,8 +17,7 @@ import fsspec
 import pytest
 
 from genai.errors import ArtifactIntegrityError, NotFoundError, ValidationError
-from genai.registry import ArtifactStore
-from genai.registry._artifacts import MANIFEST_KIND
+from genai.registry import MANIFEST_KIND, ArtifactStore
 
 
 @pytest.fixture(params=["local", "memory"])

@@ -1,7 +1,8 @@
 """The semantic cache on its own, with the real bundled embedder (loaded once per module):
 exact and semantic hits, the second check (open vs close, numbers, negation, names, an
 ambiguous margin), multi-turn keys, TTL, the LRU bound, invalidation by every partition
-field, tenancy, feedback and counters.
+field, tenancy, feedback and counters; the entry store contract
+(``cache.testing.EntryStoreSuite``) on the in-process entries.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _clocks import ManualClock
 
 from cache import (
     DEFAULT_THRESHOLD,
@@ -25,6 +27,8 @@ from cache import (
     request_key,
 )
 from cache._calibrate import LabelledPair
+from cache._entries import EntryStore, MemoryEntries
+from cache.testing import EntryStoreSuite
 from genai.errors import ValidationError
 from genai.vectors import ChromaVectorStore, InMemoryVectorStore
 
@@ -32,20 +36,12 @@ OPEN = "How do I open an account?"
 PART = Partition(project_id=1, deployment="support")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class MemoEmbedder:
     """The bundled model, loaded once per module; each text is embedded once (the tests
     ask the same questions many times)."""
 
     def __init__(self) -> None:
-        from genai.models._embedders import SentenceTransformerEmbedder
+        from genai.models import SentenceTransformerEmbedder
 
         self.model = SentenceTransformerEmbedder()
         self.model.warm()
@@ -67,12 +63,7 @@ def embedder() -> MemoEmbedder:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def cache(embedder: Any, clock: Clock) -> Iterator[SemanticCache]:
+def cache(embedder: Any, clock: ManualClock) -> Iterator[SemanticCache]:
     made = SemanticCache(InMemoryVectorStore(), embedder, clock=clock)
     yield made
     made.close()
@@ -115,7 +106,7 @@ def test_a_paraphrase_is_a_semantic_hit(cache: SemanticCache, paraphrase: str) -
     ],
 )
 def test_close_questions_that_ask_something_else_miss(
-    embedder: Any, clock: Clock, cached: str, asked: str
+    embedder: Any, clock: ManualClock, cached: str, asked: str
 ) -> None:
     """Even with a threshold far below the default, the second check turns these away."""
     cache = SemanticCache(InMemoryVectorStore(), embedder, clock=clock, threshold=0.6)
@@ -127,7 +118,7 @@ def test_close_questions_that_ask_something_else_miss(
     assert cache.lookup(PART, cached) is not None
 
 
-def test_two_equally_good_candidates_are_a_miss(embedder: Any, clock: Clock) -> None:
+def test_two_equally_good_candidates_are_a_miss(embedder: Any, clock: ManualClock) -> None:
     """The margin: when the embedding cannot say which cached question was meant."""
     cache = SemanticCache(InMemoryVectorStore(), embedder, clock=clock)
     cache.store(PART, "How do I reset my password?", "answer A")
@@ -257,28 +248,28 @@ def test_invalidate_a_deployment_or_the_whole_project(cache: SemanticCache) -> N
         cache.invalidate(1, adapter="x")
 
 
-def test_entries_expire_after_their_ttl(embedder: Any, clock: Clock) -> None:
+def test_entries_expire_after_their_ttl(embedder: Any, clock: ManualClock) -> None:
     cache = SemanticCache(InMemoryVectorStore(), embedder, clock=clock, ttl_s=60)
     cache.store(PART, OPEN, "answer")
     cache.store(PART, "What are your opening hours?", "9 to 5", ttl_s=600)
-    clock.now += 59
+    clock.advance(59)
     assert cache.lookup(PART, OPEN) is not None
-    clock.now += 2
+    clock.advance(2)
     assert cache.lookup(PART, OPEN) is None
     assert cache.lookup(PART, "how can I open an account") is None
     assert cache.lookup(PART, "What are your opening hours?") is not None
     assert cache.stats(1).entries == 1  # the expired one was deleted when met
 
 
-def test_the_least_recently_used_entries_go_first(embedder: Any, clock: Clock) -> None:
+def test_the_least_recently_used_entries_go_first(embedder: Any, clock: ManualClock) -> None:
     cache = SemanticCache(InMemoryVectorStore(), embedder, clock=clock, max_entries=3)
     questions = ["What is your address?", "What is your phone number?", "Who is the CEO?"]
     for question in questions:
-        clock.now += 1
+        clock.advance(1)
         cache.store(PART, question, question.upper())
-    clock.now += 1
+    clock.advance(1)
     assert cache.lookup(PART, questions[0]) is not None  # used: now the newest
-    clock.now += 1
+    clock.advance(1)
     cache.store(PART, "Where do I park?", "Behind the building.")
     assert cache.lookup(PART, questions[1]) is None  # least recently used: evicted
     assert cache.lookup(PART, questions[0]) is not None
@@ -302,7 +293,7 @@ def test_storing_a_request_again_replaces_its_answer(cache: SemanticCache) -> No
 
 @pytest.mark.parametrize("backend", ["memory", "chroma"])
 def test_a_busy_scope_moves_to_its_own_collection(
-    embedder: Any, clock: Clock, tmp_path: Path, backend: str
+    embedder: Any, clock: ManualClock, tmp_path: Path, backend: str
 ) -> None:
     vectors = InMemoryVectorStore() if backend == "memory" else ChromaVectorStore(tmp_path)
     cache = SemanticCache(vectors, embedder, clock=clock, index_after=3)
@@ -336,7 +327,7 @@ def test_a_collection_prefix_that_names_would_change_is_refused(embedder: Any, p
 
 
 def test_only_collections_of_projects_without_entries_are_purged(
-    embedder: Any, clock: Clock
+    embedder: Any, clock: ManualClock
 ) -> None:
     vectors = InMemoryVectorStore()
     cache = SemanticCache(vectors, embedder, clock=clock, index_after=1)
@@ -475,3 +466,9 @@ def test_calibrate_with_the_embedder(embedder: Any) -> None:
     result = calibrate(pairs, 0.98, embedder=embedder)
     assert result.threshold is not None and result.rejected_by_verifier == 2  # antonym, names
     assert result.chosen is not None and result.chosen.false_hits == 0
+
+
+class TestMemoryEntries(EntryStoreSuite):
+    @pytest.fixture
+    def entries(self) -> EntryStore:
+        return MemoryEntries()

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("presidio_analyzer")
 pytest.importorskip("spacy")
 
-from genai.dlp._detect import Detector, Finding
+from genai.dlp import Detector, Finding
 from genai.errors import ConfigError, ValidationError
 
 

@@ -81,8 +81,10 @@ def test_the_project_option_decides_whether_dlp_runs() -> None:
     default = Policy(default_action="redact")
     assert policy_from_options({}) is None
     assert policy_from_options({}, default=default) == default
-    assert policy_from_options({"dlp": '{"default_action": "mask"}'}).default_action == "mask"
-    assert policy_from_options({"dlp": {"default_action": "hash"}}).default_action == "hash"
+    masked = policy_from_options({"dlp": '{"default_action": "mask"}'})
+    assert masked is not None and masked.default_action == "mask"
+    hashed = policy_from_options({"dlp": {"default_action": "hash"}})
+    assert hashed is not None and hashed.default_action == "hash"
     assert policy_from_options({"dlp": '{"enabled": false}'}, default=default) is None
     assert policy_from_options({"dlp": False}, default=default) is None
     with pytest.raises(ValidationError, match="project 'p1'"):

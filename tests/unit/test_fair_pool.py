@@ -1,4 +1,4 @@
-"""The fair CPU pool (genai._pool) and the gateway's admission rules (genai.gateway.
+"""The fair CPU pool (genai.pool) and the gateway's admission rules (genai.gateway.
 _admission): round-robin between owners, bounded queues that refuse at once, cancelled
 jobs that never run. Orders are asserted from the recorded execution order, never timed:
 a single worker is held by a job gated on a threading.Event while the queues fill."""
@@ -12,7 +12,6 @@ from concurrent.futures import CancelledError, Future
 
 import pytest
 
-from genai._pool import FairPool, PoolOverloaded, QueueFull, offload, working_for
 from genai.errors import ValidationError, error_body, http_status
 from genai.gateway import GatewayOptions
 from genai.gateway._admission import (
@@ -21,6 +20,7 @@ from genai.gateway._admission import (
     check_size,
     estimate_prompt_tokens,
 )
+from genai.pool import FairPool, PoolOverloaded, QueueFull, offload, working_for
 from genai.tenancy import QuotaLimits
 
 WAIT_S = 10.0  # how long a test waits for a thread before it fails (never reached)
@@ -77,7 +77,8 @@ class Clock:
 
 @pytest.fixture
 def timed() -> Iterator[tuple[FairPool, Clock, list[str]]]:
-    clock, order = Clock(), []
+    clock = Clock()
+    order: list[str] = []
     made = FairPool(workers=1, max_queued_per_owner=100, max_queued=1000, clock=clock)
     yield made, clock, order
     made.close(wait=True)

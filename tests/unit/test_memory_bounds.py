@@ -10,25 +10,16 @@ import asyncio
 import sys
 import threading
 import traceback
-from typing import Any
 
-import numpy as np
 import pytest
+from _clocks import ManualClock
 
 from apps._cache import _MemoEmbedder
 from cache._entries import MemoryEntries
 from genai.dlp import MemoryVault
 from genai.errors import AuthenticationError, ConfigError, ValidationError
 from genai.gateway._cache import _TTLCache
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from genai.testing import FakeEmbedder
 
 # ---------------------------------------------------------------- the DLP vault in memory
 
@@ -45,14 +36,13 @@ def test_memory_vault_keeps_at_most_max_sessions_dropping_the_least_recently_use
     assert vault.mapping(1, "s0") == {"EMAIL_ADDRESS_1": "u0@example.com"}
 
 
-def test_memory_vault_drops_expired_sessions_before_live_ones() -> None:
-    clock = Clock()
+def test_memory_vault_drops_expired_sessions_before_live_ones(clock: ManualClock) -> None:
     vault = MemoryVault(max_sessions=2, clock=clock)
     vault.assign(1, "old", [("EMAIL_ADDRESS", "a@example.com")], ttl_s=10)
     vault.assign(1, "live", [("EMAIL_ADDRESS", "b@example.com")], ttl_s=100)
     vault.assign(1, "live", [], ttl_s=100)
     vault.assign(1, "old", [], ttl_s=10)  # the most recently used, but it expires first
-    clock.now += 50
+    clock.advance(50)
     vault.assign(1, "new", [("EMAIL_ADDRESS", "c@example.com")], ttl_s=100)
 
     assert vault.session_count() == 2
@@ -85,27 +75,15 @@ def test_the_hit_log_of_memory_entries_keeps_the_latest_requests() -> None:
 # ---------------------------------------------------------------- the embedder's memo
 
 
-class CountingEmbedder:
-    model_name = "counting"
-    dimension = 4
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def embed(self, texts: Any) -> Any:
-        self.calls += 1
-        return np.ones((len(texts), 4), dtype=np.float32)
-
-
 def test_the_embedder_memo_keeps_the_most_recently_used_texts() -> None:
-    inner = CountingEmbedder()
+    inner = FakeEmbedder(4)
     memo = _MemoEmbedder(inner, size=4)
     for n in range(10):
         memo.embed([f"question {n}"])
     memo.embed(["question 6"])  # kept: answered from memory
-    assert (len(memo._memo), inner.calls) == (4, 10)
+    assert (len(memo._memo), len(inner.calls)) == (4, 10)
     memo.embed(["question 0"])  # dropped long ago: embedded again
-    assert inner.calls == 11
+    assert inner.calls[-1] == ["question 0"] and len(inner.calls) == 11
 
 
 # ---------------------------------------------------------------- the gateway's TTL maps
@@ -124,6 +102,42 @@ def test_the_gateway_ttl_cache_keeps_at_most_its_bound() -> None:
 
     asyncio.run(fill())
     assert len(cache) == 3
+
+
+def test_a_ttl_cache_entry_lives_its_ttl_on_the_clock_then_loads_again(
+    clock: ManualClock,
+) -> None:
+    cache: _TTLCache[str, int] = _TTLCache(10, clock=clock)
+    loads: list[int] = []
+
+    async def load() -> tuple[int, float]:
+        loads.append(len(loads))
+        return len(loads), 30.0
+
+    async def ask() -> int:
+        return await cache.get("k", load)
+
+    assert asyncio.run(ask()) == 1
+    clock.advance(29.9)
+    assert asyncio.run(ask()) == 1 and len(loads) == 1  # still cached
+    clock.advance(0.1)
+    assert asyncio.run(ask()) == 2 and len(loads) == 2  # expired at ttl: loaded again
+
+
+def test_a_full_ttl_cache_evicts_expired_entries_before_live_ones(clock: ManualClock) -> None:
+    cache: _TTLCache[str, int] = _TTLCache(2, clock=clock)
+
+    async def put(key: str, ttl: float) -> None:
+        async def load() -> tuple[int, float]:
+            return len(key), ttl
+
+        await cache.get(key, load)
+
+    asyncio.run(put("long", 60.0))
+    asyncio.run(put("short", 5.0))
+    clock.advance(10)
+    asyncio.run(put("new", 60.0))  # full: the expired entry goes, not the oldest live one
+    assert sorted(cache._entries) == ["long", "new"]
 
 
 def test_a_remembered_refusal_does_not_grow_with_each_raise() -> None:
@@ -151,11 +165,15 @@ def test_detection_leaves_no_words_behind_in_the_nlp_vocabulary() -> None:
     """spaCy adds every new word of a text to its vocabulary for good (2 KiB a distinct
     text); the detector analyses inside a memory zone, which frees them."""
     pytest.importorskip("presidio_analyzer")
-    from genai.dlp._detect import Detector
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    from genai.dlp import Detector
 
     detector = Detector()
     detector.warm()
-    nlp = detector._get_engine().nlp_engine.nlp["en"]  # type: ignore[index]
+    engine = detector._get_engine().nlp_engine
+    assert isinstance(engine, SpacyNlpEngine)
+    nlp = engine.nlp["en"]  # type: ignore[index]  # typed None by Presidio; a dict once loaded
     detector.analyze("warm-up: I am first@example.com")
     before = len(nlp.vocab.strings)
     for n in range(200):

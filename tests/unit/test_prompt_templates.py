@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,7 @@ def test_chat_template_renders_openai_messages_with_defaults(qa: PromptTemplate)
     ]
     # a mapping and keywords together; an explicit value beats the default
     rendered = qa.render({"company": "Globex"}, question="Hi")
+    assert isinstance(rendered, list)
     assert rendered[0]["content"].startswith("Answer from Globex's")
 
 
@@ -69,9 +71,8 @@ def test_text_template_with_loops_and_typed_variables() -> None:
         extra={"source": "faq"},
     )
     assert out == "Context:\n- A: one\n- B: two\nTop 3 of 2.5; strict=True; faq"
-    assert template.render(docs=[], total=1, strict=False, extra={"source": "x"}).endswith(
-        "Top 3 of 1; strict=False; x"
-    )  # an int is a float
+    out = template.render(docs=[], total=1, strict=False, extra={"source": "x"})
+    assert isinstance(out, str) and out.endswith("Top 3 of 1; strict=False; x")  # an int is a float
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_text_template_with_loops_and_typed_variables() -> None:
     ],
 )
 def test_render_errors_name_every_bad_variable(
-    qa: PromptTemplate, given: dict, names: list[str], field: str
+    qa: PromptTemplate, given: dict[str, Any], names: list[str], field: str
 ) -> None:
     error = _error(qa.render, given)
     for name in names:
@@ -156,7 +157,7 @@ def test_variables_are_inferred_from_the_jinja_source() -> None:
         ),
     ],
 )
-def test_bad_templates_are_refused_when_built(kwargs: dict, expected: str) -> None:
+def test_bad_templates_are_refused_when_built(kwargs: dict[str, Any], expected: str) -> None:
     assert expected in _error(PromptTemplate, **kwargs).message
 
 
@@ -292,9 +293,11 @@ def test_langchain_export_renders_the_same(qa: PromptTemplate, simple: bool) -> 
     values = {"question": "where?"} | ({} if simple else {"docs": ["a", "b"]})
     exported = template.to_langchain()
     messages = exported.format_messages(**values)
+    rendered = template.render(values)
+    assert isinstance(rendered, list)
     assert [(m.type, m.content) for m in messages] == [
         ({"system": "system", "user": "human", "assistant": "ai"}[m["role"]], m["content"])
-        for m in template.render(values)
+        for m in rendered
     ]
     text = from_dict(
         {
@@ -311,8 +314,10 @@ def test_llama_index_export_renders_the_same(qa: PromptTemplate) -> None:
 
     simple = qa.to_llama_index()
     assert isinstance(simple, ChatPromptTemplate)
+    rendered = qa.render(question="why?")
+    assert isinstance(rendered, list)
     assert [(m.role.value, m.content) for m in simple.format_messages(question="why?")] == [
-        (m["role"], m["content"]) for m in qa.render(question="why?")
+        (m["role"], m["content"]) for m in rendered
     ]
     text = PromptTemplate(text="Q: {{ q }}", variables={"q": "str"})
     assert isinstance(text.to_llama_index(), LiPrompt)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from genai.models._extractive import parse_context, split_sentences
@@ -135,10 +133,10 @@ def test_text_without_a_block_has_no_passages() -> None:
         "<context>[a] x</context>" * 10_000,
     ],
 )
+@pytest.mark.timeout(120)
 def test_hostile_input_takes_linear_time(text: str) -> None:
     # ~0.4 s on a quiet 2-core machine; a quadratic scan of 200k characters takes many
-    # minutes. The bound is loose because CI shares two cores with other test workers.
-    started = time.perf_counter()
-    split_sentences(text)
+    # minutes. Nothing is timed here: a quadratic scan would outlast the test's timeout
+    # (a hang guard far above any busy machine's linear time); speed belongs in bench/.
+    assert isinstance(split_sentences(text), list)
     parse_context(text)
-    assert time.perf_counter() - started < 60.0

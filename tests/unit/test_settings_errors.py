@@ -10,8 +10,8 @@ import pydantic
 import pytest
 
 from genai import errors
-from genai._names import check_project_name, check_resource_name, check_user_name
 from genai.settings import DEFAULT_LICENSES, Settings
+from genai.validation import check_project_name, check_resource_name, check_user_name
 
 # --------------------------------------------------------------------------- settings
 

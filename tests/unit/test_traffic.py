@@ -96,7 +96,7 @@ def test_sticky_point_is_stable_uniform_and_scoped_by_project_and_deployment() -
 
 def test_sticky_ab_keeps_each_user_on_one_arm_and_splits_users_by_weight() -> None:
     spec = _spec(30, 70, policy="ab")
-    arms = {}
+    arms: dict[int, str] = {}
     for seed in range(5):  # the random generator plays no part for a known user
         picks = _picks(spec, 2_000, sticky=lambda i: f"user-{i}", seed=seed)
         assert sum(picks.values()) == 2_000

@@ -1,19 +1,17 @@
-"""The VectorStore contract, run on both stores: the in-memory one and embedded Chroma.
-
-Scores are cosine similarities on every backend; a ``where`` filter never lets a vector of
-another partition through; deletes by id and by filter; a collection that does not exist
-holds nothing and is not created by a query.
+"""The VectorStore contract (``genai.testing.VectorStoreSuite``) on the in-memory store and
+embedded Chroma, and what is particular to each: the memory store's partitions and sign-bit
+pre-ranking, Chroma's errors, and ``create_vector_store``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from genai.errors import ValidationError
+from genai.testing import VectorStoreSuite
 from genai.vectors import (
     ChromaVectorStore,
     InMemoryVectorStore,
@@ -31,120 +29,16 @@ def unit(seed: int) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def near(vector: np.ndarray, noise: float, seed: int = 99) -> np.ndarray:
-    out = vector + noise * np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-    return out / np.linalg.norm(out)
+class TestInMemoryVectorStore(VectorStoreSuite):
+    @pytest.fixture
+    def store(self) -> VectorStore:
+        return InMemoryVectorStore()
 
 
-@pytest.fixture(params=["memory", "chroma"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
-    if request.param == "memory":
-        yield InMemoryVectorStore()
-    else:
-        yield ChromaVectorStore(tmp_path / "chroma")
-
-
-def test_query_ranks_by_cosine_similarity(store: VectorStore) -> None:
-    vectors = np.stack([unit(i) for i in range(5)])
-    store.upsert("coll-a", [f"v{i}" for i in range(5)], vectors, [{"n": i} for i in range(5)])
-    found = store.query("coll-a", near(vectors[3], 0.05), k=3)
-    assert found[0].id == "v3"
-    assert found[0].score == pytest.approx(float(near(vectors[3], 0.05) @ vectors[3]), abs=1e-3)
-    assert [m.score for m in found] == sorted((m.score for m in found), reverse=True)
-    assert found[0].metadata == {"n": 3}
-    exact = store.query("coll-a", vectors[1], k=1)[0]
-    assert exact.id == "v1" and exact.score == pytest.approx(1.0, abs=1e-4)
-    # without metadata: the same ids and scores, and nothing read for them
-    bare = store.query("coll-a", near(vectors[3], 0.05), k=3, metadata=False)
-    assert [(m.id, round(m.score, 5)) for m in bare] == [(m.id, round(m.score, 5)) for m in found]
-    assert all(m.metadata == {} for m in bare)
-
-
-def test_upsert_replaces_vector_and_metadata(store: VectorStore) -> None:
-    store.upsert("coll-a", ["x"], [unit(1)], [{"v": 1}])
-    store.upsert("coll-a", ["x"], [unit(2)], [{"v": 2}])
-    assert store.count("coll-a") == 1
-    found = store.query("coll-a", unit(2), k=5)
-    assert [(m.id, m.metadata) for m in found] == [("x", {"v": 2})]
-    assert found[0].score == pytest.approx(1.0, abs=1e-4)
-
-
-def test_a_partition_filter_never_returns_another_partition(store: VectorStore) -> None:
-    shared = unit(7)
-    store.upsert(
-        "coll-a",
-        ["a1", "b1", "b2"],
-        [shared, shared, near(shared, 0.01)],
-        [{"partition": "a"}, {"partition": "b"}, {"partition": "b"}],
-    )
-    only_a = store.query("coll-a", shared, k=5, where={"partition": "a"})
-    assert [m.id for m in only_a] == ["a1"]
-    assert {m.id for m in store.query("coll-a", shared, k=5, where={"partition": "b"})} == {
-        "b1",
-        "b2",
-    }
-    assert store.query("coll-a", shared, k=5, where={"partition": "c"}) == []
-    assert store.count("coll-a", where={"partition": "b"}) == 2
-
-
-def test_filters_on_several_keys_are_an_and(store: VectorStore) -> None:
-    store.upsert(
-        "coll-a",
-        ["1", "2", "3"],
-        [unit(1), unit(2), unit(3)],
-        [{"p": "a", "d": "x"}, {"p": "a", "d": "y"}, {"p": "b", "d": "x"}],
-    )
-    found = store.query("coll-a", unit(1), k=5, where={"p": "a", "d": "x"})
-    assert [m.id for m in found] == ["1"]
-
-
-def test_collections_are_apart(store: VectorStore) -> None:
-    store.upsert("coll-a", ["same-id"], [unit(1)], [{"owner": "a"}])
-    store.upsert("coll-b", ["same-id"], [unit(2)], [{"owner": "b"}])
-    assert store.query("coll-a", unit(2), k=5)[0].metadata == {"owner": "a"}
-    store.drop("coll-b")
-    assert store.count("coll-b") == 0
-    assert store.count("coll-a") == 1
-
-
-def test_collections_lists_existing_names_by_prefix(store: VectorStore) -> None:
-    for name in ("cache-p2-x", "cache-p1-x", "kb-1-1"):
-        store.upsert(name, ["v"], [unit(1)])
-    store.query("cache-never-made", unit(1))  # a query creates nothing
-    assert store.collections() == ["cache-p1-x", "cache-p2-x", "kb-1-1"]
-    assert store.collections("cache-") == ["cache-p1-x", "cache-p2-x"]
-    store.drop("cache-p1-x")
-    assert store.collections("cache-") == ["cache-p2-x"]
-
-
-def test_delete_by_ids_and_by_filter(store: VectorStore) -> None:
-    store.upsert(
-        "coll-a",
-        ["1", "2", "3", "4"],
-        [unit(i) for i in range(4)],
-        [{"d": "x"}, {"d": "x"}, {"d": "y"}, {"d": "y"}],
-    )
-    store.delete("coll-a", ids=["1", "missing"])
-    assert store.count("coll-a") == 3
-    store.delete("coll-a", where={"d": "y"})
-    assert [m.id for m in store.query("coll-a", unit(0), k=5)] == ["2"]
-    with pytest.raises(ValidationError, match="needs ids or a where filter"):
-        store.delete("coll-a")
-
-
-def test_a_missing_collection_holds_nothing_and_is_not_created(store: VectorStore) -> None:
-    assert store.query("never-made", unit(1), k=3) == []
-    assert store.count("never-made") == 0
-    store.delete("never-made", ids=["x"])
-    store.drop("never-made")
-    store.upsert("made", ["x"], [unit(1)])
-    assert store.count("made") == 1
-
-
-def test_names_a_backend_refuses_are_refused_everywhere(store: VectorStore) -> None:
-    for bad in ("ab", "-leading", "has space", "a" * 600, "dots..twice"):
-        with pytest.raises(ValidationError, match="collection name"):
-            store.upsert(bad, ["x"], [unit(1)])
+class TestEmbeddedChromaVectorStore(VectorStoreSuite):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> VectorStore:
+        return ChromaVectorStore(tmp_path / "chroma")
 
 
 def test_collection_name_makes_any_parts_safe() -> None:

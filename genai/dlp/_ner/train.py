@@ -90,7 +90,7 @@ def _examples(nlp: Any, data: Sequence[Any], labels: frozenset[str]) -> tuple[li
 def train(out: Path, **options: Any) -> dict[str, Any]:
     """Generate, train, evaluate and write the pipeline to ``out``; returns its meta."""
     import spacy
-    from spacy.util import fix_random_seed, minibatch
+    from spacy.util import fix_random_seed, minibatch  # type: ignore[attr-defined]
 
     from .synth import generate
 
@@ -114,7 +114,7 @@ def train(out: Path, **options: Any) -> dict[str, Any]:
     for epoch in range(opts["epochs"]):
         rng.shuffle(train_set)
         losses: dict[str, float] = {}
-        for batch in minibatch(train_set, size=32):
+        for batch in minibatch(train_set, size=32):  # type: ignore[no-untyped-call]
             nlp.update(batch, drop=opts["dropout"], sgd=optimizer, losses=losses)
         scores = nlp.evaluate(dev_set)
         print(
@@ -131,7 +131,7 @@ def train(out: Path, **options: Any) -> dict[str, Any]:
         {
             "name": "genai_pii_ner",
             "version": "1.0.0",
-            "spacy_version": f">={spacy.__version__.rsplit('.', 1)[0]}.0,<3.9.0",
+            "spacy_version": f">={spacy.__version__.rsplit('.', 1)[0]}.0,<3.9.0",  # type: ignore[attr-defined]
             "description": "PII NER of genai-platform, trained on synthetic data only",
             "license": "Apache-2.0",
         }
@@ -198,7 +198,7 @@ def _meta(
             "f": round(scores["ents_f"], 4),
         },
         "dev_per_type": per_type,
-        "versions": {"spacy": spacy.__version__, "faker": faker.VERSION},
+        "versions": {"spacy": spacy.__version__, "faker": faker.VERSION},  # type: ignore[attr-defined]
         "command": "python -m genai.dlp._ner.train " + " ".join(sys.argv[1:]),
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ class TransformersBackend:
             self._tokenizer.chat_template = self._chat_template
         model = AutoModelForCausalLM.from_pretrained(self._path, dtype=dtype)
         model.to(device)  # type: ignore[arg-type]
-        model.eval()
+        model.eval()  # type: ignore[no-untyped-call]
         config = model.config
         self._window = int(getattr(config, "max_position_embeddings", 0) or 0) or None
         eos = model.generation_config.eos_token_id if model.generation_config else None
@@ -139,7 +139,7 @@ class TransformersBackend:
     async def generate(self, request: GenerationRequest) -> Generation:
         return await collect(self.stream(request))
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         engine = self._require_engine()
         if request.tools:
             raise ValidationError(

@@ -13,6 +13,7 @@ produces the same tokens in any batch as alone (up to the last bit of float arit
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
@@ -76,6 +77,10 @@ class Engine:
         on_step: Callable[[int, float], None] | None = None,
     ) -> None:
         self.model = model
+        # the KV cache's keyword: ``cache`` since transformers 5.2x, ``past_key_values``
+        # (deprecated there) before
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self.lora = MultiLoRA(model)
         self.eos_ids = eos_ids
         self.max_batch_size = max_batch_size
@@ -204,10 +209,11 @@ class Engine:
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
+            **{self._cache_kw: cache},
         )
-        return out.logits[:, -1, :]
+        logits: torch.Tensor = out.logits[:, -1, :]
+        return logits
 
     def _admit(self, rows: list[Row]) -> None:
         if not rows:

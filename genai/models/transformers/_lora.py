@@ -69,7 +69,7 @@ class LoRALinear(nn.Module):
         self.a_stack, self.b_stack, self.scales = a_stack, b_stack, scales
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
+        out: torch.Tensor = self.base(x)
         if self.a_stack.shape[-1] == 0:
             return out
         single = self.slots.single

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from genai.store._schema import Base
+from genai.store.schema import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reached through `alembic` on the command line

@@ -1,15 +1,22 @@
-"""The metadata store's tables (SQLAlchemy 2 declarative).
+"""The metadata store's tables (SQLAlchemy 2 declarative), for queries of other packages.
+
+    from genai.store import schema as t
+    with store.session() as s:
+        s.scalars(select(t.Project).where(t.Project.name == "demo"))
 
 Every table that holds a tenant's data carries ``project_id`` with ``ON DELETE CASCADE``:
-deleting a project deletes everything of it, in one transaction. The audit log is the
-exception: it outlives the project it speaks of.
+deleting a project deletes everything of it, in one transaction (the audit log is the
+exception: it outlives the project it speaks of). Rows are the platform's own records:
+change them through the services (``genai.tenancy``, ``genai.registry``...), which
+authorize and audit, except in the package that owns a table (``cache``'s entries,
+``rag``'s knowledge bases). :func:`utcnow` is the timestamp every row is written with.
 
 Alembic migrations under ``migrations/versions`` must produce exactly these tables; a test
 compares them.
 """
 
-from genai.store._schema._base import Base, utcnow
-from genai.store._schema._capabilities import (
+from genai.store.schema._base import Base, utcnow
+from genai.store.schema._capabilities import (
     CacheCounter,
     CacheEntry,
     CacheHit,
@@ -18,7 +25,7 @@ from genai.store._schema._capabilities import (
     KbDocument,
     KnowledgeBase,
 )
-from genai.store._schema._core import (
+from genai.store.schema._core import (
     Adapter,
     Alias,
     AliasEvent,

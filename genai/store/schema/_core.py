@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from genai.store._schema._base import Base, _created, _project_fk
+from genai.store.schema._base import Base, _created, _project_fk
 
 __all__ = [
     "Adapter",

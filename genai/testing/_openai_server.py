@@ -1,5 +1,6 @@
-"""A fake of vLLM's OpenAI-compatible server, for tests at the HTTP boundary of clients of
-OpenAI-compatible APIs (the ``openai`` backend; later the gateway's upstreams).
+"""``FakeOpenAIServer``: a fake of vLLM's OpenAI-compatible server, on 127.0.0.1, for tests
+of clients of OpenAI-compatible APIs (the ``openai`` backend, the gateway's upstreams, the
+OpenAI SDK pointed at a deployment).
 
 It serves what ``vllm serve --enable-lora`` serves: ``/v1/models`` (the base model and
 ``parent``-linked adapters), ``/v1/chat/completions`` and ``/v1/completions`` (JSON, and SSE
@@ -9,11 +10,14 @@ plain-text success bodies and JSON error bodies. A "token" here is a whitespace-
 word. Set ``fake.mode`` (one of :data:`MODES`) to make the generation routes misbehave;
 with ``fake.failures_left = n`` only the next ``n`` generation requests misbehave, and the
 ones after them are answered normally. ``fake.delay_s`` slows every answer down, and
-``fake.calls()`` counts the generation requests (each :class:`Recorded` has its arrival time).
+``fake.calls()`` counts the generation requests (``fake.requests`` keeps each one).
 
-    fake = FakeOpenAIServer(adapters={"support": "/adapters/support"})
-    with running_server(fake.app) as base_url:
+    with FakeOpenAIServer(adapters={"support": "/adapters/support"}) as fake:
+        client = openai.OpenAI(base_url=fake.url + "/v1", api_key="unused")
         ...
+
+:func:`running_server` serves any ASGI app the same way (a test that swaps fakes behind one
+server serves a small dispatching app). Needs the ``serve`` extra (FastAPI and uvicorn).
 """
 
 from __future__ import annotations
@@ -60,7 +64,11 @@ class Recorded:
 
 
 class FakeOpenAIServer:
-    """The state and the FastAPI ``app`` of one fake server; mutate attributes between calls."""
+    """The state and the ASGI ``app`` of one fake server; mutate attributes between calls.
+
+    Use it as a context manager to serve it (``with FakeOpenAIServer() as fake``), or serve
+    ``fake.app`` yourself with :func:`running_server`.
+    """
 
     def __init__(
         self,
@@ -88,8 +96,24 @@ class FakeOpenAIServer:
         self.list_models = True
         self.tokenize = True
         self.requests: list[Recorded] = []
-        self.url = ""  # set by whoever serves it, for the tests' convenience
+        self.url = ""  # http://127.0.0.1:PORT while served (a test serving it may set it)
         self.app = self._build()
+        self._serving: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        """Serve the fake on a free 127.0.0.1 port until the block ends; ``url`` is its base
+        URL (the OpenAI SDK's ``base_url`` is ``url + "/v1"``)."""
+        if self._serving is not None:
+            raise RuntimeError("this FakeOpenAIServer is served already")
+        stack = contextlib.ExitStack()
+        self.url = stack.enter_context(running_server(self.app))
+        self._serving = stack
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        stack, self._serving = self._serving, None
+        if stack is not None:
+            stack.close()
 
     def bodies(self, path: str) -> list[Any]:
         """The JSON bodies of the requests to ``path``, oldest first."""
@@ -313,7 +337,7 @@ class FakeOpenAIServer:
         usage: dict[str, int] | None,
         mode: str = "ok",
     ) -> AsyncIterator[str]:
-        base = {
+        base: dict[str, Any] = {
             "id": "cmpl-fake",
             "object": "chat.completion.chunk" if chat else "text_completion",
             "created": int(time.time()),
