@@ -29,6 +29,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,11 @@ def run_gateway(
     gateway: Gateway | None = None,
     circuits: Circuits | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    now: Callable[[], datetime] | None = None,
 ) -> Iterator[LiveGateway]:
     """The gateway under uvicorn in a thread; stopped (ledger flushed) on exit. ``sleep``
-    is its retry backoff's (a test's ManualClock.sleep records the waits instead)."""
+    is its retry backoff's (a test's ManualClock.sleep records the waits instead), ``now``
+    its quota windows' clock (a test's ManualClock.now)."""
     import uvicorn
 
     gw = gateway or create_gateway(
@@ -84,6 +87,7 @@ def run_gateway(
         options=options or GatewayOptions(ledger_interval_s=0.05),
         circuits=circuits,
         sleep=sleep,
+        now=now,
     )
     app = create_gateway_app(gw, settings=settings, embedder=embedder, admin=admin)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

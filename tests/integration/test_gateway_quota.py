@@ -27,7 +27,7 @@ from sqlalchemy import text
 import genai
 from genai.gateway import GatewayOptions
 from genai.store import Store
-from genai.testing import FakeOpenAIServer, running_server
+from genai.testing import FakeOpenAIServer, ManualClock, running_server
 
 CHAT: dict[str, Any] = {
     "model": "chat",
@@ -115,11 +115,6 @@ def refused(response: httpx.Response, *, within: tuple[float, float], says: str)
     assert within[0] <= int(response.headers["retry-after"]) <= within[1]
 
 
-def seconds_to_next_day() -> float:
-    now = datetime.now(UTC)
-    return 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
-
-
 # ------------------------------------------------------------------ one gateway
 
 
@@ -130,16 +125,17 @@ def test_requests_per_minute_refuse_with_429_and_retry_after(
 ) -> None:
     project = project_of()
     project.admin.quotas.set("quota", requests_per_minute=5)
-    gw = gateway_server(settings, options=OPTIONS)
-    within_one_minute(5)
+    # the quota windows' clock stands still at 12:00:30: all requests in one minute
+    clock = ManualClock(datetime(2026, 12, 6, 12, 0, 30, tzinfo=UTC).timestamp())
+    gw = gateway_server(settings, options=OPTIONS, now=clock.now)
     with httpx.Client(
         base_url=gw.v1, headers={"authorization": f"Bearer {project.key}"}, timeout=10
     ) as client:
         bodies = [CHAT, {**CHAT, "stream": True}] * 4
         answers = [post(client, body) for body in bodies]
     assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
-    for answer in answers[5:]:
-        refused(answer, within=(1, 60), says="limit of 5 requests per minute")
+    for answer in answers[5:]:  # the minute's 30 s left
+        refused(answer, within=(30, 30), says="limit of 5 requests per minute")
         assert answer.json()["error"]["type"]  # an OpenAI-style body, even for a stream
     assert gw.gateway.ledger.flush()
     assert Counter(r.status for r in project.rows()) == {"ok": 5, "rate_limited": 3}
@@ -152,7 +148,8 @@ def test_tokens_per_day_refuse_once_spent_streams_included(
 ) -> None:
     project = project_of()
     project.admin.quotas.set("quota", tokens_per_day=20)  # each answer: 3 + 5 tokens
-    gw = gateway_server(settings, options=OPTIONS)
+    clock = ManualClock(datetime(2026, 12, 6, 12, 0, 30, tzinfo=UTC).timestamp())
+    gw = gateway_server(settings, options=OPTIONS, now=clock.now)
     with httpx.Client(
         base_url=gw.v1, headers={"authorization": f"Bearer {project.key}"}, timeout=10
     ) as client:
@@ -161,8 +158,8 @@ def test_tokens_per_day_refuse_once_spent_streams_included(
         assert post(client).status_code == 200  # 24: over, but admitted while below
         for body in (CHAT, {**CHAT, "stream": True}):
             answer = post(client, body)
-            left = seconds_to_next_day()
-            refused(answer, within=(left - 5, left + 1), says="used 24 of its 20 tokens")
+            left = 11 * 3600 + 59 * 60 + 30  # from 12:00:30 to midnight
+            refused(answer, within=(left, left), says="used 24 of its 20 tokens")
     assert gw.gateway.ledger.flush()
     assert Counter(r.status for r in project.rows()) == {"ok": 3, "rate_limited": 2}
     assert sum(r.prompt_tokens + r.completion_tokens for r in project.rows()) == 24

@@ -302,12 +302,8 @@ def test_the_shadow_gets_a_copy_that_is_never_returned_nor_billed(
         assert not copy.get("stream") and "stream_options" not in copy
     assert primary.calls() == 7
 
-    def shadow_rows() -> list[Any]:
-        gw.gateway.ledger.flush()
-        return project.rows(t.ShadowResult)
-
-    assert wait_until(lambda: len(shadow_rows()) == 7)
-    rows = shadow_rows()
+    assert wait_until(lambda: len(shadow_rows(gw, project)) == 7)
+    rows = shadow_rows(gw, project)
     # the recorded similarity is a character-level ratio of the two answers
     expected = difflib.SequenceMatcher(
         None, "the primary answer about cats", "a shadow reply on dogs and more", autojunk=False
@@ -339,6 +335,20 @@ def test_the_shadow_gets_a_copy_that_is_never_returned_nor_billed(
     assert _counter(gw, f"q:{project.id}:usd:{now:%Y%m}") == round(7 * primary_cost * 1e6)
 
 
+def ask_three_and_stream_one(gw: LiveGateway, project: GatewayProject) -> None:
+    """Three answers and a stream, each the primary's (whatever the shadow does)."""
+    with http(gw, project.key) as client:
+        for _ in range(3):
+            answer = client.post("/chat/completions", json={"model": "chat", **CHAT})
+            assert text(answer) == "primary text"
+        assert stream_text(client, {"model": "chat", **CHAT})[1] == "primary text"
+
+
+def shadow_rows(gw: LiveGateway, project: GatewayProject) -> list[Any]:
+    gw.gateway.ledger.flush()
+    return list(project.rows(t.ShadowResult))
+
+
 @pytest.mark.parametrize("failure", ["error500", "hang", "refused"])
 def test_a_failing_shadow_never_affects_the_caller(
     failure: str,
@@ -356,15 +366,10 @@ def test_a_failing_shadow_never_affects_the_caller(
         shadow_target["url"] = closed_port_url()
     project.deploy({"targets": [target("primary", primary)], "shadow": {"target": shadow_target}})
     gw = gateway_server(settings, options=OPTIONS)
-    with http(gw, project.key) as client:
-        for _ in range(3):
-            answer = client.post("/chat/completions", json={"model": "chat", **CHAT})
-            assert text(answer) == "primary text"
-        assert stream_text(client, {"model": "chat", **CHAT})[1] == "primary text"
+    ask_three_and_stream_one(gw, project)
 
     def rows() -> list[Any]:
-        gw.gateway.ledger.flush()
-        return project.rows(t.ShadowResult)
+        return shadow_rows(gw, project)
 
     assert wait_until(lambda: len(rows()) == 4)
     assert all(r.status.startswith("error: ") and r.similarity is None for r in rows())
@@ -387,15 +392,10 @@ def test_the_caller_never_waits_for_its_shadow(
     shadow_target = target("shadow", shadow, timeout_s=2 * WAIT_S)
     project.deploy({"targets": [target("primary", primary)], "shadow": {"target": shadow_target}})
     gw = gateway_server(settings, options=OPTIONS)
-    with http(gw, project.key) as client:
-        for _ in range(3):
-            answer = client.post("/chat/completions", json={"model": "chat", **CHAT})
-            assert text(answer) == "primary text"
-        assert stream_text(client, {"model": "chat", **CHAT})[1] == "primary text"
+    ask_three_and_stream_one(gw, project)
 
     def rows() -> list[Any]:
-        gw.gateway.ledger.flush()
-        return project.rows(t.ShadowResult)
+        return shadow_rows(gw, project)
 
     assert wait_until(lambda: gate.arrived == 4)  # every copy is at the shadow, held
     assert shadow.calls() == 0 and rows() == []  # ... and none has been answered
