@@ -23,7 +23,12 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genai.errors import BackendError, GenAIError
-from genai.gateway import GatewayRequest, UpstreamCredentials
+from genai.gateway import (
+    GatewayRequest,
+    InProcessPolicy,
+    UpstreamCredentials,
+    inprocess_policy,
+)
 from genai.models import LLMBackend
 from genai.settings import Settings
 from genai.store import Store
@@ -91,6 +96,7 @@ class BotLLMs:
     ) -> None:
         self._settings = settings
         self._store = store
+        self._inprocess = inprocess_policy(settings)  # the operator's in-process backends
         self.max_clients = max_clients
         self._retire_after = retire_after_s
         self._clients: OrderedDict[str, tuple[str, LLMBackend]] = OrderedDict()
@@ -117,7 +123,7 @@ class BotLLMs:
             found = self._clients.get(key)
             if found is not None and found[0] == stamp:
                 return found[1]
-            fresh = _make_llm(options, kbs, api_key)
+            fresh = _make_llm(options, kbs, api_key, self._inprocess)
             await fresh.start()
             if found is not None:
                 self._retire(found[1])
@@ -173,7 +179,9 @@ def _fingerprint(api_key: str | None) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:32] if api_key else ""
 
 
-def _make_llm(options: BotLLM, kbs: KnowledgeBases | None, api_key: str | None) -> LLMBackend:
+def _make_llm(
+    options: BotLLM, kbs: KnowledgeBases | None, api_key: str | None, policy: InProcessPolicy
+) -> LLMBackend:
     from genai.models import create_backend
 
     if options.url is not None:
@@ -185,6 +193,7 @@ def _make_llm(options: BotLLM, kbs: KnowledgeBases | None, api_key: str | None) 
             timeout=options.timeout_s,
         )
     name = options.backend or "extractive"
+    policy.check(name, options.options, where="the knowledge bot's LLM")
     extra = dict(options.options)
     if name == "extractive" and kbs is not None and "embedder" not in extra:
         extra["embedder"] = kbs.embedder(kbs.settings.embedding_model)  # load it once

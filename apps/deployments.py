@@ -16,17 +16,20 @@ from genai.errors import ValidationError
 from genai.gateway import (
     DeploymentSpec,
     env_not_allowed,
+    inprocess_policy,
     parse_spec,
     secret_not_set,
     suggested_secret_name,
 )
 from genai.registry import DeploymentRevision
+from genai.settings import Settings
 
 __all__ = [
     "TrafficChange",
     "apply_spec",
     "change_traffic",
     "check_credentials",
+    "check_inprocess",
     "newest_revisions",
     "retarget",
 ]
@@ -88,6 +91,7 @@ def apply_spec(
 
     parsed = parse_spec(spec)
     check_bot_targets(parsed)
+    check_inprocess(client.settings, parsed)
     check_credentials(client, project, parsed)
     return client.registry.deployments.create(
         project,
@@ -97,6 +101,25 @@ def apply_spec(
         model=model,
         adapter=adapter,
     )
+
+
+def check_inprocess(settings: Settings, spec: DeploymentSpec) -> None:
+    """Refuse a spec whose targets (or a knowledge bot's LLM) run a backend in the gateway
+    process that the operator does not allow, or load files from outside its model roots
+    (:class:`genai.gateway.InProcessPolicy`). The gateway checks again before it builds
+    one: this is the early half, under the settings this client runs with."""
+    from apps._knowledge import BOT_BACKEND, bot_options
+
+    policy = inprocess_policy(settings)
+    shadow = [spec.shadow.target] if spec.shadow else []
+    for target in (*spec.targets, *spec.fallbacks, *shadow):
+        if target.backend == BOT_BACKEND:
+            llm = bot_options(target).llm
+            if llm.url is None:
+                where = f"target {target.name!r} (its LLM)"
+                policy.check(llm.backend or "extractive", llm.options, where=where)
+        elif target.backend is not None:
+            policy.check(target.backend, target.options, where=f"target {target.name!r}")
 
 
 def check_credentials(client: Client, project: str, spec: DeploymentSpec) -> None:

@@ -134,9 +134,24 @@ class Settings(BaseSettings):
         description="Environment variables of the gateway that deployments may name as "
         "api_key_env (comma-separated; empty: none, use project secrets).",
     )
+    inprocess_backends: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["extractive", "fake"],
+        description="Backends a deployment (or a knowledge bot's LLM) may run inside the "
+        "gateway process (comma-separated; the default loads no weights of its own).",
+    )
+    model_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Directories in-process backends named by deployments may load model "
+        "and adapter files from (comma-separated; empty: none but the bundled embedder).",
+    )
 
     @field_validator(
-        "license_allowlist", "protected_aliases", "secret_env_allowlist", mode="before"
+        "license_allowlist",
+        "protected_aliases",
+        "secret_env_allowlist",
+        "inprocess_backends",
+        "model_roots",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: object) -> object:

@@ -74,6 +74,8 @@ def up(
         raise UsageError("give --model or --upstream, not both")
     if model is not None and not model.is_dir():
         raise UsageError(f"--model {model}: no such directory (a local Hugging Face model)")
+    if model is not None:
+        _allow_local_model(model)
     from genai import init
 
     result = init(settings())
@@ -91,9 +93,15 @@ def up(
     _print_calls(base, key.secret, project)
     if not serve:
         _print_usage(project)
+        allow = ""
+        if model is not None:  # the gateway must be told it may run this model
+            allow = (
+                f"GENAI_INPROCESS_BACKENDS={os.environ['GENAI_INPROCESS_BACKENDS']} "
+                f"GENAI_MODEL_ROOTS={os.environ['GENAI_MODEL_ROOTS']} "
+            )
         console.print(
-            f"start the gateway with `genai gateway --port {port}` (or `genai up` without "
-            f"--no-serve); then `genai usage report -p {project}` shows the calls"
+            f"start the gateway with `{allow}genai gateway --port {port}` (or `genai up` "
+            f"without --no-serve); then `genai usage report -p {project}` shows the calls"
         )
         return
     from apps.cli._gateway import gateway
@@ -106,6 +114,17 @@ def up(
 
 
 # ---------------------------------------------------------------- set-up steps
+
+
+def _allow_local_model(model: Path) -> None:
+    """``--model DIR``: the operator, on their own machine, lets the gateway this command
+    starts run ``transformers`` on DIR (deployments may not name in-process backends or
+    model files the operator did not allow: GENAI_INPROCESS_BACKENDS, GENAI_MODEL_ROOTS)."""
+    backends = [b for b in os.environ.get("GENAI_INPROCESS_BACKENDS", "").split(",") if b]
+    backends = backends or ["extractive", "fake"]
+    roots = [r for r in os.environ.get("GENAI_MODEL_ROOTS", "").split(",") if r]
+    os.environ["GENAI_INPROCESS_BACKENDS"] = ",".join(dict.fromkeys([*backends, "transformers"]))
+    os.environ["GENAI_MODEL_ROOTS"] = ",".join(dict.fromkeys([*roots, str(model.resolve())]))
 
 
 def _project(c: Client, project: str) -> None:

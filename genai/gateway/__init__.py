@@ -28,6 +28,7 @@ from genai.gateway._credentials import (
     suggested_secret_name,
 )
 from genai.gateway._gateway import Gateway
+from genai.gateway._inprocess import InProcessPolicy, inprocess_policy
 from genai.gateway._journal import Journal
 from genai.gateway._observe import GatewayMetrics
 from genai.gateway._openapi import error_responses
@@ -75,6 +76,7 @@ __all__ = [
     "GatewayMetrics",
     "GatewayOptions",
     "GatewayRequest",
+    "InProcessPolicy",
     "Journal",
     "PerRequest",
     "PreparedTarget",
@@ -93,6 +95,7 @@ __all__ = [
     "create_gateway_app",
     "env_not_allowed",
     "error_responses",
+    "inprocess_policy",
     "parse_spec",
     "refuse_duplicate_keys",
     "secret_not_set",
@@ -137,6 +140,8 @@ def create_gateway(
     if not options.secret_env_allowlist:
         allowed = tuple(settings.secret_env_allowlist)
         options = dataclasses.replace(options, secret_env_allowlist=allowed)
+    if options.inprocess == InProcessPolicy():  # the operator's, from the settings
+        options = dataclasses.replace(options, inprocess=inprocess_policy(settings))
     journal = None
     if options.ledger_journal != "off":
         journal = Journal(settings.home / "ledger", sync=options.ledger_journal)

@@ -115,6 +115,7 @@ class Gateway:
                 ttl_s=self._options.key_cache_ttl_s,
                 clock=clock,
             ),
+            inprocess=self._options.inprocess,
         )
         self._pool = self._stages.pool or cpu_pool(self._options)
         self._admission = Admission(self._options, self._pool)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from genai._crypto import Sealer
+from genai.gateway._inprocess import InProcessPolicy
 from genai.gateway._stages import CacheStage, RequestStage, ResponseStage, TargetStage
 from genai.pool import FairPool
 
@@ -47,6 +48,9 @@ class GatewayOptions:
     secret_env_allowlist: tuple[str, ...] = ()
     # answers remembered for POST /v1/feedback (older ones are looked up in the ledger)
     max_recent: int = 20_000
+    # the backends deployments may run in this process, and where their files may come
+    # from (GENAI_INPROCESS_BACKENDS, GENAI_MODEL_ROOTS: genai/gateway/_inprocess.py)
+    inprocess: InProcessPolicy = field(default_factory=InProcessPolicy)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import orjson
 
 from genai.errors import BackendError, ValidationError, error_body
 from genai.gateway._credentials import CredentialUser, UpstreamCredentials
+from genai.gateway._inprocess import InProcessPolicy
 from genai.gateway._spec import DeploymentSpec, TargetSpec
 from genai.gateway._stages import GatewayRequest, PreparedTarget, TargetStage
 from genai.gateway._streaming import first_event, replayed
@@ -57,10 +58,14 @@ class Targets:
         stages: dict[str, TargetStage],
         *,
         credentials: UpstreamCredentials | None = None,
+        inprocess: InProcessPolicy | None = None,
     ) -> None:
         """``credentials`` resolve the keys url targets send (none given: a target that
-        names a key is refused); stages that call upstreams themselves share them."""
+        names a key is refused); stages that call upstreams themselves share them.
+        ``inprocess`` is the operator's rule for the backends a target may run in this
+        process (the default allows those that load no weights)."""
         self._stages = stages
+        self._inprocess = inprocess or InProcessPolicy()
         self.credentials = credentials
         if credentials is not None:
             for stage in stages.values():
@@ -180,7 +185,9 @@ class Targets:
             async with self._lock:
                 backend = self._local.get(key)
                 if backend is None:
-                    backend = create_backend(target.backend or "", **target.options)
+                    name = target.backend or ""
+                    self._inprocess.check(name, target.options, where=f"target {target.name!r}")
+                    backend = create_backend(name, **target.options)
                     await backend.start()
                     self._local[key] = backend
         return backend

@@ -112,10 +112,11 @@ EXPECTED: dict[str, str] = {
     "genai.gateway": """
         BanditConfig CacheFeedback CacheStage CachedAnswer CircuitConfig Circuits
         DeploymentSpec DlpNote DlpStatus Gateway GatewayMetrics GatewayOptions
-        GatewayRequest Journal PerRequest PreparedTarget Price RequestStage ResponseStage
+        GatewayRequest InProcessPolicy Journal PerRequest PreparedTarget Price RequestStage
+        ResponseStage
         ShadowConfig StageNotes Stages StreamFilter TargetSpec TargetStage
         UpstreamCredentials cpu_pool create_gateway create_gateway_app env_not_allowed
-        error_responses parse_spec refuse_duplicate_keys secret_not_set
+        error_responses inprocess_policy parse_spec refuse_duplicate_keys secret_not_set
         suggested_secret_name
     """,
     "genai.models": """

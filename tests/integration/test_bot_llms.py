@@ -72,3 +72,23 @@ def test_clients_are_kept_per_project_bounded_and_closed_after_their_grace(
     assert seen["first_open"] and seen["first_closed"]
     assert seen["size_after"] == 3  # two kept, project 2's client retired, project 1's closed
     assert seen["all_closed"]
+
+
+def test_an_in_process_llm_is_built_only_as_the_operator_allows(tmp_path: Path) -> None:
+    """A bot's ``llm.backend`` runs in the gateway: the backends and model directories the
+    operator allows (GENAI_INPROCESS_BACKENDS, GENAI_MODEL_ROOTS), checked before anything
+    is loaded, whatever the spec that was stored."""
+    from genai.errors import Forbidden
+
+    llms = BotLLMs(Settings(home=tmp_path), None)  # type: ignore[arg-type]
+    secret = tmp_path / "not-a-model"
+    secret.mkdir()
+
+    async def build(options: BotLLM) -> Any:
+        return await llms.get(options, request(1), None)
+
+    with pytest.raises(Forbidden, match="GENAI_INPROCESS_BACKENDS"):
+        asyncio.run(build(BotLLM(backend="transformers", options={"model": str(secret)})))
+    with pytest.raises(Forbidden, match="GENAI_MODEL_ROOTS"):  # extractive's own model
+        asyncio.run(build(BotLLM(backend="extractive", options={"embedding_model": str(secret)})))
+    assert llms.size == 0
