@@ -189,6 +189,7 @@ def stages_for(
             )
         },
         pool=pool,
+        embedder=embedder,
     )
 
 

@@ -116,6 +116,7 @@ class Gateway:
                 clock=clock,
             ),
             inprocess=self._options.inprocess,
+            embedder=self._stages.embedder,
         )
         self._pool = self._stages.pool or cpu_pool(self._options)
         self._admission = Admission(self._options, self._pool)

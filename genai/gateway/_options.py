@@ -9,6 +9,7 @@ from typing import Literal
 from genai._crypto import Sealer
 from genai.gateway._inprocess import InProcessPolicy
 from genai.gateway._stages import CacheStage, RequestStage, ResponseStage, TargetStage
+from genai.models import Embedder
 from genai.pool import FairPool
 
 __all__ = ["GatewayOptions", "Stages"]
@@ -62,3 +63,6 @@ class Stages:
     cache: CacheStage | None = None
     targets: dict[str, TargetStage] = field(default_factory=dict)
     pool: FairPool | None = None  # the CPU pool the stages share (else the gateway's own)
+    # the process's embedding model, which in-process backends that embed (extractive
+    # targets) share instead of loading their own copy
+    embedder: Embedder | None = None

@@ -19,7 +19,7 @@ from genai.gateway._spec import DeploymentSpec, TargetSpec
 from genai.gateway._stages import GatewayRequest, PreparedTarget, TargetStage
 from genai.gateway._streaming import first_event, replayed
 from genai.gateway._upstream import UpstreamError, Upstreams
-from genai.models import LLMBackend, create_backend
+from genai.models import Embedder, LLMBackend, create_backend
 
 __all__ = ["TargetCall", "TargetFailed", "Targets"]
 
@@ -59,13 +59,16 @@ class Targets:
         *,
         credentials: UpstreamCredentials | None = None,
         inprocess: InProcessPolicy | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         """``credentials`` resolve the keys url targets send (none given: a target that
         names a key is refused); stages that call upstreams themselves share them.
         ``inprocess`` is the operator's rule for the backends a target may run in this
-        process (the default allows those that load no weights)."""
+        process (the default allows those that load no weights); ``embedder`` is the
+        process's embedding model, given to extractive targets that name none."""
         self._stages = stages
         self._inprocess = inprocess or InProcessPolicy()
+        self._embedder = embedder
         self.credentials = credentials
         if credentials is not None:
             for stage in stages.values():
@@ -187,7 +190,10 @@ class Targets:
                 if backend is None:
                     name = target.backend or ""
                     self._inprocess.check(name, target.options, where=f"target {target.name!r}")
-                    backend = create_backend(name, **target.options)
+                    kwargs = dict(target.options)
+                    if name == "extractive" and self._embedder is not None:
+                        kwargs.setdefault("embedder", self._embedder)  # one model in memory
+                    backend = create_backend(name, **kwargs)
                     await backend.start()
                     self._local[key] = backend
         return backend

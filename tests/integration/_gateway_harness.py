@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,12 +77,18 @@ def run_gateway(
     circuits: Circuits | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     now: Callable[[], datetime] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[LiveGateway]:
     """The gateway under uvicorn in a thread; stopped (ledger flushed) on exit. ``sleep``
     is its retry backoff's (a test's ManualClock.sleep records the waits instead), ``now``
-    its quota windows' clock (a test's ManualClock.now)."""
+    its quota windows' clock (a test's ManualClock.now), ``clock`` its caches' (keys,
+    routes, upstream credentials, in-process counters)."""
     import uvicorn
 
+    if embedder is not None:  # the process's one embedder, as `genai gateway` wires it
+        stages = stages or Stages()
+        if stages.embedder is None:
+            stages = dataclasses.replace(stages, embedder=embedder)
     gw = gateway or create_gateway(
         settings,
         stages=stages,
@@ -88,6 +96,7 @@ def run_gateway(
         circuits=circuits,
         sleep=sleep,
         now=now,
+        clock=clock,
     )
     app = create_gateway_app(gw, settings=settings, embedder=embedder, admin=admin)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -450,7 +450,9 @@ def test_in_process_answers_wait_their_turn_in_the_pool_as_their_projects_work(
 ) -> None:
     spec = {"targets": [{"name": "quote", "backend": "extractive"}], "retries": 0}
     world.admin.registry.deployments.create(B, "quote", spec=spec)
-    gw = gateway_server(settings, options=GatewayOptions(ledger_interval_s=0.02))
+    # the extractive target embeds with the process's (loaded) embedder
+    options = GatewayOptions(ledger_interval_s=0.02)
+    gw = gateway_server(settings, options=options, embedder=embedder)
     pool = gw.gateway.pool
     ask = {
         "model": "quote",

@@ -39,7 +39,7 @@ from genai.dlp import Dlp, MemoryVault, Policy, ProjectPolicies, load_keys
 from genai.gateway import GatewayOptions, Stages
 from genai.store import Store
 from genai.store import schema as t
-from genai.testing import FakeOpenAIServer, running_server
+from genai.testing import FakeOpenAIServer, ManualClock, running_server
 from genai.vectors import ChromaVectorStore
 from rag import KnowledgeBases
 
@@ -97,6 +97,7 @@ class Soak:
         # the stores and traces under way (on the gateway's own loop) land first
         for _ in range(600):
             if not (self.cache_stage()._pending or self.bot._pending):
+                assert self.gateway.ledger.flush()  # and the usage rows batched in memory
                 return
             await asyncio.sleep(0.05)
         raise AssertionError("background writes did not finish")
@@ -164,8 +165,11 @@ def soak(tmp_path: Path, embedder: Any, gateway_server: Any) -> Iterator[Soak]:
         with admin.store.session() as s:
             pid = s.scalar(select(t.Project.id).where(t.Project.name == "soak")) or 0
         store = Store(settings.resolved_database_url, pool_size=10)
-        vault = MemoryVault(max_sessions=BOUNDS["sessions"])
-        dlp = DlpRequestStage(Dlp(keys=load_keys(settings), vault=vault))
+        # every TTL on a clock that stands still: what each request does (no route or key
+        # reloaded, no memo expired) does not depend on how fast the machine is
+        still = ManualClock()
+        vault = MemoryVault(max_sessions=BOUNDS["sessions"], clock=still)
+        dlp = DlpRequestStage(Dlp(keys=load_keys(settings), vault=vault), clock=still)
         memo = _MemoEmbedder(embedder, size=BOUNDS["memo"])
         cache = SemanticCache(
             ChromaVectorStore(settings.resolved_vector_path),
@@ -174,7 +178,7 @@ def soak(tmp_path: Path, embedder: Any, gateway_server: Any) -> Iterator[Soak]:
             max_entries=BOUNDS["entries"],
             index_after=8,
         )
-        prompts = PromptStage(settings, store)
+        prompts = PromptStage(settings, store, clock=still)
         knowledge = KnowledgeBot(
             settings,
             store,
@@ -185,11 +189,11 @@ def soak(tmp_path: Path, embedder: Any, gateway_server: Any) -> Iterator[Soak]:
         stages = Stages(
             request=[prompts, dlp],
             response=[DlpResponseStage(dlp.restorers)],
-            cache=GatewayCache(cache, store=store),
+            cache=GatewayCache(cache, store=store, clock=still),
             targets={KnowledgeBot.name: knowledge},
         )
         options = GatewayOptions(ledger_interval_s=0.05, max_recent=BOUNDS["recent"])
-        live = gateway_server(settings, stages=stages, options=options)
+        live = gateway_server(settings, stages=stages, options=options, clock=still)
         try:
             yield Soak(
                 live.url,
