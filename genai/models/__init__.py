@@ -13,8 +13,9 @@ Backends import their heavy dependencies when built, never when this package is 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from genai._lazy import lazy_attributes
 from genai.models._embedders import (
     BUNDLED_EMBEDDING_MODEL,
     DEFAULT_EMBEDDER,
@@ -82,12 +83,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'genai.models' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -39,9 +39,9 @@ load when first named.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from genai._lazy import lazy_attributes
 from genai.testing._clock import ManualClock
 from genai.testing._fake_embedder import FakeEmbedder
 from genai.testing._fake_llm import FakeLLM, FakeReply
@@ -101,13 +101,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'genai.testing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

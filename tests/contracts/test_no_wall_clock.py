@@ -390,147 +390,29 @@ def _check(source: str, *others: str) -> list[int]:
     return [f.line for f in wall_clock_asserts(modules) if f.path == "t.py"]
 
 
-# The patterns this repository's tests used before they were rewritten.
-FLAGGED = {
-    "elapsed since a start": """
-        import time
-        def test():
-            started = time.monotonic()
-            call()
-            assert time.monotonic() - started < 2.0
-        """,
-    "an elapsed name, from time import": """
-        from time import perf_counter
-        def test():
-            t0 = perf_counter()
-            call()
-            elapsed = perf_counter() - t0
-            assert elapsed < 0.5
-        """,
-    "a deadline asserted in a loop": """
-        import time
-        def start():
-            deadline = time.monotonic() + 60
-            while not up():
-                assert time.monotonic() < deadline, "did not answer within 60 s"
-        """,
-    "a lower bound is a wall-clock assert too": """
-        import time
-        def test():
-            opened = time.monotonic()
-            consume()
-            streamed = time.monotonic() - opened
-            assert seconds() >= streamed * 0.5
-        """,
-    "an attribute set in a helper": """
-        import time
-        async def send(sent):
-            started = time.perf_counter()
-            await post(sent)
-            sent.elapsed_ms = (time.perf_counter() - started) * 1000
-        def test(row, sent):
-            assert 0 < row.latency_ms <= sent.elapsed_ms + 1
-        """,
-    "arrival times of a dataclass, unpacked": """
-        def test(upstream):
-            first, second = (r.at for r in upstream.requests)
-            assert 0.95 <= second - first < 2.0
-        """,
-    "gaps between arrivals, in a loop": """
-        import itertools
-        def test(upstream):
-            arrivals = [r.at for r in upstream.requests]
-            gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-            for attempt, gap in enumerate(gaps):
-                assert gap <= 1.5 * 0.1 * 2**attempt + 0.5, gaps
-        """,
-    "pytest.approx of an elapsed time": """
-        import time
-        import pytest
-        def test():
-            t = time.time()
-            wait()
-            assert time.time() - t == pytest.approx(1.0, abs=0.2)
-        """,
-    "a helper that returns the elapsed time": """
-        import time as clock
-        START = clock.monotonic()
-        def elapsed():
-            return clock.monotonic() - START
-        def test():
-            assert elapsed() < 3
-        """,
-    "pytest.fail on a bound": """
-        import time
-        import pytest
-        def test():
-            started = time.monotonic()
-            run()
-            if time.monotonic() - started > 1.0:
-                pytest.fail("too slow")
-        """,
-    "a duration measured by another process": """
-        import subprocess
-        def test():
-            done = subprocess.run(["python", "-c", SCRIPT], capture_output=True, text=True)
-            frozen, full_pass_ms = done.stdout.split()[-2:]
-            assert float(full_pass_ms) < 100
-        """,
-    "an upper bound written the other way round": """
-        def test(stats):
-            assert 2.0 > stats.took
-        """,
-    "datetime.now": """
-        from datetime import datetime, timedelta
-        def test():
-            before = datetime.now()
-            run()
-            assert datetime.now() - before < timedelta(seconds=1)
-        """,
-}
+SAMPLES = Path(__file__).with_name("wall_clock_samples.txt")
 
-# The fake server that recorded arrival times (its ``.at`` is what the snippet above reads).
-RECORDER = """
-    import time
-    from dataclasses import dataclass
-    @dataclass
-    class Recorded:
-        path: str
-        at: float = 0.0
-    def record(requests, path):
-        requests.append(Recorded(path, time.monotonic()))
-    """
 
-CLEAN = {
-    "a bounded wait, then an assert on what happened": """
-        import time
-        def test():
-            deadline = time.monotonic() + 30
-            while not done() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert wait_until(lambda: rows() == 4, timeout=30)
-            assert rows() == 4
-        """,
-    "a manual clock": """
-        def test(clock):
-            cache = Cache(clock=clock)
-            clock.advance(29.9)
-            assert cache.get("k") == 1 and clock() > 0
-        """,
-    "durations the code under test reports": """
-        def test(row, srv, options):
-            seconds = srv.metric("request_seconds_sum")
-            assert row.latency_ms > 0
-            assert seconds == pytest.approx(100)
-            assert options.key_cache_ttl_s >= 5
-        """,
-    "a timestamp in a name, not compared": """
-        import time
-        def test():
-            stamp = int(time.time())
-            assert f"created {stamp}" in text()
-        """,
-}
+def _samples(kind: str) -> dict[str, str]:
+    """The samples of one kind (``flagged``, ``clean``, ``recorder``) in SAMPLES, by name."""
+    found: dict[str, str] = {}
+    name = None
+    for line in SAMPLES.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.startswith("## "):
+            sample_kind, _, title = line[3:].partition(": ")
+            name = title.strip() if sample_kind == kind else None
+            if name is not None:
+                found[name] = ""  # its first line is the blank one under the header
+        elif name is not None:
+            found[name] += line
+    return found
+
+
+# The patterns this repository's tests used before they were rewritten, clean ones, and the
+# fake server that recorded arrival times (its ``.at`` is what one flagged sample reads).
+FLAGGED = _samples("flagged")
+CLEAN = _samples("clean")
+(RECORDER,) = _samples("recorder").values()
 
 
 @pytest.mark.parametrize("name", sorted(FLAGGED))

@@ -7,7 +7,9 @@ is imported on first use of the name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from genai._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from genai.models.transformers._backend import TransformersBackend
@@ -15,10 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["TransformersBackend"]
 
 
-def __getattr__(name: str) -> Any:
-    if name != "TransformersBackend":
-        raise AttributeError(f"module 'genai.models.transformers' has no attribute {name!r}")
-    from genai.models.transformers._backend import TransformersBackend
-
-    globals()[name] = TransformersBackend
-    return TransformersBackend
+__getattr__ = lazy_attributes(
+    __name__, {"TransformersBackend": "genai.models.transformers._backend"}
+)
