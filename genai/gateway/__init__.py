@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -113,6 +114,7 @@ def create_gateway(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     now: Callable[[], datetime] | None = None,
+    rng: random.Random | None = None,
 ) -> Gateway:
     """A gateway on the settings' store, with counters in Redis when ``GENAI_REDIS_URL`` is
     set (shared by every gateway process) and in this process otherwise, and its usage
@@ -154,4 +156,5 @@ def create_gateway(
         circuits=circuits,
         clock=clock,
         sleep=sleep,
+        rng=rng,
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import random
 import shutil
 import signal
 import socket
@@ -78,6 +79,7 @@ def run_gateway(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     now: Callable[[], datetime] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
 ) -> Iterator[LiveGateway]:
     """The gateway under uvicorn in a thread; stopped (ledger flushed) on exit. ``sleep``
     is its retry backoff's (a test's ManualClock.sleep records the waits instead), ``now``
@@ -97,6 +99,7 @@ def run_gateway(
         sleep=sleep,
         now=now,
         clock=clock,
+        rng=rng,
     )
     app = create_gateway_app(gw, settings=settings, embedder=embedder, admin=admin)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
