@@ -1,12 +1,18 @@
 """The gateway's cache stage: ``cache.SemanticCache`` behind ``/v1/chat/completions`` and
 ``/v1/completions``.
 
+The cache is off unless the caller's project turned it on for the deployment asked (the
+project's ``cache`` option, see ``cache/_options.py``; ``genai cache enable PROJECT
+[--deployment NAME]``): elsewhere the stage neither looks up nor stores anything.
+
 What is cached, and in which partition:
 
-- the partition is the caller's project, the deployment (with its newest revision: a new
-  revision may route to another model), the adapter, the prompt version a prompt stage set,
-  the knowledge-base version a RAG stage left in ``request.notes.kb_version``, and every
-  body parameter that can change the answer (:func:`cache.output_params`);
+- the partition is the caller's project, the endpoint (a completion never answers a chat
+  request, nor the reverse), the deployment (with its newest revision: a new revision may
+  route to another model), the adapter, the prompt version a prompt stage set, the
+  knowledge-base version a RAG stage left in ``request.notes.kb_version``, and every body
+  parameter that can change the answer or its shape (:func:`cache.output_params`:
+  sampling, ``response_format``, ``tools``, ``tool_choice``...);
 - the request as the earlier stages left it: after DLP, so pseudonyms, never raw PII. When
   DLP replaced anything, the entry belongs to the caller's session only (``x-genai-session``;
   a pseudonym means another value in another session, so the stored answer could only be
@@ -18,18 +24,18 @@ What is cached, and in which partition:
 Not cached: requests with an explicit ``temperature`` above the project's
 ``cache.max_temperature`` (default 0: a caller who asks for sampling wants varied answers;
 no temperature at all is cached, as the deployment's default answer), answers that are tool
-calls, cut by a content filter or empty, and anything when the project's options say
-``{"cache": {"enabled": false}}``. A caller may send ``x-genai-cache-control: no-cache``
-(skip the lookup, store the fresh answer) or ``no-store`` (neither).
+calls, cut by a content filter or empty. A caller may send ``x-genai-cache-control:
+no-cache`` (skip the lookup, store the fresh answer) or ``no-store`` (neither).
 
-Project options (``{"cache": {...}}``): ``enabled``, ``threshold``, ``ttl_s``,
-``max_temperature``. A lookup never fails a request: a cache error is logged (no text) and
-counted as a miss; stores run in the background after the answer is sent. With the
-gateway's fair CPU pool, the embedding of a question (the CPU work of a lookup) is the
-project's job there, and the SQL and vector-store work runs in a thread, never holding a
-pool worker while it waits on I/O; an exact hit embeds nothing. A project whose queue in
-the pool is full is refused (429) at its lookup rather than queued; a store that finds it
-full is skipped.
+Project options (``{"cache": {...}}``, per project and per deployment): ``enabled``,
+``threshold``, ``ttl_s``, ``max_temperature``; an option that does not parse turns the
+cache off for the project (and is logged). A lookup never fails a request: a cache error is
+logged (no text) and counted as a miss; stores run in the background after the answer is
+sent. With the gateway's fair CPU pool, the embedding of a question (the CPU work of a
+lookup) is the project's job there, and the SQL and vector-store work runs in a thread,
+never holding a pool worker while it waits on I/O; an exact hit embeds nothing. A project
+whose queue in the pool is full is refused (429) at its lookup rather than queued; a store
+that finds it full is skipped.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from cache import ChatRequest, Partition, RequestKey, SemanticCache, output_params
+from cache._options import OPTION_KEY, CacheOptions, CacheSettings
+from genai.errors import ValidationError
 from genai.gateway import CachedAnswer, CacheStage, GatewayRequest, PerRequest
 from genai.models import Embedder
 from genai.pool import FairPool, PoolOverloaded, QueueFull
@@ -278,7 +286,7 @@ class GatewayCache:
             log.warning("cache store failed: %s", _describe(error))
 
     async def _plan(self, request: GatewayRequest) -> _Plan | None:
-        options = _options(request)
+        options = _settings(request)
         if options is None or request.endpoint not in ("chat", "completions"):
             return None
         control = request.headers.get("x-genai-cache-control", "").lower()
@@ -286,8 +294,7 @@ class GatewayCache:
             return None
         body = request.body
         temperature = body.get("temperature")
-        limit = float(options.get("max_temperature", 0.0))
-        if isinstance(temperature, int | float) and temperature > limit:
+        if isinstance(temperature, int | float) and temperature > options.max_temperature:
             return None
         cached: ChatRequest
         if request.endpoint == "chat":
@@ -312,17 +319,16 @@ class GatewayCache:
             params=output_params(body),
             kb_version=request.notes.kb_version,
             revision=revision,
+            endpoint=request.endpoint,
         )
         key = self.cache.key(partition, cached, session=session)
-        threshold = options.get("threshold")
-        ttl = options.get("ttl_s")
         return _Plan(
             partition,
             cached,
             key,
             session,
-            float(threshold) if threshold is not None else None,
-            float(ttl) if ttl is not None else None,
+            options.threshold,
+            options.ttl_s,
             lookup="no-cache" not in control,
         )
 
@@ -377,12 +383,17 @@ def cacheable_answer(request: GatewayRequest, response: dict[str, Any]) -> bool:
     return True
 
 
-def _options(request: GatewayRequest) -> dict[str, Any] | None:
-    raw = request.project_options.get("cache", True)
-    if raw is False:
+def _settings(request: GatewayRequest) -> CacheSettings | None:
+    """How the cache works for the request's deployment; None where the project did not
+    turn it on (or its option does not parse: off, and logged)."""
+    raw = request.project_options.get(OPTION_KEY)
+    if raw is None:
         return None
-    options = raw if isinstance(raw, dict) else {}
-    return None if options.get("enabled") is False else options
+    try:
+        return CacheOptions.parse(raw, project=request.project).settings(request.deployment)
+    except ValidationError as error:
+        log.warning("cache off for request %s: %s", request.request_id, error.message)
+        return None
 
 
 def _session(request: GatewayRequest, cached: ChatRequest) -> tuple[bool, str | None]:

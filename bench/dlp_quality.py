@@ -1,10 +1,15 @@
 """DLP quality: precision, recall and F2 per entity type, samples/s and peak RSS, for our
-Detector (bundled NER) against Presidio's own AnalyzerEngine as it can run offline here.
+Detector (bundled NER) against Presidio's own AnalyzerEngine as it can run offline here;
+and, for ours, the same under the default policy (``Policy()``: its per-entity thresholds)
+beside the share of a PII-free corpus that the default policy changes.
 
     .venv/bin/python bench/dlp_quality.py [--limit N] [--systems ours presidio ...]
 
 Data: ../shared/data/pii/presidio_synth_dataset_v2.json (presidio-research's synthetic
-set, 1500 texts). It is used only to measure; the bundled NER never saw it.
+set, 1500 texts). It is used only to measure; the bundled NER never saw it. PII-free
+corpus: every ``origin`` and ``similar`` text of ../shared/data/cache/gptcache_mock_data.json
+(1,998 technical questions and answers about Hugging Face libraries, no personal data): a
+text counts as changed when the default policy acts on any span of it.
 
 Scoring rule (presidio-research's token evaluator, re-implemented so no extra package is
 needed): texts are tokenised by spaCy's blank English tokenizer; a token gets a gold
@@ -44,6 +49,7 @@ from _provenance import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "pii" / "presidio_synth_dataset_v2.json"
+CORPUS = ROOT.parent / "shared" / "data" / "cache" / "gptcache_mock_data.json"
 RESULTS = ROOT / "bench" / "results"
 GOLD_MAP = {"GPE": "LOCATION", "DOMAIN_NAME": "URL"}
 PRED_MAP = {"DOMAIN_NAME": "URL", "GPE": "LOCATION"}
@@ -75,6 +81,12 @@ NOTES = [
     "them whenever they are installed (they are, in this environment), ~5 s and ~300 MiB.",
     "Credit cards: numbers failing the Luhn check are not reported by design (the dataset "
     "has some), hence recall 0.77 for every system.",
+    "The shape-and-context rules the NER's spans pass (genai/dlp/_ner/_evidence.py: code, "
+    "arithmetic, ordinary words, context words) were written while looking at the spans "
+    "the default policy changed in the PII-free corpus and at what each rule cost here: "
+    "both sets were development sets for them, not held-out tests. Expect more changed "
+    "texts on technical writing about other products (the rest are product names the NER "
+    "calls people, places or companies).",
 ]
 PUBLISHED = {
     "Presidio + en_core_web_lg (published)": {"pii_f2": 0.618},
@@ -159,6 +171,7 @@ def run_system(name: str, limit: int | None, out: Path) -> None:
     batched = many(texts)
     batch_s = time.perf_counter() - t0
     same = sum(sorted(a) == sorted(b) for a, b in zip(predictions, batched, strict=True))
+    extra = _default_policy(texts, limit) if name == "ours" else {}
     result = {
         "system": name,
         "config": config,
@@ -170,8 +183,47 @@ def run_system(name: str, limit: int | None, out: Path) -> None:
         "loadavg_1m_before_timing": round(load, 2),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "predictions": predictions,
+        **extra,
     }
     out.write_text(json.dumps(result))
+
+
+def corpus_texts() -> list[str]:
+    """The PII-free corpus: each pair's ``origin`` then each pair's ``similar`` text."""
+    pairs = json.loads(CORPUS.read_text())
+    return [p["origin"] for p in pairs] + [p["similar"] for p in pairs]
+
+
+def _default_policy(texts: list[str], limit: int | None) -> dict[str, Any]:
+    """What ``Policy()`` acts on: in the PII set (scored like the detector) and in the
+    PII-free corpus (texts changed, and the spans that changed them)."""
+    from genai.dlp import Dlp, DlpKeys, Policy
+
+    dlp, policy = Dlp(keys=DlpKeys(b"dlp_quality bench key, never stored")), Policy()
+
+    def planned(batch: list[str]) -> list[list[tuple[str, int, int]]]:
+        plans = dlp.plan(batch, policy)  # what the gateway does: detect, then the policy
+        return [[(p.entity_type, p.start, p.end) for p in spans] for spans in plans]
+
+    corpus = corpus_texts()[:limit]
+    changed = planned(corpus)
+    spans: Counter[str] = Counter()
+    by_type: Counter[str] = Counter()
+    for text, found in zip(corpus, changed, strict=True):
+        for entity, start, end in found:
+            spans[f"{entity}: {text[start:end]}"] += 1
+            by_type[entity] += 1
+    return {
+        "policy": {"threshold": policy.threshold, "thresholds": policy.thresholds},
+        "policy_predictions": planned(texts),
+        "corpus": {
+            "path": str(CORPUS.relative_to(ROOT.parent)),
+            "n_texts": len(corpus),
+            "changed": sum(bool(found) for found in changed),
+            "changed_by_type": dict(by_type.most_common()),
+            "top_spans": spans.most_common(25),
+        },
+    }
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -293,6 +345,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"F2 {goal['f2']:.3f}, {goal['samples_per_s']} samples/s -> "
         f"{'met' if goal['met'] else 'NOT met'}.",
         "",
+        *policy_markdown(report),
         "Published for reference (presidio-research, not re-run here): Presidio with "
         "en_core_web_lg PII F2 0.618; with a transformer NER PII F2 0.845 at ~23 samples/s.",
         "",
@@ -342,6 +395,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             subprocess.run(cmd, check=True, cwd=ROOT, env=os.environ | {"HF_HUB_OFFLINE": "1"})
             result = json.loads(out.read_text())
             result["scores"] = score(samples, result.pop("predictions"), set(entities))
+            if "policy_predictions" in result:
+                found = result.pop("policy_predictions")
+                result["policy_scores"] = score(samples, found, set(entities))
             systems[SYSTEMS[name]] = result
     ours = systems.get(SYSTEMS["ours"])
     goal = {
@@ -360,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "published": PUBLISHED,
         "notes": NOTES,
         "goal": goal,
+        "default_policy": _policy_summary(ours),
         "systems": systems,
     }
     _print(report)
@@ -367,6 +424,69 @@ def main(argv: Sequence[str] | None = None) -> None:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "dlp_quality.json").write_text(json.dumps(report, indent=2) + "\n")
         (RESULTS / "dlp_quality.md").write_text(markdown(report))
+
+
+def _policy_summary(ours: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The default policy's figures, and its goal: PII F2 >= 0.85 on the PII set while it
+    changes at most 1% of the PII-free corpus."""
+    if not ours or "policy_scores" not in ours:
+        return None
+    corpus = ours["corpus"]
+    rate = corpus["changed"] / max(corpus["n_texts"], 1)
+    f2 = ours["policy_scores"]["pii_f2"]
+    return {
+        "policy": ours["policy"],
+        "pii_f2": f2,
+        "corpus_changed": corpus["changed"],
+        "corpus_texts": corpus["n_texts"],
+        "corpus_change_rate": rate,
+        "met": f2 >= 0.85 and rate <= 0.01,
+    }
+
+
+def policy_markdown(report: dict[str, Any]) -> list[str]:
+    """The default policy's section of the report (per-entity P/R and the corpus)."""
+    summary = report.get("default_policy")
+    if not summary:
+        return []
+    ours = report["systems"][SYSTEMS["ours"]]
+    per_type, thresholds = ours["policy_scores"]["per_type"], summary["policy"]["thresholds"]
+    lines = [
+        "## Under the default policy",
+        "",
+        "`Policy()`: the findings a project's default policy acts on (threshold "
+        f"{summary['policy']['threshold']}, per entity: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(thresholds.items()))
+        + "); the same PII set and scoring as above.",
+        "",
+        "| entity (gold tokens) | threshold | P / R / F2 |",
+        "|---|---|---|",
+    ]
+    for entity in report["entities"]:
+        t = per_type[entity]
+        at = thresholds.get(entity, summary["policy"]["threshold"])
+        lines.append(
+            f"| {entity} ({t['n']}) | {at} | "
+            f"{t['precision']:.2f} / {t['recall']:.2f} / **{t['f2']:.2f}** |"
+        )
+    scores = ours["policy_scores"]
+    corpus = ours["corpus"]
+    lines += [
+        f"| **overall PII F2** | | P {scores['pii_precision']:.3f} / R "
+        f"{scores['pii_recall']:.3f} / **{scores['pii_f2']:.3f}** |",
+        f"| overall typed F2 | | **{scores['typed_f2']:.3f}** |",
+        "",
+        f"PII-free corpus ({corpus['path']}, {corpus['n_texts']} texts): "
+        f"**{corpus['changed']} changed ({summary['corpus_change_rate']:.2%})**; by entity "
+        f"type: {corpus['changed_by_type'] or 'none'}. Most frequent changed spans: "
+        + "; ".join(f"{span} ({n})" for span, n in corpus["top_spans"][:15])
+        + ".",
+        "",
+        f"Goal (PII F2 >= 0.85 and <= 1% of the corpus changed): "
+        f"{'met' if summary['met'] else 'NOT met'}.",
+        "",
+    ]
+    return lines
 
 
 def _print(report: dict[str, Any]) -> None:
@@ -394,6 +514,12 @@ def _print(report: dict[str, Any]) -> None:
     goal = report["goal"]
     print(f"goal F2>=0.80 at >=100 samples/s: F2 {goal['f2']:.3f}, "
           f"{goal['samples_per_s']}/s -> {'met' if goal['met'] else 'NOT met'}")  # fmt: skip
+    summary = report.get("default_policy")
+    if summary:
+        print(f"default policy: PII F2 {summary['pii_f2']:.3f}; PII-free corpus changed "
+              f"{summary['corpus_changed']}/{summary['corpus_texts']} "
+              f"({summary['corpus_change_rate']:.2%}) -> "
+              f"{'met' if summary['met'] else 'NOT met'}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -55,12 +55,14 @@ WORDS = SENTENCE.split(" ")
 
 PREPARE = """
 import json, sys, genai
+from cache import ProjectCaches
 settings = genai.Settings(home=sys.argv[1], user="bench")
 genai.init(settings)
 keys = {}
 with genai.connect(settings) as c:
     for name in ("flood-a", "quiet-b"):
         c.projects.create(name)
+        ProjectCaches(c).enable(name)  # the semantic cache is opt-in
         keys[name] = c.keys.create(name, role="developer").secret
         c.registry.deployments.create(name, "chat", spec={"targets": [
             {"name": "stub", "url": sys.argv[2] + "/v1", "model": "stub-model"}]})

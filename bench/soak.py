@@ -58,6 +58,7 @@ import sys, genai
 from apps._knowledge import DEFAULT_PROMPT
 from apps.cli._up import bot_spec
 from apps.deployments import apply_spec
+from cache import ProjectCaches
 from genai.dlp import Policy, ProjectPolicies
 from prompts import PromptHub
 from rag import KnowledgeBases
@@ -67,6 +68,7 @@ settings = genai.Settings(home=home, user="soak")
 genai.init(settings)
 with genai.connect(settings) as c:
     c.projects.create("soak")
+    ProjectCaches(c).enable("soak")  # the semantic cache is opt-in
     key = c.keys.create("soak", role="developer").secret
     c.quotas.set("soak", requests_per_minute=10_000_000, tokens_per_day=10**12)
     ProjectPolicies(c).set("soak", Policy())  # pseudonymise personal data, as `genai up`

@@ -8,9 +8,11 @@
     cache.store(part, messages, response_body, request_id=rid)
     hit = cache.lookup(part, other_messages)      # CacheHit or None
 
-Entries never cross a :class:`Partition` (project, deployment and revision, adapter,
-prompt version, output-changing parameters, knowledge-base version); a semantic candidate
-must pass a second check (:class:`LexicalVerifier`) and lead its rivals by a margin.
+Entries never cross a :class:`Partition` (project, endpoint, deployment and revision,
+adapter, prompt version, the parameters that change the answer or its shape, knowledge-base
+version); a semantic candidate must pass a second check (:class:`LexicalVerifier`: negation,
+antonyms, numbers, names, and the order and roles of the operands) and lead its rivals by a
+margin. In the gateway the cache is off unless a project turns it on (``cache/_options.py``).
 ``cache.langchain.GenAICache`` plugs it into LangChain; ``apps/_cache.py`` into the gateway.
 It imports ``genai`` only.
 """
@@ -19,17 +21,21 @@ from cache._cache import DEFAULT_MARGIN, DEFAULT_THRESHOLD, CacheHit, SemanticCa
 from cache._calibrate import Calibration, calibrate, load_pairs
 from cache._entries import CacheStats
 from cache._keys import ChatRequest, Partition, RequestKey, output_params, request_key
+from cache._options import CacheOptions
+from cache._projects import ProjectCaches
 from cache._verify import LexicalVerifier, Verifier
 
 __all__ = [
     "DEFAULT_MARGIN",
     "DEFAULT_THRESHOLD",
     "CacheHit",
+    "CacheOptions",
     "CacheStats",
     "Calibration",
     "ChatRequest",
     "LexicalVerifier",
     "Partition",
+    "ProjectCaches",
     "RequestKey",
     "SemanticCache",
     "Verifier",

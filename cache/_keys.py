@@ -10,6 +10,9 @@ A request is split into
 - its **question**: the last user message's text, the only part that is embedded and
   compared by similarity.
 
+A prompt (a completions request) and chat messages never share a key, even with the same
+text: their answers have other shapes (``text_completion`` and ``chat.completion``).
+
 The exact tier hashes the whole normalised request (context and question) with the
 partition. Every hash starts from the partition, which starts from the project id: no key
 of one project can equal a key of another.
@@ -37,10 +40,13 @@ class Partition:
     """The hard boundary of the cache: entries are stored and found within one partition
     only, however similar a question of another partition is.
 
-    ``params`` is the canonical text of the sampling parameters that change the answer
-    (see :func:`cache.output_params`); ``revision`` the deployment's revision (a new
-    revision may route to another model). Changing any field starts an empty partition:
-    that is how a new prompt version, adapter or knowledge base invalidates the old answers.
+    ``params`` is the canonical text of the parameters that change the answer or its
+    shape — sampling, ``response_format``, ``tools`` and ``tool_choice`` among them (see
+    :func:`cache.output_params`); ``revision`` the deployment's revision (a new revision
+    may route to another model); ``endpoint`` the API the answer is shaped for (``chat``,
+    ``completions``: one endpoint's body never answers the other). Changing any field
+    starts an empty partition: that is how a new prompt version, adapter or knowledge base
+    invalidates the old answers.
     """
 
     project_id: int
@@ -50,6 +56,7 @@ class Partition:
     params: str = ""
     kb_version: str = ""
     revision: str = ""
+    endpoint: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.project_id, bool) or not isinstance(self.project_id, int):
@@ -93,6 +100,7 @@ def request_key(
     model reads only its beginning, so two long prompts sharing a preamble would look alike.
     """
     question: str | None
+    kind = "prompt" if isinstance(request, str) else "messages"
     if isinstance(request, str):
         context: list[Any] = []
         question = normalize_text(request)
@@ -109,14 +117,15 @@ def request_key(
     if question is not None and (not question or len(question) > max_question_chars):
         question = None
     base = partition.key
-    scope = _digest("scope", [base, [_folded(m) for m in context], session or ""])
-    exact = _digest("exact", [base, whole, session or ""])
+    scope = _digest("scope", [base, kind, [_folded(m) for m in context], session or ""])
+    exact = _digest("exact", [base, kind, whole, session or ""])
     return RequestKey(scope=scope, exact=exact, question=question)
 
 
 #: Request fields that never change the answer (or are keyed elsewhere): everything else of
-#: a body — temperature, top_p, seed, max_tokens, stop, n, tools, response_format,
-#: logprobs, penalties, and any parameter added later — is part of the partition.
+#: a body — temperature, top_p, seed, max_tokens, stop, n, tools, tool_choice,
+#: response_format (its JSON schema included), logprobs, penalties, and any parameter
+#: added later — is part of the partition.
 _NOT_OUTPUT = frozenset(
     {
         "messages",

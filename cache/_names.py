@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["names_differ"]
+__all__ = ["capitalised_keys", "name_keys", "names_differ", "token_offsets"]
 
 
 def _set(words: str) -> frozenset[str]:
@@ -99,6 +99,44 @@ def _names(text: str) -> tuple[_Name, ...]:
         if code or dotted or has_digit or inner_caps or acronym or capital:
             names.append(_Name(token, key))
     return tuple(names)
+
+
+def name_keys(text: str) -> frozenset[str]:
+    """The keys (lower case, letters and digits) of what a text names."""
+    return frozenset(n.key for n in _names(text))
+
+
+@lru_cache(maxsize=1024)
+def capitalised_keys(text: str) -> frozenset[str]:
+    """The keys of the capitalised words of a text that do not open a clause, Title Case
+    or not ("Does Alice pay Bob?": alice, bob): names, when the other text capitalises
+    them too."""
+    keys = set()
+    for m in _TOKEN.finditer(text):
+        token = m.group().strip("`'’.-")
+        key = _key(token)
+        capital = token[:1].isupper() and len(key) >= 2 and key not in _COMMON_CAPS
+        if capital and not _CLAUSE_START.search(text[: m.start()]):
+            keys.add(key)
+    return frozenset(keys)
+
+
+@lru_cache(maxsize=1024)
+def token_offsets(text: str) -> dict[str, tuple[int, ...]]:
+    """Where each token of a text starts, by key (as :func:`_names` keys a name, whether
+    or not it is one here: "Alice" opening a sentence is keyed as "Bob" within one is)."""
+    found: dict[str, list[int]] = {}
+    for m in _TOKEN.finditer(text):
+        offset = m.start()
+        for part in m.group().split("/"):
+            token = part.strip("`'’.-")
+            if token.lower().endswith(("'s", "’s")):
+                token = token[:-2]
+            key = _key(token)
+            if key:
+                found.setdefault(key, []).append(offset)
+            offset += len(part) + 1
+    return {key: tuple(offsets) for key, offsets in found.items()}
 
 
 @dataclass(frozen=True)

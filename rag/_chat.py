@@ -182,6 +182,7 @@ class KnowledgeChat:
         options = self._options
         if int(body.get("n") or 1) != 1:
             raise ValidationError("a knowledge bot gives one answer: n must be 1", field="n")
+        refuse_fields(body)
         question, history = conversation(body.get("messages"), options.history_turns)
         plan = ChatPlan(
             question=question, kb_version=self._kb_version, prompt_version=self._prompt.ref
@@ -299,6 +300,30 @@ class KnowledgeChat:
                 else None
             ),
         )
+
+
+def refuse_fields(body: Mapping[str, Any]) -> None:
+    """A knowledge bot answers in prose with citations: it refuses (a 400 naming the field)
+    what it cannot honour rather than ignore it and answer something else."""
+    fmt = body.get("response_format")
+    if isinstance(fmt, Mapping) and fmt.get("type", "text") != "text":
+        raise ValidationError(
+            "a knowledge bot answers in prose with citations and cannot give a "
+            f"{fmt.get('type')} response_format: send structured-output requests to a model "
+            "deployment",
+            field="response_format",
+        )
+    if body.get("tools") and body.get("tool_choice") != "none":
+        raise ValidationError(
+            "a knowledge bot does not call tools: send tool-calling requests to a model "
+            "deployment (or tool_choice none)",
+            field="tools",
+        )
+    for name in ("logprobs", "top_logprobs"):
+        if body.get(name):
+            raise ValidationError(
+                f"a knowledge bot does not return {name}: ask a model deployment", field=name
+            )
 
 
 def conversation(messages: Any, turns: int) -> tuple[str, str]:

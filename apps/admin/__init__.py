@@ -17,6 +17,8 @@ processes: within their cache TTL). Errors have OpenAI's shape and genai.errors'
 
 from __future__ import annotations
 
+import functools
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -41,4 +43,6 @@ def mount_admin(app: FastAPI, gateway: Gateway) -> None:
         app.include_router(router, responses=ADMIN_ERRORS)
     app.add_middleware(StrictJsonBodies)  # each key once, no NaN: before a route reads it
     app.add_exception_handler(RequestValidationError, invalid_request)
-    app.add_exception_handler(HTTPException, http_error)
+    # off /api, the app's own answer stays (the gateway's: OpenAI's shape on /v1)
+    fallback = app.exception_handlers.get(HTTPException)
+    app.add_exception_handler(HTTPException, functools.partial(http_error, fallback=fallback))

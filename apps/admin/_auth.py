@@ -228,11 +228,13 @@ async def invalid_request(_: Request, error: Any) -> JSONResponse:
     return JSONResponse(error_body(ValidationError(message, field=where or None)), status_code=400)
 
 
-async def http_error(request: Request, error: Any) -> Response:
-    """No such ``/api`` route (or method): the OpenAI-style body too; other paths as before."""
+async def http_error(request: Request, error: Any, fallback: Any = None) -> Response:
+    """No such ``/api`` route (or method): the OpenAI-style body too; other paths as the
+    app answered them before (``fallback``, its handler; FastAPI's without one)."""
     assert isinstance(error, HTTPException)
     if not request.url.path.startswith("/api/"):
-        return await http_exception_handler(request, error)
+        answered: Response = await (fallback or http_exception_handler)(request, error)
+        return answered
     status = error.status_code
     body = {
         "error": {

@@ -1,6 +1,8 @@
-"""``genai cache``: calibrate the semantic cache's threshold, read a project's counters,
-and empty a project's cache.
+"""``genai cache``: turn the semantic cache on or off for a project or one of its
+deployments, calibrate its threshold, read a project's counters, and empty its cache.
 
+genai cache enable support --deployment chat          owners; off unless turned on
+genai cache disable support                            the whole project (or --deployment)
 genai cache calibrate pairs.jsonl --precision 0.98     the threshold for that precision
 genai cache stats support                              hit rate, tokens and cost saved
 genai cache invalidate support --deployment chat       maintainers and owners; audited
@@ -20,12 +22,66 @@ from genai.errors import ValidationError
 __all__ = ["cache_app"]
 
 cache_app = typer.Typer(
-    help="The semantic cache: calibrate its threshold, read and empty a project's cache.",
+    help="The semantic cache: turn it on, calibrate its threshold, read and empty it.",
     no_args_is_help=True,
 )
 app.add_typer(cache_app, name="cache")
 
 ProjectArg = typer.Argument(..., help="The AI Project.")
+
+
+@cache_app.command("enable")
+def enable(
+    project: str = ProjectArg,
+    deployment: str | None = typer.Option(
+        None, "--deployment", "-d", help="Only this deployment (default: all of the project's)."
+    ),
+    threshold: float | None = typer.Option(None, help="Cosine similarity a hit needs."),
+    ttl_s: float | None = typer.Option(None, "--ttl-s", help="Seconds an entry lives."),
+    max_temperature: float | None = typer.Option(
+        None, help="Requests asking for a higher temperature are not cached (default 0)."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Turn the cache on for a project's deployments (or one); it is off unless turned on."""
+    from cache import ProjectCaches
+
+    with client() as c:
+        options = ProjectCaches(c).enable(
+            project, deployment, threshold=threshold, ttl_s=ttl_s, max_temperature=max_temperature
+        )
+    _show_switch(project, options, as_json)
+
+
+@cache_app.command("disable")
+def disable(
+    project: str = ProjectArg,
+    deployment: str | None = typer.Option(
+        None, "--deployment", "-d", help="Only this deployment (default: the whole project)."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Turn the cache off for a project (or one deployment); its entries are no longer used."""
+    from cache import ProjectCaches
+
+    with client() as c:
+        options = ProjectCaches(c).disable(project, deployment)
+    _show_switch(project, options, as_json)
+
+
+def _show_switch(project: str, options: object, as_json: bool) -> None:
+    from cache._options import CacheOptions
+
+    assert isinstance(options, CacheOptions)
+    everywhere, on, off = options.enabled_for()
+    if as_json:
+        print_json({"project": project, "all_deployments": everywhere, "on": on, "off": off})
+        return
+    if everywhere:
+        where = "every deployment" + (f" but {', '.join(off)}" if off else "")
+    else:
+        where = ", ".join(on) or "no deployment"
+    console.print(f"[green]✓[/] the semantic cache of {project} is on for {where}")
 
 
 @cache_app.command("calibrate")
@@ -94,8 +150,8 @@ def _show_calibration(result: object) -> None:
         return
     console.print(
         f"[green]✓[/] threshold {result.threshold:.2f}: precision {chosen.precision:.3f}, "
-        f"recall {chosen.recall:.3f} (set it in the project's options: "
-        f'{{"cache": {{"threshold": {result.threshold:.2f}}}}})'
+        f"recall {chosen.recall:.3f} (set it: `genai cache enable PROJECT "
+        f"--threshold {result.threshold:.2f}`)"
     )
 
 
@@ -116,8 +172,7 @@ def _cache() -> object:
 @cache_app.command("stats")
 def stats(project: str = ProjectArg, as_json: bool = JsonOpt) -> None:
     """Lookups, hit rate, tokens and cost saved, false hits and entries of a project."""
-    from cache import SemanticCache
-    from cache._projects import ProjectCaches
+    from cache import ProjectCaches, SemanticCache
 
     cache = _cache()
     assert isinstance(cache, SemanticCache)
@@ -154,8 +209,7 @@ def invalidate(
     as_json: bool = JsonOpt,
 ) -> None:
     """Delete a project's cached answers (all, or one deployment's)."""
-    from cache import SemanticCache
-    from cache._projects import ProjectCaches
+    from cache import ProjectCaches, SemanticCache
 
     if deployment is None and (adapter or prompt_version or kb_version):
         raise ValidationError("--adapter, --prompt-version and --kb-version need --deployment")

@@ -52,6 +52,9 @@ def serve(
     dtype: str = typer.Option("auto", help="auto, float32, float16, bfloat16 (transformers)."),
     served_model_name: str | None = typer.Option(None, help="The model id clients use."),
     chat_template: Path | None = typer.Option(None, help="A Jinja chat template file."),
+    tool_parser: str | None = typer.Option(
+        None, help="hermes, llama3_json or mistral (default: the chat template's format)."
+    ),
     upstream: str | None = typer.Option(None, help="The OpenAI-compatible URL (openai backend)."),
     project: str | None = typer.Option(
         None, "--project", "-p", envvar="GENAI_PROJECT", help="Resolve registry references here."
@@ -75,6 +78,7 @@ def serve(
             "dtype": dtype,
             "served_name": served_model_name,
             "chat_template": chat_template.read_text() if chat_template else None,
+            "tool_parser": tool_parser,
         },
         upstream=upstream,
         project=project,

@@ -3,12 +3,12 @@
 It initialises the metadata store, sets up a ``demo`` project with a developer key, a
 knowledge base ``docs`` of this project's own documentation (the README and ``docs/``,
 synced: a re-run indexes only what changed), the ``qa`` prompt at ``production``, a DLP
-policy (personal data pseudonymised before any model sees it) and the semantic cache, and
-a deployment ``docs-bot``: a knowledge bot on the ``extractive`` model (no weights, nothing
-to download) — or on a local Hugging Face model (``--model DIR``) or an OpenAI-compatible
-server (``--upstream URL``). It prints the URL, the key and a working curl and openai-SDK
-call, then runs the gateway, asks the bot one question and prints the answer, its
-citations and the usage report.
+policy (personal data pseudonymised before any model sees it), the semantic cache turned on
+for ``docs-bot`` (it is off unless a project turns it on), and a deployment ``docs-bot``: a
+knowledge bot on the ``extractive`` model (no weights, nothing to download) — or on a local
+Hugging Face model (``--model DIR``) or an OpenAI-compatible server (``--upstream URL``). It
+prints the URL, the key and a working curl and openai-SDK call, then runs the gateway, asks
+the bot one question and prints the answer, its citations and the usage report.
 
 Running it again reuses everything and issues a fresh key (the old demo key is revoked:
 a key is shown only once).
@@ -86,6 +86,7 @@ def up(
         _knowledge_base(c, project, docs or _project_docs())
         _prompt(c, project)
         _dlp(c, project)
+        _cache(c, project)
         llm = _llm(c, project, model, upstream, upstream_model, upstream_key_env)
         _deployment(c, project, llm)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
@@ -188,10 +189,17 @@ def _dlp(c: Client, project: str) -> None:
     policies = ProjectPolicies(c)
     if policies.get(project) is None:
         policies.set(project, Policy())
-    console.print(
-        "[green]✓[/] DLP: personal data is pseudonymised before any model sees it; "
-        "the semantic cache is on"
-    )
+    console.print("[green]✓[/] DLP: personal data is pseudonymised before any model sees it")
+
+
+def _cache(c: Client, project: str) -> None:
+    """The semantic cache, on for the bot (a project's cache is off unless turned on)."""
+    from cache import ProjectCaches
+
+    caches = ProjectCaches(c)
+    if caches.options(project).settings(DEPLOYMENT) is None:
+        caches.enable(project, DEPLOYMENT)
+    console.print(f"[green]✓[/] the semantic cache is on for {DEPLOYMENT}")
 
 
 def _llm(

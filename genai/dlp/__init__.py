@@ -2,8 +2,9 @@
 reversibly for remote model calls.
 
 - :class:`Policy` — per entity type: allow, redact, mask, hash, pseudonymise or block,
-  with a score threshold; custom recognizers (deny lists, regexes with context words,
-  account-number formats); fail closed unless ``fail_open``.
+  with a score threshold (:data:`DEFAULT_THRESHOLDS` per entity type to start from);
+  custom recognizers (deny lists, regexes with context words, account-number formats);
+  fail closed unless ``fail_open``.
 - :class:`Dlp` — the facade: ``anonymize`` (with a vault session), ``redact_texts``
   (RAG ingestion, fine-tuning data), ``scrub_for_log``.
 - Vaults (:class:`SqlVault`, :class:`RedisVault`, :class:`MemoryVault`) — per session,
@@ -24,6 +25,7 @@ from genai.dlp._detectors import Detectors
 from genai.dlp._keys import DlpKeys, load_keys
 from genai.dlp._policy import (
     ACTIONS,
+    DEFAULT_THRESHOLDS,
     POLICY_EXAMPLE,
     AccountNumberRecognizer,
     DenyListRecognizer,
@@ -39,6 +41,7 @@ from genai.dlp._vault import Assigned, MemoryVault, RedisVault, SqlVault, Vault
 
 __all__ = [
     "ACTIONS",
+    "DEFAULT_THRESHOLDS",
     "LOG_POLICY",
     "POLICY_EXAMPLE",
     "WITHHELD",

@@ -26,7 +26,7 @@ from genai.dlp._anonymize import (
 )
 from genai.dlp._detectors import Detectors
 from genai.dlp._keys import DlpKeys, load_keys
-from genai.dlp._policy import Policy
+from genai.dlp._policy import DEFAULT_THRESHOLDS, Policy
 from genai.dlp._restore import Restorer
 from genai.dlp._vault import MemoryVault, RedisVault, SqlVault, Vault
 
@@ -42,8 +42,13 @@ log = logging.getLogger("genai.dlp")
 #: What a log line says instead of a text that could not be checked.
 WITHHELD = "[withheld: DLP could not check this text]"
 
-#: Log lines: every entity found is redacted, whatever the project's policy says.
-LOG_POLICY = Policy(default_action="redact", threshold=0.35)
+#: Log lines: every entity found is redacted, whatever the project's policy says (down to
+#: the weakest pattern findings; the NER's weak spans, ordinary words, stay).
+LOG_POLICY = Policy(
+    default_action="redact",
+    threshold=0.35,
+    thresholds=dict.fromkeys(DEFAULT_THRESHOLDS, 0.35),
+)
 
 
 class _WithholdText(logging.Filter):

@@ -19,6 +19,7 @@ from genai.gateway._endpoints import Endpoints
 from genai.gateway._gateway import Gateway
 from genai.gateway._http import ClientGone
 from genai.gateway._openapi import answer, complete, error_responses, request_body
+from genai.gateway._responses import add_responses_routes
 from genai.gateway._schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -31,6 +32,7 @@ from genai.gateway._schemas import (
     ModelList,
     TextCompletion,
 )
+from genai.serving._v1_errors import install_v1_errors
 from genai.settings import Settings
 
 __all__ = ["GatewayApp", "create_gateway_app"]
@@ -71,7 +73,9 @@ def create_gateway_app(
     async def _gone(request: Request, error: ClientGone) -> Response:
         return client_gone(request.scope, error)
 
+    install_v1_errors(app)  # unknown paths, methods, unreadable bodies: OpenAI's shape too
     _openai_routes(app, gateway, extra)
+    add_responses_routes(app, gateway)  # /v1/responses, over the chat path
     _operator_routes(app, gateway, settings)
     if admin is not None:
         admin(app, gateway)

@@ -30,6 +30,7 @@ from genai.gateway._schemas import (
     EmbeddingRequest,
     FeedbackRequest,
 )
+from genai.serving._responses_schema import ResponsesRequest
 
 __all__ = ["check_feedback", "check_request", "refuse_duplicate_keys"]
 
@@ -38,12 +39,14 @@ _MODELS: dict[str, type[BaseModel]] = {
     "completions": CompletionRequest,
     "embeddings": EmbeddingRequest,
     "feedback": FeedbackRequest,
+    "responses": ResponsesRequest,
 }
 _VALIDATORS = {name: model.__pydantic_validator__ for name, model in _MODELS.items()}
 
 
 def check_request(endpoint: str, body: Any) -> str:
-    """Check ``body`` for ``endpoint`` (chat, completions, embeddings); returns its model."""
+    """Check ``body`` for ``endpoint`` (chat, completions, embeddings, responses); returns
+    its model."""
     _validate(endpoint, body)
     if endpoint == "chat":
         _check_chat(body)

@@ -77,13 +77,9 @@ class Endpoints:
         authorize(
             caller.principal, Action.MODEL_INVOKE, Resource("deployment", model, caller.project_id)
         )
-        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
-        if not all(isinstance(x, str) for x in texts):
-            raise ValidationError(
-                "'input' must be text (token arrays are not supported)", field="input"
-            )
         local = self.embedder is not None and model == self.embedding_model
         spec = None if local else await self._embedding_spec(caller, model)
+        texts = _texts(body["input"], self.embedder if local else None)
         call = GatewayRequest(
             request_id=os.urandom(12).hex(),
             endpoint="embeddings",
@@ -333,6 +329,27 @@ def _dimensions(value: Any, width: int) -> int | None:
     return value
 
 
+def _texts(given: Any, embedder: Embedder | None) -> list[str]:
+    """The texts of an embeddings ``input``: text, texts, or token arrays (ids of the
+    embedding model's tokenizer, decoded by the gateway's own model; a deployment's upstream
+    gets them as they are, and the texts here only count for the size limits)."""
+    if isinstance(given, str):
+        return [given]
+    if given and all(isinstance(x, int) for x in given):
+        given = [given]
+    if all(isinstance(x, str) for x in given):
+        return list(given)
+    if embedder is None:
+        return [" ".join(map(str, ids)) for ids in given]  # relayed: counted, not read
+    decode = getattr(embedder, "decode", None)
+    if decode is None:
+        raise ValidationError(
+            f"the embedding model {embedder.model_name} does not take token arrays: send text",
+            field="input",
+        )
+    return [str(decode(ids)) for ids in given]
+
+
 def _request_id(body: Any) -> str:
     if not isinstance(body, dict):
         raise ValidationError("the feedback body must be a JSON object")
@@ -341,6 +358,8 @@ def _request_id(body: Any) -> str:
         raise ValidationError(
             "give the 'response_id' of the answer (or its x-request-id)", field="response_id"
         )
+    if value.startswith("resp_"):  # a Responses API answer (resp_<request id>)
+        return value.removeprefix("resp_")
     return value.split("-", 1)[1] if value.startswith(("chatcmpl-", "cmpl-")) else value
 
 

@@ -23,6 +23,7 @@ from genai.gateway._schemas import (
     ErrorBody,
     FeedbackRequest,
 )
+from genai.serving._responses_schema import ResponsesRequest
 
 __all__ = ["answer", "complete", "error_responses", "request_body"]
 
@@ -32,6 +33,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
     CompletionRequest,
     EmbeddingRequest,
     FeedbackRequest,
+    ResponsesRequest,
     ErrorBody,
 )
 

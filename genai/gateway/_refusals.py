@@ -152,6 +152,8 @@ def _single(endpoint: str, model: type[BaseModel], found: _Found) -> ValidationE
     if endpoint == "chat" and path == ("prompt",):  # the platform's own field
         message = '\'prompt\' names a registered prompt, e.g. "qa@production" or "qa@3"'
         return ValidationError(f"{message}, not {value!r}", field="prompt")
+    if kind == "extra_forbidden":  # inside an object that names its fields (OpenAI's words)
+        return ValidationError(f"Unknown parameter: '{param}'.", field=param)
     if kind == "missing":
         if path == ("model",):
             return ValidationError("you must provide a model parameter", field="model")

@@ -82,6 +82,11 @@ class TargetSpec(_Strict):
     price: Price = Field(default_factory=Price)
     gpus: float = Field(default=0.0, ge=0, description="GPUs behind a self-hosted target.")
     options: dict[str, Any] = Field(default_factory=dict)  # the backend's keyword options
+    responses_api: bool = Field(
+        default=False,
+        description="The upstream speaks OpenAI's Responses API (POST /v1/responses), as "
+        "OpenAI does: chat and Responses requests reach it there (see _responses_wire.py).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TargetSpec:
@@ -91,6 +96,8 @@ class TargetSpec(_Strict):
             raise ValueError(f"target {self.name!r} needs exactly one of url and backend")
         if self.url is not None and not re.match(r"^https?://[^\s/]+", self.url):
             raise ValueError(f"target {self.name!r}: url {self.url!r} is not an http(s) URL")
+        if self.responses_api and self.url is None:
+            raise ValueError(f"target {self.name!r}: responses_api is for url targets")
         if self.url is not None and not (self.model or self.adapter):
             raise ValueError(f"target {self.name!r} needs the upstream's model name (model)")
         if self.api_key_secret is not None and self.api_key_env is not None:

@@ -97,6 +97,8 @@ class Targets:
         target = call.target
         if target.url is not None:
             key = await self._key(call)
+            if target.responses_api and call.request.endpoint == "chat":
+                return await self._responses(call, key)
             try:
                 raw = await self._upstreams.post(
                     target, call.request.endpoint, orjson.dumps(call.body()), api_key=key
@@ -114,6 +116,17 @@ class Targets:
             backend, call.request.endpoint, call.body(), call.request.adapter
         )
 
+    async def _responses(self, call: TargetCall, key: str | None) -> dict[str, Any]:
+        """A chat request answered by a target that speaks the Responses API."""
+        from genai.gateway._responses_wire import chat_answer, responses_body
+
+        body = orjson.dumps(responses_body(call.body(), call.target))
+        try:
+            raw = await self._upstreams.post(call.target, "responses", body, api_key=key)
+        except UpstreamError as error:
+            raise _failed(error, call.target) from None
+        return chat_answer(raw, call.target)
+
     # ------------------------------------------------------------ streams
 
     async def stream(self, call: TargetCall) -> AsyncGenerator[bytes, None]:
@@ -121,14 +134,22 @@ class Targets:
         target = call.target
         if target.url is not None:
             key = await self._key(call)
-            body = orjson.dumps(call.body())
+            endpoint, given = call.request.endpoint, call.body()
+            responses = target.responses_api and endpoint == "chat"
+            if responses:  # the upstream speaks the Responses API (_responses_wire.py)
+                from genai.gateway._responses_wire import responses_body
+
+                endpoint, given = "responses", responses_body(given, target)
+            body = orjson.dumps(given)
             try:
-                response = await self._upstreams.open_stream(
-                    target, call.request.endpoint, body, api_key=key
-                )
+                response = await self._upstreams.open_stream(target, endpoint, body, api_key=key)
             except UpstreamError as error:
                 raise _failed(error, target) from None
             relay = _relay_http(response, target)
+            if responses:
+                from genai.gateway._responses_wire import chat_stream
+
+                relay = chat_stream(relay)
             # a target that fails before its first valid event has answered nothing: the
             # gateway may retry it or fall back, as for a whole answer
             head, problem = await first_event(relay)

@@ -16,7 +16,12 @@ from genai.store import mask_url
 
 __all__ = ["UpstreamError", "Upstreams", "endpoint_url"]
 
-_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+_PATHS = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+    "responses": "/responses",  # targets that speak the Responses API (_responses_wire.py)
+}
 
 
 class UpstreamError(Exception):

@@ -121,6 +121,23 @@ class SentenceTransformerEmbedder:
             encoded = loaded.counter(text, add_special_tokens=False, verbose=False)
         return len(encoded["input_ids"])
 
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of token ids of this model's tokenizer (OpenAI's token-array input, as
+        vLLM reads it: ids of the served model's own vocabulary)."""
+        loaded = self._require()
+        with loaded.count_lock:
+            size = len(loaded.counter)
+            bad = next((i for i in ids if not 0 <= i < size), None)
+            if bad is not None:
+                raise ValidationError(
+                    f"token id {bad} is not in the vocabulary of {self.model_name} (0 to "
+                    f"{size - 1}): token arrays must be ids of the embedding model's own "
+                    "tokenizer (LangChain's OpenAIEmbeddings: pass "
+                    "check_embedding_ctx_length=False to send text)",
+                    field="input",
+                )
+            return str(loaded.counter.decode(list(ids), skip_special_tokens=True))
+
     def _require(self) -> _Loaded:
         if self._loaded is None:
             with self._load_lock:

@@ -21,7 +21,7 @@ from typing import Any
 
 from genai.errors import NotFoundError, ValidationError
 from genai.models._embedders import BUNDLED_EMBEDDING_MODEL, SentenceTransformerEmbedder
-from genai.models._protocols import Embedder
+from genai.models._protocols import Embedder, refuse_unsupported
 from genai.models._types import (
     ContextPassage,
     FinishReason,
@@ -269,7 +269,8 @@ class ExtractiveBackend:
     """Answers questions by quoting the most similar sentences of the given passages.
 
     Not a language model: it never generates text, so ``temperature``, ``top_p``, ``seed``
-    and the penalties are accepted and ignored, and ``tools`` are never called. It honours
+    and the penalties are accepted and ignored; ``tools``, ``response_format``, log-probabilities
+    and token-id prompts are refused by name (a 400), never ignored. It honours
     ``max_tokens`` (cut at a word boundary, ``finish_reason="length"``) and ``stop``.
     Tokens are counted with the embedder's tokenizer (or as words and punctuation for an
     embedder without ``count_tokens``). It has no adapters.
@@ -338,6 +339,7 @@ class ExtractiveBackend:
         return await asyncio.to_thread(self._prompt_tokens, request)
 
     async def generate(self, request: GenerationRequest) -> Generation:
+        _refuse(request)
         answer = await offload(self._answer, request)  # a gateway's fair pool, if bound
         return Generation(
             text=answer.text,
@@ -347,6 +349,7 @@ class ExtractiveBackend:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        _refuse(request)
         answer = await offload(self._answer, request)
         for word in re.findall(r"\s*\S+|\s+", answer.text):
             yield GenerationChunk(text=word)
@@ -471,3 +474,12 @@ def _cite(sentence: str, passage_id: str) -> str:
         return f"{sentence} [{passage_id}]"  # He said "Go." [id], until 5 p.m. [id]
     body = sentence.rstrip(".!?…")
     return f"{body} [{passage_id}]{sentence[len(body) :] or '.'}"
+
+
+def _refuse(request: GenerationRequest) -> None:
+    refuse_unsupported(
+        request,
+        backend="extractive",
+        hint="it quotes context passages; send this request to a model deployment "
+        "(transformers, vLLM or an OpenAI-compatible upstream)",
+    )

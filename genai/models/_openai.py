@@ -32,6 +32,7 @@ from genai.models._openai_wire import (
     _message,
     _message_of,
     _NoRoute,
+    _response_format,
     _retry_after,
     _root_url,
     _sampling,
@@ -130,7 +131,7 @@ class OpenAIBackend:
         path, body = self._body(request, stream=False)
         data = await self._call("POST", path, body)
         try:
-            return _generation(data, chat=request.is_chat)
+            return _generation(data, chat=request.is_chat, echo=request.echo)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise self._garbage(path, f"an unexpected response ({exc!r})") from exc
 
@@ -187,6 +188,20 @@ class OpenAIBackend:
             body["messages"] = [_message(m) for m in request.messages]
             if request.tools:
                 body["tools"] = request.tools
+                if request.tool_choice is not None:
+                    choice = request.tool_choice
+                    body["tool_choice"] = (
+                        choice
+                        if isinstance(choice, str)
+                        else {"type": "function", "function": {"name": choice.name}}
+                    )
+                if not request.parallel_tool_calls:
+                    body["parallel_tool_calls"] = False
+            if request.response_format is not None:
+                body["response_format"] = _response_format(request.response_format)
+            if request.logprobs is not None:
+                body["logprobs"] = True
+                body["top_logprobs"] = request.logprobs
         else:
             if request.tools:
                 raise ValidationError(
@@ -194,8 +209,18 @@ class OpenAIBackend:
                     "/v1/chat/completions, not as a prompt",
                     field="tools",
                 )
+            if request.echo and stream:
+                raise ValidationError(
+                    "echo is not supported on streams by the openai backend: ask without "
+                    "stream",
+                    field="echo",
+                )
             path = "/v1/completions"
-            body["prompt"] = request.prompt
+            body["prompt"] = request.prompt if request.prompt_ids is None else request.prompt_ids
+            if request.logprobs is not None:
+                body["logprobs"] = request.logprobs
+            if request.echo:
+                body["echo"] = True
         body.update(_sampling(request.params))
         if request.context:
             body["context"] = [{"id": p.id, "text": p.text} for p in request.context]

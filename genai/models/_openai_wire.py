@@ -21,8 +21,11 @@ from genai.models._types import (
     Generation,
     GenerationChunk,
     GenerationRequest,
+    ResponseFormat,
     SamplingParams,
+    TokenLogprob,
     ToolCall,
+    TopLogprob,
 )
 
 log = logging.getLogger(__name__)
@@ -94,16 +97,22 @@ class _StreamState:
                 if isinstance(usage.get(k), int)
             }
         text = ""
+        logprobs: list[TokenLogprob] | None = None
         for choice in event.get("choices") or []:
             if chat:
                 delta = choice.get("delta") or {}
                 text += delta.get("content") or ""
                 self.tools.add(delta.get("tool_calls") or [])
+                scored = _chat_logprobs(choice.get("logprobs"))
             else:
                 text += choice.get("text") or ""
+                entries = _text_logprobs(choice.get("logprobs"))
+                scored = None if entries is None else [e for e in entries if e is not None]
+            if scored:
+                logprobs = (logprobs or []) + scored
             if choice.get("finish_reason"):
                 self.finish_reason = _finish_reason(choice["finish_reason"])
-        return GenerationChunk(text=text) if text else None
+        return GenerationChunk(text=text, logprobs=logprobs) if text or logprobs else None
 
 
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
@@ -124,22 +133,93 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         yield "\n".join(data)
 
 
-def _generation(data: dict[str, Any], *, chat: bool) -> Generation:
+def _response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    """OpenAI's ``response_format`` for the backends' (``json_schema`` nests its schema)."""
+    if fmt.type != "json_schema":
+        return {"type": fmt.type}
+    spec: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.json_schema}
+    if fmt.strict is not None:
+        spec["strict"] = fmt.strict
+    return {"type": "json_schema", "json_schema": spec}
+
+
+def _chat_logprobs(raw: Any) -> list[TokenLogprob] | None:
+    """Chat's ``logprobs.content`` as token entries."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):
+        return None
+    return [
+        TokenLogprob(
+            token=str(e.get("token", "")),
+            logprob=float(e.get("logprob", 0.0)),
+            top=[
+                TopLogprob(token=str(t.get("token", "")), logprob=float(t.get("logprob", 0.0)))
+                for t in e.get("top_logprobs") or []
+            ],
+        )
+        for e in raw["content"]
+    ]
+
+
+def _text_logprobs(raw: Any) -> list[TokenLogprob | None] | None:
+    """Completions' ``logprobs`` (tokens, token_logprobs, top_logprobs) as token entries;
+    an entry without a log-probability (a prompt's first token) is None."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("tokens"), list):
+        return None
+    values = raw.get("token_logprobs") or []
+    tops = raw.get("top_logprobs") or []
+    out: list[TokenLogprob | None] = []
+    for i, token in enumerate(raw["tokens"]):
+        value = values[i] if i < len(values) else None
+        top = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
+        out.append(
+            None
+            if value is None
+            else TokenLogprob(
+                token=str(token),
+                logprob=float(value),
+                top=sorted(
+                    (TopLogprob(token=str(t), logprob=float(v)) for t, v in top.items()),
+                    key=lambda entry: -entry.logprob,
+                ),
+            )
+        )
+    return out
+
+
+def _generation(data: dict[str, Any], *, chat: bool, echo: bool = False) -> Generation:
     choice = data["choices"][0]
+    usage = data.get("usage") or {}
+    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    scored: list[TokenLogprob] | None = None
+    prompt_scored: list[TokenLogprob | None] | None = None
+    prompt_text = None
     if chat:
         message = choice["message"]
         text = message.get("content") or ""
         raw_calls = message.get("tool_calls") or []
         calls = [ToolCall.model_validate(c) for c in raw_calls] or None
+        scored = _chat_logprobs(choice.get("logprobs"))
     else:
         text, calls = choice.get("text") or "", None
-    usage = data.get("usage") or {}
+        entries = _text_logprobs(choice.get("logprobs"))
+        if echo:  # the prompt's tokens come first, in the text and in the entries
+            cut = prompt_tokens if entries is not None else 0
+            prompt_scored = entries[:cut] if entries is not None else None
+            head = "".join(e.token for e in (entries or [])[cut:] if e is not None)
+            prompt_text = text[: len(text) - len(head)] if head else text
+            text = text[len(prompt_text) :]
+            entries = entries[cut:] if entries is not None else None
+        if entries is not None:
+            scored = [e for e in entries if e is not None]
     return Generation(
         text=text,
         tool_calls=calls,
         finish_reason=_finish_reason(choice.get("finish_reason") or "stop"),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        prompt_tokens=prompt_tokens,
         completion_tokens=int(usage.get("completion_tokens") or 0),
+        logprobs=scored,
+        prompt_logprobs=prompt_scored,
+        prompt_text=prompt_text,
     )
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from genai.models._types import Generation, GenerationChunk, GenerationRequest, LoadedAdapter
+from genai.errors import ValidationError
+from genai.models._types import (
+    Generation,
+    GenerationChunk,
+    GenerationRequest,
+    LoadedAdapter,
+    TokenLogprob,
+)
 from genai.plugins import Registry
 
 __all__ = [
@@ -13,9 +20,11 @@ __all__ = [
     "LLM_BACKENDS",
     "Embedder",
     "LLMBackend",
+    "Tokenizing",
     "backend_names",
     "collect",
     "create_backend",
+    "refuse_unsupported",
     "register_backend",
 ]
 
@@ -62,6 +71,25 @@ class LLMBackend(Protocol):
 
 
 @runtime_checkable
+class Tokenizing(Protocol):
+    """A backend whose tokenizer callers may use (vLLM's ``/tokenize``, ``/detokenize``
+    and ``/tokenizer_info``): token-id prompts are only meaningful with it."""
+
+    async def tokenize(
+        self, request: GenerationRequest, *, add_special_tokens: bool = True
+    ) -> list[int]:
+        """The prompt's token ids (for messages, with the chat template and tools);
+        ``add_special_tokens`` adds the tokenizer's own (a BOS) to a text prompt."""
+        ...
+
+    async def detokenize(self, tokens: list[int]) -> str: ...
+
+    def tokenizer_info(self) -> dict[str, Any]:
+        """The tokenizer's class, size, special tokens and chat template (JSON values)."""
+        ...
+
+
+@runtime_checkable
 class Embedder(Protocol):
     """Text → unit-length vectors."""
 
@@ -81,11 +109,16 @@ class Embedder(Protocol):
 async def collect(chunks: AsyncIterator[GenerationChunk]) -> Generation:
     """The whole generation a stream of chunks adds up to (backends' ``generate``)."""
     parts: list[str] = []
+    scored: list[TokenLogprob] | None = None
+    first: GenerationChunk | None = None
     last = GenerationChunk()
     async for chunk in chunks:
+        first = first or chunk
         parts.append(chunk.text)
+        if chunk.logprobs is not None:
+            scored = (scored or []) + chunk.logprobs
         last = chunk
-    if last.finish_reason is None:
+    if last.finish_reason is None or first is None:
         raise RuntimeError("the stream ended without a finish reason")
     return Generation(
         text="".join(parts),
@@ -93,7 +126,39 @@ async def collect(chunks: AsyncIterator[GenerationChunk]) -> Generation:
         prompt_tokens=last.prompt_tokens or 0,
         completion_tokens=last.completion_tokens or 0,
         tool_calls=last.tool_calls,
+        logprobs=scored,
+        prompt_logprobs=first.prompt_logprobs,
+        prompt_text=first.prompt_text,
     )
+
+
+#: What a request may ask beyond plain text generation, by its OpenAI field name.
+FEATURES = ("response_format", "tools", "logprobs", "echo", "prompt_ids")
+
+
+def refuse_unsupported(
+    request: GenerationRequest, *, backend: str, supports: Sequence[str] = (), hint: str = ""
+) -> None:
+    """Refuse (a 400 naming the field) what ``request`` asks that the ``backend`` cannot
+    honour: a backend never ignores a field silently. ``supports`` lists the features of
+    :data:`FEATURES` it honours."""
+    asked = {
+        "response_format": request.response_format is not None
+        and request.response_format.constrained,
+        "tools": bool(request.tools) and request.tool_choice != "none",
+        "logprobs": request.logprobs is not None,
+        "echo": request.echo,
+        "prompt_ids": request.prompt_ids is not None,
+    }
+    for feature in FEATURES:
+        if asked[feature] and feature not in supports:
+            field = "prompt" if feature == "prompt_ids" else feature
+            what = "token-id prompts" if feature == "prompt_ids" else field
+            raise ValidationError(
+                f"{what} {'are' if what.endswith('s') else 'is'} not supported by the "
+                f"{backend} backend{': ' + hint if hint else ''}",
+                field=field,
+            )
 
 
 BackendFactory = Callable[..., LLMBackend]

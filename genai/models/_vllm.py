@@ -25,6 +25,13 @@ from genai.errors import (
     ValidationError,
 )
 from genai.models._protocols import collect
+from genai.models._tools import (
+    parser_for_template,
+    request_schema,
+    template_messages,
+    template_supports_tools,
+    tool_call_stream,
+)
 from genai.models._types import (
     ChatMessage,
     FinishReason,
@@ -33,6 +40,8 @@ from genai.models._types import (
     GenerationRequest,
     LoadedAdapter,
     SamplingParams,
+    TokenLogprob,
+    TopLogprob,
 )
 
 __all__ = [
@@ -160,14 +169,30 @@ class VLLMBackend:
         return await collect(self.stream(request))
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
-        engine = self._require_engine()
-        if request.tools:
+        """vLLM's generation, with the same tool calling (chat template, parsers, forced
+        calls) and structured output (vLLM's own structured-output backend) as the
+        transformers backend."""
+        self._require_engine()
+        calls = request.tools and request.tool_choice != "none"
+        if calls and not template_supports_tools(getattr(self._tokenizer, "chat_template", None)):
             raise ValidationError(
-                "tools need a model-specific tool-call parser, which vLLM's OpenAI server has: "
-                "run `vllm serve MODEL --enable-auto-tool-choice --tool-call-parser NAME` and "
-                "use --backend openai",
+                f"model {self.model_id}'s chat template does not render tools: serve a model "
+                "trained for tool calling",
                 field="tools",
             )
+        chunks = self._stream(request)
+        if calls:
+            auto = request.tool_choice in (None, "auto")
+            parser = parser_for_template(self._tokenizer.chat_template) if auto else None
+            chunks = tool_call_stream(chunks, request, parser)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    async def _stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        engine = self._require_engine()
         lora = self._lora(request.adapter)
         prompt_ids = encode(self._tokenizer, request)
         params = sampling_params(
@@ -175,7 +200,10 @@ class VLLMBackend:
             self._sampling_cls,
             prompt_tokens=len(prompt_ids),
             context_window=self._window,
+            extras=request_extras(request),
         )
+        first = True
+        scored = 0
         sent = ""
         outputs = engine.generate(
             {"prompt_token_ids": prompt_ids}, params, uuid.uuid4().hex, lora_request=lora
@@ -191,6 +219,15 @@ class VLLMBackend:
                     completion_tokens=len(done.token_ids),
                 )
                 sent = done.text
+                if request.logprobs is not None:
+                    entries = token_logprobs(done.token_ids, done.logprobs, request.logprobs)
+                    chunk.logprobs, scored = entries[scored:], len(entries)
+                if first and request.echo:
+                    chunk.prompt_text = self._tokenizer.decode(prompt_ids)
+                    chunk.prompt_logprobs = prompt_logprobs(
+                        prompt_ids, getattr(output, "prompt_logprobs", None), request
+                    )
+                first = False
                 if chunk.finish_reason == "cancelled":
                     raise BackendError(
                         f"vLLM ended the request early ({done.finish_reason}): retry it",
@@ -271,12 +308,77 @@ class VLLMBackend:
 # ------------------------------------------------------------ pure mappings
 
 
+def request_extras(request: GenerationRequest) -> dict[str, Any]:
+    """vLLM's sampling parameters for what a request asks beyond sampling: a JSON schema to
+    follow (structured output, forced tool calls) and log-probabilities."""
+    extras: dict[str, Any] = {}
+    wanted = request_schema(request)
+    if wanted is not None:
+        extras.update(structured_output(wanted[0]))
+    if request.logprobs is not None:
+        extras["logprobs"] = request.logprobs
+        if request.echo:
+            extras["prompt_logprobs"] = request.logprobs
+    return extras
+
+
+def structured_output(schema: dict[str, Any]) -> dict[str, Any]:
+    """The keyword that asks vLLM for JSON valid against ``schema``: ``structured_outputs``
+    (vLLM 0.10.2 and later) or ``guided_decoding`` (before)."""
+    params = importlib.import_module("vllm.sampling_params")
+    if hasattr(params, "StructuredOutputsParams"):
+        return {"structured_outputs": params.StructuredOutputsParams(json=schema)}
+    return {"guided_decoding": params.GuidedDecodingParams(json=schema)}
+
+
+def _entry(token: int, scores: Mapping[int, Any] | None, top: int) -> TokenLogprob:
+    """One token's entry from vLLM's ``{token id: Logprob(logprob, rank, decoded_token)}``."""
+    scores = scores or {}
+    chosen = scores.get(token)
+    ranked = sorted(
+        ((t, s) for t, s in scores.items() if getattr(s, "rank", None) is not None),
+        key=lambda item: item[1].rank,
+    )[:top]
+    return TokenLogprob(
+        token=str(getattr(chosen, "decoded_token", "") or ""),
+        token_id=token,
+        logprob=float(getattr(chosen, "logprob", float("-inf"))),
+        top=[
+            TopLogprob(token=str(s.decoded_token or ""), token_id=t, logprob=float(s.logprob))
+            for t, s in ranked
+        ],
+    )
+
+
+def token_logprobs(
+    token_ids: Sequence[int], scores: Sequence[Mapping[int, Any]] | None, top: int
+) -> list[TokenLogprob]:
+    """The generated tokens' entries from vLLM's cumulative output."""
+    return [_entry(t, s, top) for t, s in zip(token_ids, scores or [], strict=False)]
+
+
+def prompt_logprobs(
+    prompt_ids: Sequence[int],
+    scores: Sequence[Mapping[int, Any] | None] | None,
+    request: GenerationRequest,
+) -> list[TokenLogprob | None] | None:
+    """The prompt's entries (echo); the first token has none."""
+    if request.logprobs is None or scores is None:
+        return None
+    top = request.logprobs
+    return [
+        None if i == 0 or s is None else _entry(t, s, top)
+        for i, (t, s) in enumerate(zip(prompt_ids, scores, strict=False))
+    ]
+
+
 def sampling_params(
     params: SamplingParams,
     factory: Callable[..., T],
     *,
     prompt_tokens: int,
     context_window: int | None,
+    extras: Mapping[str, Any] | None = None,
 ) -> T:
     """vLLM's ``SamplingParams`` (built by ``factory``) for ``params``; without
     ``max_tokens``, the generation may fill the rest of the context window."""
@@ -307,6 +409,7 @@ def sampling_params(
         presence_penalty=params.presence_penalty,
         frequency_penalty=params.frequency_penalty,
         skip_special_tokens=True,
+        **(extras or {}),
     )
 
 
@@ -337,12 +440,19 @@ def chat_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
 
 
 def encode(tokenizer: Any, request: GenerationRequest) -> list[int]:
-    """The prompt's token ids: a prompt as is, messages through the chat template."""
+    """The prompt's token ids: token ids as they are, a prompt as is, messages through the
+    chat template (with the request's tools)."""
+    if request.prompt_ids is not None:
+        return list(request.prompt_ids)
     if request.messages is None:
         return list(tokenizer.encode(request.prompt or ""))
+    tools = request.tools if request.tools and request.tool_choice != "none" else None
     try:
         text = tokenizer.apply_chat_template(
-            chat_messages(request.messages), add_generation_prompt=True, tokenize=False
+            template_messages(request.messages) if tools else chat_messages(request.messages),
+            add_generation_prompt=True,
+            **({"tools": tools} if tools else {}),
+            tokenize=False
         )
     except ValueError as exc:  # transformers: the tokenizer has no chat template
         raise ValidationError(

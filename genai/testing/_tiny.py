@@ -14,12 +14,37 @@ from typing import Any
 
 from genai.errors import MissingDependencyError
 
-__all__ = ["CHATML_TEMPLATE", "tiny_adapter", "tiny_model"]
+__all__ = ["CHATML_TEMPLATE", "HERMES_TOOLS_TEMPLATE", "tiny_adapter", "tiny_model"]
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+#: ChatML with tools as Hermes and Qwen models render them: the tools' signatures in the
+#: system turn, calls as ``<tool_call>`` JSON blocks, results as ``<tool_response>``.
+HERMES_TOOLS_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\n"
+    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
+    "You may call one or more functions. Their signatures are within <tools></tools>:\n"
+    "<tools>{% for tool in tools %}{{ '\\n' + (tool | tojson) }}{% endfor %}{{ '\\n</tools>\\n' }}"
+    "For each call, return a JSON object within <tool_call></tool_call> tags:\n"
+    '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+    "<|im_end|>\n{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' and tools %}"
+    "{% elif message['role'] == 'assistant' and message.get('tool_calls') %}"
+    "<|im_start|>assistant\n{% if message['content'] %}{{ message['content'] + '\\n' }}"
+    "{% endif %}{% for call in message['tool_calls'] %}{{ '<tool_call>\\n' }}"
+    '{"name": {{ call.function.name | tojson }}, "arguments": '
+    "{{ call.function.arguments | tojson }}}{{ '\\n</tool_call>' }}{% endfor %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% elif message['role'] == 'tool' %}"
+    "{{ '<|im_start|>user\\n<tool_response>\\n' + message['content'] }}"
+    "{{ '\\n</tool_response><|im_end|>\\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] }}"
+    "{{ '<|im_end|>\\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 _SPECIAL = ["<pad>", "<s>", "<|im_start|>", "<|im_end|>"]
 _CORPUS = """
@@ -78,9 +103,13 @@ def tiny_model(
     vocab_size: int = 512,
     context_window: int = 512,
     chat_template: bool = True,
+    tools: bool = False,
     name: str = "tiny-llama",
 ) -> Path:
     """Write a tiny causal LM (Llama architecture, random weights) to ``path``.
+
+    ``tools`` gives it a chat template that renders tools (:data:`HERMES_TOOLS_TEMPLATE`);
+    ``chat_template=False`` gives it none.
 
     The defaults give about 150 thousand parameters; ``hidden_size=256, num_layers=4``
     gives a "small" model for benchmarks. Returns ``path``.
@@ -89,6 +118,8 @@ def tiny_model(
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(vocab_size)
+    if tools:
+        tokenizer.chat_template = HERMES_TOOLS_TEMPLATE
     if not chat_template:
         tokenizer.chat_template = None
     config = transformers.LlamaConfig(

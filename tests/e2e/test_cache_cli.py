@@ -75,3 +75,27 @@ def test_stats_and_invalidate_follow_roles(cli: Cli, db_url: str) -> None:
     assert cli.json("cache", "invalidate", "shop")["deleted"] == 1
     assert cli.json("cache", "stats", "shop")["entries"] == 0
 
+
+def test_enable_and_disable_per_project_and_deployment(cli: Cli) -> None:
+    """Off until an owner turns it on: for the whole project, or for one deployment."""
+    cli("init")
+    cli("project", "create", "shop")
+    cli("project", "create", "bank")
+    cli("project", "member", "add", "bob", "-p", "shop", "--role", "maintainer")
+    on = cli.json("cache", "enable", "shop", "--deployment", "chat", "--threshold", "0.9")
+    assert on == {"project": "shop", "all_deployments": False, "on": ["chat"], "off": []}
+    assert "is on for chat" in cli("cache", "enable", "shop", "-d", "chat").stdout
+    everywhere = cli.json("cache", "enable", "shop")
+    assert (everywhere["all_deployments"], everywhere["on"]) == (True, ["chat"])
+    but = cli("cache", "disable", "shop", "--deployment", "drafts").stdout
+    assert "is on for every deployment but drafts" in but
+    off = cli.json("cache", "disable", "shop")
+    assert off == {"project": "shop", "all_deployments": False, "on": [], "off": ["drafts"]}
+    denied = cli("--as", "bob", "cache", "enable", "shop", ok=False)
+    assert denied.returncode == 1 and "maintainer" in denied.stderr
+    hidden = cli("--as", "bob", "cache", "enable", "bank", ok=False)
+    assert "project 'bank' not found" in hidden.stderr
+    bad = cli("cache", "enable", "shop", "--threshold", "1.5", ok=False)
+    assert bad.returncode == 1 and "threshold" in bad.stderr and "Traceback" not in bad.stderr
+    audit = cli.json("audit", "list", "-p", "shop")
+    assert sum(a["action"] == "project.set-option" for a in audit) == 5

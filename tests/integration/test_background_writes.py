@@ -46,7 +46,7 @@ class World:
             principal=principal,
             project_id=self.project_id,
             project="team",
-            project_options={},
+            project_options={"cache": {"enabled": True}},  # the cache is off unless on
             body=body,
             deployment="bot",
             notes=StageNotes(deployment_revision=1),

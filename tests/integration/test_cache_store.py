@@ -16,9 +16,8 @@ import pytest
 from sqlalchemy import func, select
 
 import genai
-from cache import Partition, SemanticCache
+from cache import Partition, ProjectCaches, SemanticCache
 from cache._entries import EntryStore
-from cache._projects import ProjectCaches
 from cache._sql import SqlEntries
 from cache.testing import EntryStoreSuite
 from genai.errors import NotFoundError, PermissionDenied

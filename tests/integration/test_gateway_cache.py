@@ -1,9 +1,11 @@
 """The semantic cache behind a real gateway (apps/_cache.py), in front of a fake upstream
 that counts its calls: a repeated or paraphrased question is answered from the cache, a
 question that asks something else is not; a cached answer is replayed as an SSE stream;
-another project never hits; the cache header says hit or miss and nothing more; feedback
-evicts; a new deployment revision, adapter, prompt or knowledge-base version starts afresh;
-sampling, tool calls and unchecked or pseudonymised requests are handled as documented.
+another project never hits; a project (or deployment) that did not turn the cache on is
+never cached; the cache header says hit or miss and nothing more; feedback evicts; a new
+deployment revision, adapter, prompt or knowledge-base version, another endpoint or
+response format starts afresh; sampling, tool calls and unchecked or pseudonymised requests
+are handled as documented.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ from sqlalchemy import select
 
 import genai
 from apps._cache import GatewayCache
-from cache import SemanticCache
+from cache import ProjectCaches, SemanticCache
 from genai.gateway import DlpNote, DlpStatus, GatewayOptions, GatewayRequest, Stages
 from genai.store import schema as t
 from genai.testing import FakeOpenAIServer, running_server
 from genai.vectors import InMemoryVectorStore
 
-A, B = "proj-a", "proj-b"
+A, B, C = "proj-a", "proj-b", "proj-c"  # C does not turn the cache on
 OPEN = "How do I open an account?"
 
 
@@ -83,9 +85,24 @@ class World:
             [{"role": "user", "content": question}] if isinstance(question, str) else question
         )
         payload = {"model": "chat", "messages": messages, **body}
+        return self.send(project, "/v1/chat/completions", payload, headers)
+
+    def complete(self, project: str, prompt: str, *, reply: str | None = None) -> httpx.Response:
+        """A ``/v1/completions`` request."""
+        if reply is not None:
+            self.fake.reply = reply
+        return self.send(project, "/v1/completions", {"model": "chat", "prompt": prompt})
+
+    def send(
+        self,
+        project: str,
+        path: str,
+        payload: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         sent = {"authorization": f"Bearer {self.keys[project]}", **(headers or {})}
         with httpx.Client(timeout=30) as client:
-            response = client.post(self.url + "/v1/chat/completions", json=payload, headers=sent)
+            response = client.post(self.url + path, json=payload, headers=sent)
         assert response.status_code == 200, response.text
         return response
 
@@ -124,12 +141,14 @@ def world(
     admin = platform()
     keys: dict[str, str] = {}
     ids: dict[str, int] = {}
-    for project in (A, B):
+    for project in (A, B, C):
         admin.projects.create(project)
         admin.registry.deployments.create(project, "chat", spec=spec(fake))
         keys[project] = admin.keys.create(project, role="developer").secret
         with admin.store.session() as s:
             ids[project] = s.scalar(select(t.Project.id).where(t.Project.name == project)) or 0
+    for project in (A, B):  # the cache is off unless a project turns it on
+        ProjectCaches(admin).enable(project)
     cache = SemanticCache(InMemoryVectorStore(), embedder, store=admin.store)
     stage = GatewayCache(cache, store=admin.store, revision_ttl_s=0.0)
     options = GatewayOptions(ledger_interval_s=0.02, route_cache_ttl_s=0.01, key_cache_ttl_s=0.01)
@@ -247,7 +266,81 @@ def test_feedback_marking_a_cached_answer_wrong_evicts_it(world: World, wait_unt
     assert world.cache.stats(world.ids[A]).false_hits == 1
 
 
+def test_a_project_that_did_not_turn_the_cache_on_never_hits(world: World, wait_until: Any) -> None:
+    for _ in range(3):
+        answer = world.post(C, reply="fresh every time")
+        assert answer.headers["x-genai-cache"] == "miss"
+    assert world.fake.calls() == 3
+    world.stage.cache.flush()
+    stats = world.cache.stats(world.ids[C])
+    assert (stats.entries, stats.lookups) == (0, 0)  # nothing stored, nothing looked up
+    assert world.entries(A) == 0  # and nothing of C's landed elsewhere
+
+
+def test_the_cache_is_on_per_deployment_when_a_project_says_so(
+    world: World, wait_until: Any
+) -> None:
+    world.admin.registry.deployments.create(C, "drafts", spec=spec(world.fake))
+    caches = ProjectCaches(world.admin)
+    caches.enable(C, "chat")  # only there
+    world.post(C, reply="cached for chat")
+    world.settle(wait_until, C)
+    assert wait_until(lambda: world.post(C).headers["x-genai-cache"] == "hit", timeout=10)
+    for _ in range(2):
+        drafts = world.post(C, reply="a new draft", model="drafts")
+        assert drafts.headers["x-genai-cache"] == "miss" and content(drafts) == "a new draft"
+    caches.disable(C)  # the whole project: no entry is used any more
+    assert wait_until(
+        lambda: world.post(C, reply="fresh").headers["x-genai-cache"] == "miss", timeout=10
+    )
+    assert content(world.post(C, reply="fresh again")) == "fresh again"
+    assert world.entries(C) == 1  # the entry stays until it ages out or is invalidated
+
+
 # ------------------------------------------------------------------ partitions
+
+
+def test_chat_and_completions_never_share_an_entry(world: World, wait_until: Any) -> None:
+    world.post(A, OPEN, reply="a chat answer")
+    world.settle(wait_until)
+    completion = world.complete(A, OPEN, reply="a completion")
+    assert completion.headers["x-genai-cache"] == "miss"
+    assert completion.json()["object"] == "text_completion"
+    world.settle(wait_until, count=2)
+    for prompt in (OPEN, "how can I open an account"):  # exact, then semantic
+        again = world.complete(A, prompt, reply="not asked")
+        assert again.headers["x-genai-cache"] == "hit"
+        body = again.json()
+        assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
+        assert body["choices"][0]["text"] == "a completion"
+        chat = world.post(A, prompt, reply="not asked")
+        assert chat.headers["x-genai-cache"] == "hit" and content(chat) == "a chat answer"
+        assert chat.json()["object"] == "chat.completion"
+    assert world.fake.calls() == 2
+
+
+SCHEMA = {"type": "object", "properties": {"id": {"type": "string"}}}
+FORMATS: list[dict[str, Any] | None] = [
+    None,
+    {"type": "text"},
+    {"type": "json_object"},
+    {"type": "json_schema", "json_schema": {"name": "order", "schema": SCHEMA}},
+    {"type": "json_schema", "json_schema": {"name": "order", "schema": {"type": "object"}}},
+]
+
+
+def test_another_response_format_never_shares_an_entry(world: World, wait_until: Any) -> None:
+    def extra(shape: dict[str, Any] | None) -> dict[str, Any]:
+        return {"response_format": shape} if shape is not None else {}
+
+    for n, shape in enumerate(FORMATS):
+        first = world.post(A, OPEN, reply=f"answer {n}", **extra(shape))
+        assert first.headers["x-genai-cache"] == "miss", shape
+        world.settle(wait_until, count=n + 1)
+    for n, shape in enumerate(FORMATS):
+        again = world.post(A, "how can I open an account", reply="not asked", **extra(shape))
+        assert again.headers["x-genai-cache"] == "hit" and content(again) == f"answer {n}"
+    assert world.fake.calls() == len(FORMATS)
 
 
 def test_a_new_deployment_revision_starts_afresh(world: World, wait_until: Any) -> None:
@@ -324,7 +417,7 @@ def test_dlp_requests_are_cached_per_session_or_not_at_all(world: World, wait_un
 
 
 def test_stats_through_the_cli_service(world: World, wait_until: Any) -> None:
-    from cache._projects import ProjectCaches
+    from cache import ProjectCaches
 
     world.post(A)
     world.settle(wait_until)
@@ -349,6 +442,7 @@ def test_the_stage_as_the_gateway_process_builds_it(
     admin = platform()
     admin.projects.create(A)
     admin.registry.deployments.create(A, "chat", spec=spec(fake))
+    ProjectCaches(admin).enable(A, "chat")
     key = admin.keys.create(A, role="developer").secret
     warmed = threading.Event()
     stage = cache_stage(settings, admin.store, after_warm=warmed.set)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 import genai
 from apps._cache import GatewayCache
 from apps._dlp import dlp_stages
-from cache import SemanticCache
+from cache import ProjectCaches, SemanticCache
 from genai.dlp import Policy
 from genai.gateway import GatewayOptions, Stages
 from genai.store import schema as t
@@ -82,6 +82,7 @@ def world(
             },
         )
         admin.projects.set_option("bank", "dlp", Policy(default_action="pseudonymise").to_json())
+        ProjectCaches(admin).enable("bank")  # the cache is off unless a project turns it on
         key = admin.keys.create("bank", role="developer").secret
         with admin.store.session() as s:
             pid = s.scalar(select(t.Project.id).where(t.Project.name == "bank")) or 0

@@ -157,7 +157,7 @@ WRONG_NUMBERS = [
     ("/chat/completions", chat(logprobs=3), "logprobs", "must be a boolean"),
     ("/chat/completions", chat(top_logprobs=21), "top_logprobs", "between 0 and 20"),
     ("/chat/completions", chat(logit_bias={"1": 101}), "logit_bias.1", "at most 100"),
-    ("/completions", {"model": "chat", "prompt": "x", "logprobs": 6}, "logprobs", "0 and 5"),
+    ("/completions", {"model": "chat", "prompt": "x", "logprobs": 21}, "logprobs", "0 and 20"),
     ("/completions", {"model": "chat", "prompt": "x", "best_of": 21}, "best_of", "0 and 20"),
     ("/embeddings", {"model": "chat", "input": "x", "dimensions": True}, "dimensions", "boolean"),
     ("/embeddings", {"model": "chat", "input": "x", "dimensions": 0}, "dimensions", "between 1"),

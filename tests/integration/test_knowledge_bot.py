@@ -26,7 +26,7 @@ from apps._cache import GatewayCache
 from apps._knowledge import DEFAULT_PROMPT, KnowledgeBot
 from apps._prompts import PromptStage
 from apps.deployments import apply_spec
-from cache import SemanticCache
+from cache import ProjectCaches, SemanticCache
 from genai.errors import NotFoundError, ValidationError
 from genai.gateway import GatewayOptions, Stages
 from genai.store import Store
@@ -121,6 +121,7 @@ def world(
     spec = {"targets": [{"name": "bot", "backend": "knowledge-bot", "options": {"kb": "docs"}}]}
     for project in (A, B):  # B's deployment names a knowledge base B does not have
         apply_spec(admin, project, "docs-bot", spec)
+        ProjectCaches(admin).enable(project, "docs-bot")  # the cache is off unless on
     store = Store(settings.resolved_database_url, pool_size=10)
     prompts = PromptStage(settings, store, ttl_s=0.0)
     bot = KnowledgeBot(settings, store, prompts=prompts, knowledge_bases=kbs)
@@ -243,6 +244,21 @@ def test_bad_requests_and_bad_options_are_refused_with_the_field_named(world: Wo
     assert two.status_code == 400 and "n must be 1" in two.text
     nothing = world.post({"messages": [{"role": "assistant", "content": "hi"}]})
     assert nothing.status_code == 400 and "user's question" in nothing.text
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    for extra, field in (
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tools": [tool]}, "tools"),
+        ({"logprobs": True}, "logprobs"),
+    ):  # refused by name, never ignored (an answer in prose where JSON was asked)
+        for stream in (False, True):
+            body = {"messages": [{"role": "user", "content": REFUNDS}], "stream": stream}
+            refused = world.post({**body, **extra})
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"]["param"] == field
+    plain = world.post(
+        {"messages": [{"role": "user", "content": REFUNDS}], "tools": [tool], "tool_choice": "none"}
+    )
+    assert plain.status_code == 200
     bad = {"targets": [{"name": "bot", "backend": "knowledge-bot", "options": {"k": 3}}]}
     with pytest.raises(ValidationError, match=r"options\.kb"):
         apply_spec(world.admin, A, "broken", bad)

@@ -83,7 +83,8 @@ def test_malformed_json_is_400(srv, raw: bytes) -> None:
         ("/chat/completions", {"messages": [{"content": "x"}]}, "messages.0.role"),
         ("/chat/completions", {"stop": 42}, "stop"),
         ("/completions", {"prompt": 42}, "prompt"),
-        ("/completions", {"prompt": [1, 2]}, "prompt"),
+        ("/completions", {"prompt": [1, "a"]}, "prompt"),
+        ("/completions", {"prompt": [[1], "a"]}, "prompt"),
         ("/completions", {"max_tokens": 0}, "max_tokens"),
         ("/completions", {"model": None}, "model"),
     ],
@@ -149,10 +150,14 @@ def test_prompt_and_max_tokens_beyond_the_context_window(srv, client) -> None:
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"temperature": 2.5}, "temperature"),
         ({"top_p": 0}, "top_p"),
-        ({"logprobs": True}, "logprobs"),
-        ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
         ({"logit_bias": {"42": 5}}, "logit_bias"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 1}}}},
+            "response_format",
+        ),
         ({"presence_penalty": 3}, "presence_penalty"),
     ],
 )
@@ -166,22 +171,28 @@ def test_unsupported_or_out_of_range_options_are_400(
 
 def test_completion_logprobs_and_suffix_are_400(client) -> None:
     for options, param in (
-        ({"logprobs": 2}, "logprobs"),
+        ({"logprobs": 21}, "logprobs"),
+        ({"max_tokens": 0}, "max_tokens"),  # generates nothing without echo
         ({"suffix": "end"}, "suffix"),
         ({"best_of": 3}, "best_of"),
     ):
         with pytest.raises(openai.BadRequestError) as caught:
-            client.completions.create(model=BASE, prompt="x", max_tokens=2, **options)
+            client.completions.create(model=BASE, prompt="x", **{"max_tokens": 2, **options})
         assert caught.value.param == param
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_tools_are_refused_naming_the_transformers_backend(client, stream: bool) -> None:
+def test_tools_are_refused_by_a_template_without_tools(client, stream: bool) -> None:
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="a1", messages=CHAT, tools=[tool], stream=stream)
     assert caught.value.param == "tools"
-    assert "transformers backend" in caught.value.message
+    assert "chat template does not render tools" in caught.value.message
+    # with tool_choice none the tools are not rendered, and the model answers
+    reply = client.chat.completions.create(
+        model="a1", messages=CHAT, tools=[tool], tool_choice="none", max_tokens=2
+    )
+    assert reply.choices[0].message.tool_calls is None
 
 
 def test_the_server_still_answers_after_refusals(srv, client) -> None:

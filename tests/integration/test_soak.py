@@ -31,10 +31,11 @@ from apps._dlp import DlpRequestStage, DlpResponseStage
 from apps._knowledge import KnowledgeBot
 from apps._prompts import PromptStage
 from apps.deployments import apply_spec
-from cache import SemanticCache
+from cache import ProjectCaches, SemanticCache
 from cache._cache import _word_set
-from cache._names import _names, _text
-from cache._verify import _analysis
+from cache._names import _names, _text, capitalised_keys, token_offsets
+from cache._order import _words
+from cache._verify import _analysis, number_spans
 from genai.dlp import Dlp, MemoryVault, Policy, ProjectPolicies, load_keys
 from genai.gateway import GatewayOptions, Stages
 from genai.store import Store
@@ -52,7 +53,7 @@ WARM_UP, WINDOW = 160, 160  # requests before the first checkpoint, and between 
 MAX_GROWTH_PER_REQUEST = 1024
 #: The cache's memos of question analyses (functools.lru_cache, bounded): filled to their
 #: bound at the first checkpoint, so that the window sees them evict rather than grow.
-MEMOS = (_word_set, _analysis, _names, _text)
+MEMOS = (_word_set, _analysis, _names, _text, number_spans, capitalised_keys, token_offsets, _words)
 BOUNDS = {"recent": 40, "sessions": 30, "entries": 25, "memo": 16, "traces": 8}
 
 DOC = """
@@ -155,6 +156,7 @@ def soak(tmp_path: Path, embedder: Any, gateway_server: Any) -> Iterator[Soak]:
         admin.projects.create("soak")
         key = admin.keys.create("soak", role="developer").secret
         ProjectPolicies(admin).set("soak", Policy())
+        ProjectCaches(admin).enable("soak")  # the cache is off unless a project turns it on
         kbs = KnowledgeBases(admin, embedder=embedder)
         kbs.create("soak", "docs").ingest([docs])
         chat = {"targets": [{"name": "up", "url": url + "/v1", "model": "fake-base"}]}

@@ -73,6 +73,11 @@ class TestGatewayCache(CacheStageSuite):
         return world.projects
 
     @pytest.fixture
+    def make_request(self, projects: Projects) -> StageRequests:
+        """Both projects turned the cache on (it is off unless a project does)."""
+        return StageRequests(projects=projects, options={"cache": {"enabled": True}})
+
+    @pytest.fixture
     async def cache(self, world: World) -> AsyncIterator[GatewayCache]:
         store = world.admin.store
         semantic = SemanticCache(InMemoryVectorStore(), FakeEmbedder(words=True), store=store)

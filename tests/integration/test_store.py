@@ -325,6 +325,10 @@ def _fill_project(admin: Any, project: str) -> None:
         )
         s.add(t.KbAnswer(project_id=pid, request_id="r1", deployment="bot", kb_name="docs"))
         s.add(t.ProjectSecret(project_id=pid, name="vendor-key", ciphertext="c"))
+        # what the gateway keeps of Responses API answers
+        s.add(
+            t.StoredResponse(project_id=pid, response_id="resp_1", deployment="chat", response={})
+        )
 
 
 def test_deleting_a_project_deletes_everything_of_it_but_keeps_the_audit_log(platform: Any) -> None:

@@ -103,6 +103,12 @@ def test_a_paraphrase_is_a_semantic_hit(cache: SemanticCache, paraphrase: str) -
         ("Can I travel with a pet?", "Can I travel without a pet?"),  # 0.9
         ("What is the weather in Paris today?", "What is the weather in London today?"),  # names
         ("Does the A100 support FP8?", "Does the H100 support FP8?"),
+        # the same operands in other roles (order)
+        ("Is 7 greater than 3?", "Is 3 greater than 7?"),  # 0.996
+        ("Subtract 9 from 4", "Subtract 4 from 9"),  # 0.996
+        ("How many days are there from 4 to 9?", "How many days are there from 9 to 4?"),
+        ("Convert 5 USD to EUR", "Convert 5 EUR to USD"),  # 0.982
+        ("Alice pays Bob", "Bob pays Alice"),  # 0.986
     ],
 )
 def test_close_questions_that_ask_something_else_miss(
@@ -116,6 +122,14 @@ def test_close_questions_that_ask_something_else_miss(
     assert cache.lookup(PART, asked) is None
     assert LexicalVerifier().reject(asked, cached) is not None
     assert cache.lookup(PART, cached) is not None
+
+
+@pytest.mark.parametrize("asked", ["what's 7 + 3", "What's 7 plus 3?"])
+def test_the_same_operands_in_the_same_roles_hit(cache: SemanticCache, asked: str) -> None:
+    cache.store(PART, "What is 7 plus 3?", "10")
+    hit = cache.lookup(PART, asked)
+    assert hit is not None and hit.tier == "semantic" and hit.answer == "10"
+    assert cache.lookup(PART, "What is 3 plus 7?") is None  # swapped: a miss, not a risk
 
 
 def test_two_equally_good_candidates_are_a_miss(embedder: Any, clock: ManualClock) -> None:
@@ -198,6 +212,7 @@ FIELDS: dict[str, Any] = {
     "params": output_params({"temperature": 0, "max_tokens": 100}),
     "kb_version": "kb@7",
     "revision": "3",
+    "endpoint": "completions",
 }
 
 
@@ -219,6 +234,46 @@ def test_another_project_never_hits_and_never_sees_the_entries(cache: SemanticCa
     assert cache.invalidate(2) == 0
     assert cache.lookup(PART, OPEN) is not None
     assert cache.stats(2).entries == 0 and cache.stats(1).entries == 1
+
+
+def test_a_prompt_and_chat_messages_never_share_an_entry(cache: SemanticCache) -> None:
+    """A completion's body never answers a chat request (nor the reverse), even in one
+    partition and for the same text: exact and semantic tiers alike."""
+    chat = [{"role": "user", "content": OPEN}]
+    cache.store(PART, chat, {"object": "chat.completion"})
+    for prompt in (OPEN, "how can I open an account"):
+        assert cache.lookup(PART, prompt) is None
+    cache.store(PART, OPEN, {"object": "text_completion"})
+    hit = cache.lookup(PART, [{"role": "user", "content": "how can I open an account"}])
+    assert hit is not None and hit.answer == {"object": "chat.completion"}
+    assert request_key(PART, OPEN).scope != request_key(PART, chat).scope
+
+
+TOOL = {"type": "function", "function": {"name": "open_account", "parameters": {}}}
+SCHEMA = {"type": "object", "properties": {"id": {"type": "string"}}}
+#: Requests whose answers have other shapes: none may answer another.
+SHAPES: list[dict[str, Any]] = [
+    {},
+    {"response_format": {"type": "text"}},
+    {"response_format": {"type": "json_object"}},
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}}},
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {}}}},
+    {"tools": [TOOL]},
+    {"tools": [TOOL], "tool_choice": "none"},
+    {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "open_account"}}},
+]
+
+
+def test_another_response_format_or_tool_set_never_shares_an_entry(cache: SemanticCache) -> None:
+    body = {"model": "m", "messages": [], "stream": False}
+    parts = [dataclasses.replace(PART, params=output_params({**body, **s})) for s in SHAPES]
+    for i, part in enumerate(parts):
+        for asked in (OPEN, "how can I open an account"):  # exact, then semantic
+            assert cache.lookup(part, asked) is None, SHAPES[i]
+        cache.store(part, OPEN, f"answer {i}")
+    for i, part in enumerate(parts):
+        hit = cache.lookup(part, "how can I open an account")
+        assert hit is not None and hit.answer == f"answer {i}", SHAPES[i]
 
 
 def test_output_params_keep_what_changes_the_answer() -> None:

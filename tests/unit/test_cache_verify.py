@@ -76,3 +76,63 @@ def test_a_short_form_needs_the_long_form_in_the_other_text() -> None:
     """An acronym no word of the other text spells stays a name the other lacks."""
     assert VERIFIER.reject("Which TV should I buy?", "Which tablet should I buy?") == "names"
     assert VERIFIER.reject("Is v2 stable?", "Is the second release stable?") is not None
+
+
+# ------------------------------------------------------------------ order and roles
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Is 3 greater than 7?", "Is 7 greater than 3?"),
+        ("Is three greater than seven?", "Is 7 greater than 3?"),
+        ("Is 1 greater than 3?", "Is 3 greater than 1?"),
+        ("Subtract 4 from 9", "Subtract 9 from 4"),
+        ("Subtract 4 from 9", "From 4 subtract 9"),  # in place, roles exchanged
+        ("How many days are there from 4 to 9?", "How many days are there from 9 to 4?"),
+        ("convert 5 USD to EUR", "convert 5 EUR to USD"),
+        ("Convert 5 USD to EUR", "Convert 5 EUR into USD"),
+        ("Alice pays Bob", "Bob pays Alice"),
+        ("Does Alice pay Bob?", "Does Bob pay Alice?"),  # Title Case: capitals in both
+        ("Transfer 5 from Alice to Bob", "Transfer 5 to Alice from Bob"),
+        (
+            "How long is the flight from Paris to London?",
+            "How long is the flight from London to Paris?",
+        ),
+        ("Is Paris bigger than London?", "Is London bigger than Paris?"),
+        ("What is 7 minus 3?", "What is 3 minus 7?"),
+    ],
+)
+def test_the_same_operands_in_other_roles_are_rejected(a: str, b: str) -> None:
+    """Every word, number and name in common, and an embedding similarity of 0.98 to 0.999
+    with all-MiniLM-L6-v2: only the order and the role words tell them apart."""
+    assert VERIFIER.reject(a, b) == "order"
+    assert VERIFIER.reject(b, a) == "order"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("What is 7 plus 3?", "what's 7 + 3"),
+        ("Is 3 greater than 7?", "is 3 > 7"),
+        ("Convert 5 USD to EUR", "Please convert 5 USD into EUR"),  # "to", "into": one role
+        ("Convert 5 USD to EUR", "Convert USD 5 to EUR"),  # one amount, side by side
+        ("How much is 5 USD in EUR?", "Convert 5 USD to EUR"),
+        ("Subtract 4 from 9", "From 9, subtract 4"),  # moved, with its role word
+        ("How many people lived in Paris in 2020?", "In 2020, how many people lived in Paris?"),
+        ("Book a flight from Paris to London", "Book a flight to London from Paris"),
+        ("What did Alice tell Bob?", "What did Alice say to Bob?"),
+        (
+            "Druce will face murder charges, Conte said.",
+            "Conte said Druce will face murder charges.",
+        ),
+    ],
+)
+def test_operands_that_keep_their_roles_are_accepted(a: str, b: str) -> None:
+    assert VERIFIER.reject(a, b) is None
+    assert VERIFIER.reject(b, a) is None
+
+
+def test_the_order_rule_can_be_switched_off() -> None:
+    lenient = LexicalVerifier(order=False)
+    assert lenient.reject("Is 3 greater than 7?", "Is 7 greater than 3?") is None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from genai.dlp import (
+    DEFAULT_THRESHOLDS,
     WITHHELD,
     Dlp,
     DlpKeys,
@@ -57,6 +58,29 @@ def test_a_policy_loads_from_yaml_and_json_files(tmp_path: Path) -> None:
     assert Policy.load(json_file) == policy
 
 
+def test_per_entity_thresholds_start_from_the_defaults() -> None:
+    policy = Policy()
+    assert policy.thresholds == DEFAULT_THRESHOLDS
+    assert policy.threshold_for("PHONE_NUMBER") == 0.4
+    assert policy.threshold_for("URL") == 0.6
+    assert policy.threshold_for("PERSON") == policy.threshold == 0.5
+    assert policy.min_threshold == 0.4
+    assert policy.to_json() == "{}"  # the defaults are not stored with a project
+
+    own = Policy.parse(
+        {
+            "threshold": 0.7,
+            "thresholds": {"person": 0.8, "URL": 0.5},
+            "entities": {"URL": {"action": "redact", "threshold": 0.9}},
+        }
+    )
+    assert own.threshold_for("PERSON") == 0.8  # its own entry
+    assert own.threshold_for("PHONE_NUMBER") == 0.4  # a default it kept
+    assert own.threshold_for("URL") == 0.9  # the entity rule beats both
+    assert own.threshold_for("EMAIL_ADDRESS") == 0.7  # no entry: the policy's threshold
+    assert Policy.from_text(own.to_json()) == own
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -64,6 +88,8 @@ def test_a_policy_loads_from_yaml_and_json_files(tmp_path: Path) -> None:
         ({"entities": {"EMAIL_ADDRESS": "explode"}}, "entities.EMAIL_ADDRESS.action"),
         ({"entities": {"e-mail": "redact"}}, "not an entity type"),
         ({"threshold": 1.5}, "threshold"),
+        ({"thresholds": {"PERSON": 2}}, "thresholds.PERSON"),
+        ({"thresholds": {"e-mail": 0.5}}, "not an entity type"),
         ({"recognizers": [{"kind": "regex", "entity_type": "X", "patterns": ["(oops"]}]}, "(oops"),
         ({"recognizers": [{"kind": "account_number", "entity_type": "A", "formats": ["AC"]}]}, "#"),
         ({"recognizers": [{"kind": "magic", "entity_type": "X"}]}, "kind"),

@@ -480,7 +480,7 @@ async def test_glue_on_a_stand_in_engine(stand_in_vllm: None) -> None:
 
     with pytest.raises(ValidationError, match="could not load adapter 'bad'"):
         await backend.load_adapter("bad", "/elsewhere")
-    with pytest.raises(ValidationError, match="tool-call parser"):
+    with pytest.raises(ValidationError, match="does not render tools"):
         await backend.generate(
             GenerationRequest(
                 messages=[ChatMessage(role="user", content="x")], tools=[{"type": "function"}]
@@ -533,3 +533,69 @@ async def test_a_failed_start_stops_the_engine(stand_in_vllm: None) -> None:
     assert StandInEngine.last is not None and StandInEngine.last.stopped
     with pytest.raises(ValidationError, match=r"call start\(\) first"):
         await backend.count_tokens(GenerationRequest(prompt="x"))
+
+
+# ------------------------------------------------------------------ structured output, logprobs
+
+
+def test_structured_output_and_logprobs_map_to_vllms_parameters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from genai.models import FunctionChoice, ResponseFormat
+    from genai.models._vllm import request_extras
+
+    @dataclass
+    class StructuredOutputsParams:  # vLLM 0.10.2+
+        json: Any
+
+    params = types.ModuleType("vllm.sampling_params")
+    params.StructuredOutputsParams = StructuredOutputsParams  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", params)
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    fmt = ResponseFormat(type="json_schema", json_schema=schema)
+    extras = request_extras(
+        GenerationRequest(prompt="x", response_format=fmt, logprobs=2, echo=True)
+    )
+    assert extras == {
+        "structured_outputs": StructuredOutputsParams(json=schema),
+        "logprobs": 2,
+        "prompt_logprobs": 2,
+    }
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    forced = GenerationRequest(
+        messages=[ChatMessage(role="user", content="x")],
+        tools=[tool],
+        tool_choice=FunctionChoice(name="f"),
+    )
+    assert request_extras(forced) == {"structured_outputs": StructuredOutputsParams(json=schema)}
+    assert request_extras(GenerationRequest(prompt="x")) == {}
+
+    @dataclass
+    class GuidedDecodingParams:  # before
+        json: Any
+
+    old = types.ModuleType("vllm.sampling_params")
+    old.GuidedDecodingParams = GuidedDecodingParams  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", old)
+    assert request_extras(GenerationRequest(prompt="x", response_format=fmt)) == {
+        "guided_decoding": GuidedDecodingParams(json=schema)
+    }
+
+
+def test_vllms_logprobs_become_token_entries() -> None:
+    from genai.models._vllm import prompt_logprobs, token_logprobs
+
+    def lp(value: float, rank: int, text: str) -> Any:
+        return types.SimpleNamespace(logprob=value, rank=rank, decoded_token=text)
+
+    # the chosen token (7) is not among the top 1: vLLM adds it to the dict
+    scores = [{5: lp(-0.1, 1, "a"), 7: lp(-2.5, 3, "c")}, {9: lp(-0.2, 1, "d")}]
+    [first, second] = token_logprobs([7, 9], scores, top=1)
+    assert (first.token, first.token_id, first.logprob) == ("c", 7, -2.5)
+    assert [(t.token, t.logprob) for t in first.top] == [("a", -0.1)]
+    assert (second.token, second.top[0].token) == ("d", "d")
+    request = GenerationRequest(prompt_ids=[1, 7], logprobs=1, echo=True)
+    entries = prompt_logprobs([1, 7], [None, scores[0]], request)
+    assert entries is not None and entries[0] is None and entries[1] is not None
+    assert entries[1].logprob == -2.5
+    assert prompt_logprobs([1], [None], GenerationRequest(prompt="x")) is None

@@ -9,9 +9,13 @@ and spaCy; :mod:`genai.dlp._detect` imports it lazily.
   spans from the model's calibration table (``training.json``).
 * :class:`NerRecognizer` — turns those spans into results, dropping spans with no letter
   (Presidio with ``en_core_web_lg`` "finds" people in numbers; a phone number is not an
-  address).
+  address), and scores names, places, organisations and addresses by their shape and
+  context as well (:mod:`._evidence`: code and arithmetic are dropped, ordinary words
+  need a context word).
 * :class:`OfflineEmailRecognizer` — Presidio's e-mail recognizer with tldextract on its
   bundled suffix-list snapshot: no network access, ever.
+* :class:`BoundedUrlRecognizer` — Presidio's URL recognizer, minus the matches cut out of
+  a longer word (``Dataset.sa`` of ``Dataset.save_to_disk``).
 * a few pattern recognizers Presidio lacks: international phone layouts, ages, ZIP codes
   beside a context word, weekdays/months/years.
 """
@@ -50,6 +54,7 @@ from presidio_analyzer.predefined_recognizers import (
 from spacy.tokens import Doc
 
 from . import model_meta, span_bin
+from ._evidence import judge
 
 NER_RECOGNIZER = "GenaiNerRecognizer"
 # OntoNotes / CoNLL labels that are not personal data (ignored without a warning).
@@ -67,6 +72,8 @@ _IGNORED_LABELS = (
     "MISC",
 )
 _NUMERIC_OK = frozenset({"DATE_TIME", "AGE"})
+# Spans whose shape and context are checked (see ._evidence); other labels keep the score.
+_JUDGED = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "STREET_ADDRESS"})
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 # English closed-class words that are never a name on their own (a model trained on
@@ -177,7 +184,16 @@ class NerRecognizer(LocalRecognizer):
                 and (_closed_class(text[start:end]))
             ):
                 continue
-            results.append(RecognizerResult(label, start, end, float(score)))
+            if label in _JUDGED:
+                judged = judge(
+                    text, start, end, label, float(score), language=self.supported_language
+                )
+                if judged is None:
+                    continue
+                start, end, score_ = judged.start, judged.end, judged.score
+            else:
+                score_ = float(score)
+            results.append(RecognizerResult(label, start, end, score_))
         return results
 
 
@@ -200,6 +216,30 @@ class OfflineEmailRecognizer(EmailRecognizer):
 
     def validate_result(self, pattern_text: str) -> bool:
         return self._tld(pattern_text).fqdn != ""
+
+
+class BoundedUrlRecognizer(UrlRecognizer):
+    """Presidio's URL recognizer without the matches it cuts out of a longer word: its
+    host pattern ends at any known top-level domain, so ``Dataset.save_to_disk`` held the
+    "URL" ``Dataset.sa`` and ``os.path.join`` held ``os.path.jo``."""
+
+    def analyze(
+        self,
+        text: str,
+        entities: list[str],
+        nlp_artifacts: NlpArtifacts | None = None,
+        regex_flags: int | None = None,
+    ) -> list[RecognizerResult]:
+        found = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        return [r for r in found if not _inside_a_word(text, r.start, r.end)]
+
+
+def _inside_a_word(text: str, start: int, end: int) -> bool:
+    after = text[end : end + 1]
+    before = text[start - 1 : start] if start else ""
+    return bool(after and (after.isalnum() or after == "_")) or bool(
+        before and (before.isalnum() or before in "_.@")
+    )
 
 
 class IntlPhoneRecognizer(PatternRecognizer):
@@ -354,7 +394,7 @@ def pattern_recognizers(language: str) -> list[EntityRecognizer]:
         IbanRecognizer(supported_language=lang),
         IpRecognizer(supported_language=lang),
         PhoneRecognizer(supported_language=lang),
-        UrlRecognizer(supported_language=lang),
+        BoundedUrlRecognizer(supported_language=lang),
         UsItinRecognizer(supported_language=lang),
         UsLicenseRecognizer(supported_language=lang),
         UsPassportRecognizer(supported_language=lang),

@@ -18,8 +18,21 @@ from genai.errors import (
 )
 from genai.models._protocols import collect
 from genai.models._text import IncrementalDetokenizer, StopMatcher
-from genai.models._types import Generation, GenerationChunk, GenerationRequest, LoadedAdapter
+from genai.models._tools import (
+    ToolParser,
+    parser_for_template,
+    template_messages,
+    template_supports_tools,
+    tool_call_stream,
+)
+from genai.models._types import (
+    Generation,
+    GenerationChunk,
+    GenerationRequest,
+    LoadedAdapter,
+)
 from genai.models.transformers._engine import BASE, Engine, Row
+from genai.models.transformers._guided import Guides
 
 __all__ = ["TransformersBackend"]
 
@@ -32,8 +45,13 @@ class TransformersBackend:
     Options are the constructor's keyword arguments: ``model`` (a directory), ``adapters``
     (name → directory, loaded at start), ``device`` (``auto``, ``cpu``, ``cuda``),
     ``dtype`` (``auto``, ``float32``, ``float16``, ``bfloat16``, ``float64``),
-    ``max_batch_size``, ``max_wait_ms``, ``served_name`` and ``chat_template`` (a Jinja
-    template used when the tokenizer has none).
+    ``max_batch_size``, ``max_wait_ms``, ``served_name``, ``chat_template`` (a Jinja
+    template used when the tokenizer has none) and ``tool_parser`` (``hermes``,
+    ``llama3_json`` or ``mistral``; by default the one whose format the template writes).
+
+    Beyond plain generation it honours ``response_format`` (JSON, JSON Schema) and forced
+    tool calls by constrained decoding (:mod:`._guided`), ``tools`` through the chat
+    template, log-probabilities (with ``echo``, the prompt's too) and token-id prompts.
     """
 
     def __init__(
@@ -47,6 +65,7 @@ class TransformersBackend:
         max_wait_ms: float = 5.0,
         served_name: str | None = None,
         chat_template: str | None = None,
+        tool_parser: str | None = None,
         on_step: Callable[[int, float], None] | None = None,
     ) -> None:
         self._path = Path(model).expanduser()
@@ -64,7 +83,10 @@ class TransformersBackend:
         self._max_wait_s = max_wait_ms / 1000
         self._served_name = served_name or _model_name(self._path)
         self._chat_template = chat_template
+        self._tool_parser_name = tool_parser
+        parser_for_template(None, tool_parser)  # an unknown name fails here, not per request
         self._on_step = on_step
+        self._guides: Guides | None = None
         self._adapters: dict[str, LoadedAdapter] = {}
         self._engine: Engine | None = None
         self._tokenizer: Any = None
@@ -126,7 +148,9 @@ class TransformersBackend:
             device=device,
             vocab_size=int(config.vocab_size),
             on_step=self._on_step,
+            token_text=self._token_text,
         )
+        self._guides = Guides(self._tokenizer)
         self._engine.supports_joining = not getattr(config, "sliding_window", None)
         self._engine.start()
         log.info("loaded %s on %s (%s)", self._path, device, dtype)
@@ -141,16 +165,71 @@ class TransformersBackend:
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         engine = self._require_engine()
-        if request.tools:
-            raise ValidationError(
-                "tools are not supported by the transformers backend: run `vllm serve "
-                "--enable-auto-tool-choice --tool-call-parser ...` and point `genai serve "
-                "--backend openai --upstream URL` (or the gateway) at it",
-                field="tools",
-            )
+        parser = self._tool_parser(request)
         adapter = self._adapter_name(request.adapter)
         prompt_ids = self._encode(request)
         max_new = self._max_new(len(prompt_ids), request.params.max_tokens)
+        guide = self._guides.for_request(request) if self._guides else None
+        echo = self._echo(request, prompt_ids)
+        if request.echo and request.logprobs is not None:
+            top = request.logprobs
+            echo["prompt_logprobs"] = await asyncio.wrap_future(
+                engine.call(lambda: engine.score(prompt_ids, adapter, top))
+            )
+        if max_new == 0:  # the prompt scored, nothing generated (echo with max_tokens 0)
+            yield GenerationChunk(
+                finish_reason="length", prompt_tokens=len(prompt_ids), completion_tokens=0, **echo
+            )
+            return
+        chunks = self._generate(engine, request, prompt_ids, adapter, max_new, guide)
+        if parser is not None or (guide is not None and request.tools):
+            chunks = tool_call_stream(chunks, request, parser)
+        first = True
+        try:
+            async for chunk in chunks:
+                yield chunk.model_copy(update=echo) if first and echo else chunk
+                first = False
+        finally:
+            await chunks.aclose()
+
+    def _echo(self, request: GenerationRequest, prompt_ids: list[int]) -> dict[str, Any]:
+        if not request.echo:
+            return {}
+        text = request.prompt
+        if text is None:
+            text = self._require_tokenizer().decode(prompt_ids, skip_special_tokens=False)
+        return {"prompt_text": text}
+
+    def _tool_parser(self, request: GenerationRequest) -> ToolParser | None:
+        """The parser of the request's tool calls (None when the model may not call tools,
+        or must: a forced call is constrained JSON); a template without tools is a 400."""
+        if not request.tools or request.tool_choice == "none":
+            return None
+        template = self._require_tokenizer().chat_template
+        if request.messages is None:
+            raise ValidationError(
+                "tools need chat messages: use /v1/chat/completions", field="tools"
+            )
+        if not template_supports_tools(template):
+            raise ValidationError(
+                f"model {self.model_id}'s chat template does not render tools: serve a model "
+                "trained for tool calling, or start the server with --chat-template FILE (a "
+                "template that renders tools)",
+                field="tools",
+            )
+        if request.tool_choice not in (None, "auto"):
+            return None
+        return parser_for_template(template, self._tool_parser_name)
+
+    async def _generate(
+        self,
+        engine: Engine,
+        request: GenerationRequest,
+        prompt_ids: list[int],
+        adapter: str,
+        max_new: int,
+        guide: Any,
+    ) -> AsyncGenerator[GenerationChunk, None]:
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[GenerationChunk] = asyncio.Queue()
 
@@ -167,6 +246,8 @@ class TransformersBackend:
             stops=StopMatcher(request.params.stop),
             detok=IncrementalDetokenizer(self._tokenizer, prompt_ids),
             emit=emit,
+            guide=guide,
+            logprobs=request.logprobs,
         )
         engine.submit(row)
         try:
@@ -182,8 +263,23 @@ class TransformersBackend:
         finally:
             row.cancelled = True  # a no-op when finished; stops the row when the caller left
 
+    def _token_text(self, token: int) -> str:
+        return str(self._tokenizer.decode([token]))
+
     def _encode(self, request: GenerationRequest) -> list[int]:
         tokenizer = self._require_tokenizer()
+        if request.prompt_ids is not None:
+            size = len(tokenizer)
+            bad = next((t for t in request.prompt_ids if not 0 <= t < size), None)
+            if bad is not None:
+                raise ValidationError(
+                    f"token id {bad} is not in the vocabulary of {self.model_id} (0 to "
+                    f"{size - 1}): token-id prompts must use this model's own tokenizer",
+                    field="prompt",
+                )
+            if not request.prompt_ids:
+                raise ValidationError("the token-id prompt is empty", field="prompt")
+            return list(request.prompt_ids)
         if request.messages is None:
             assert request.prompt is not None
             return list(tokenizer(request.prompt)["input_ids"])
@@ -193,14 +289,48 @@ class TransformersBackend:
                 "the server with --chat-template FILE (a Jinja chat template)",
                 field="messages",
             )
-        messages = [{"role": m.role, "content": m.text()} for m in request.messages]
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        tools = request.tools if request.tools and request.tool_choice != "none" else None
+        text = tokenizer.apply_chat_template(
+            template_messages(request.messages),
+            tools=tools,
+            add_generation_prompt=True,
+            tokenize=False,
+        )
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # ------------------------------------------------------------ tokenizer
+
+    async def tokenize(
+        self, request: GenerationRequest, *, add_special_tokens: bool = True
+    ) -> list[int]:
+        """The prompt's token ids (chat template applied), as vLLM's ``/tokenize``."""
+        if request.prompt is not None and not add_special_tokens:
+            tokenizer = self._require_tokenizer()
+            return list(tokenizer(request.prompt, add_special_tokens=False)["input_ids"])
+        return self._encode(request)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        return str(self._require_tokenizer().decode(tokens))
+
+    def tokenizer_info(self) -> dict[str, Any]:
+        """What vLLM's ``/tokenizer_info`` tells: the tokenizer's class, special tokens,
+        size and chat template."""
+        tokenizer = self._require_tokenizer()
+        return {
+            "tokenizer_class": type(tokenizer).__name__,
+            "vocab_size": len(tokenizer),
+            "model_max_length": self._window,
+            "bos_token": tokenizer.bos_token,
+            "eos_token": tokenizer.eos_token,
+            "pad_token": tokenizer.pad_token,
+            "unk_token": tokenizer.unk_token,
+            "chat_template": tokenizer.chat_template,
+        }
 
     def _max_new(self, prompt_tokens: int, max_tokens: int | None) -> int:
         window = self._window
         if window is None:
-            return max_tokens or 256
+            return 256 if max_tokens is None else max_tokens
         room = window - prompt_tokens
         if max_tokens is None:
             if room <= 0:
@@ -340,3 +470,4 @@ def _dtype(torch: Any, name: str, device: Any) -> Any:
             f"unknown dtype {name!r}: use auto, float32, float16, bfloat16 or float64",
             field="dtype",
         ) from None
+

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from genai.models._text import IncrementalDetokenizer, StopMatcher
-from genai.models._types import FinishReason, GenerationChunk
+from genai.models._types import FinishReason, GenerationChunk, TokenLogprob, TopLogprob
+from genai.models.transformers._guided import Guide, masked
 from genai.models.transformers._lora import MultiLoRA
 from genai.models.transformers._sampling import RowSampler, pick_tokens
 
@@ -47,8 +48,11 @@ class Row:
     stops: StopMatcher
     detok: IncrementalDetokenizer
     emit: Callable[[GenerationChunk], None]
+    guide: Guide | None = None  # constrained decoding (a JSON schema)
+    logprobs: int | None = None  # log-probabilities wanted: the top alternatives per token
     cancelled: bool = False
     generated: list[int] = field(default_factory=list)
+    scored: list[TokenLogprob] = field(default_factory=list)  # not yet sent
     finish: FinishReason | None = None
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -75,8 +79,10 @@ class Engine:
         device: torch.device,
         vocab_size: int,
         on_step: Callable[[int, float], None] | None = None,
+        token_text: Callable[[int], str] = str,
     ) -> None:
         self.model = model
+        self.token_text = token_text
         # the KV cache's keyword: ``cache`` since transformers 5.2x, ``past_key_values``
         # (deprecated there) before
         params = inspect.signature(model.forward).parameters
@@ -277,10 +283,53 @@ class Engine:
             self.on_step(len(batch.rows), time.monotonic() - started)
 
     def _take(self, batch: _Batch, logits: torch.Tensor) -> None:
-        chosen = pick_tokens(logits, [r.sampler for r in batch.rows])
+        rows = batch.rows
+        # log-probabilities of the model's own distribution (before any format's mask), as
+        # vLLM reports them by default
+        scores = (
+            torch.log_softmax(logits.float(), dim=-1)
+            if any(r.logprobs is not None for r in rows)
+            else None
+        )
+        if any(r.guide is not None for r in rows):
+            logits = masked(logits, [r.guide for r in rows])
+        chosen = pick_tokens(logits, [r.sampler for r in rows])
         batch.tokens = torch.tensor(chosen, dtype=torch.long, device=self.device)
-        for row, token in zip(batch.rows, chosen, strict=True):
+        for i, (row, token) in enumerate(zip(rows, chosen, strict=True)):
+            if row.guide is not None:
+                row.guide.accept(token)
+            if scores is not None and row.logprobs is not None and token not in self.eos_ids:
+                row.scored.append(self.describe(scores[i], token, row.logprobs))
             self._advance(row, token)
+
+    def describe(self, scores: torch.Tensor, token: int, top: int) -> TokenLogprob:
+        """``token``'s entry from one position's log-probabilities, with the ``top`` most
+        likely tokens there."""
+        alternatives: list[TopLogprob] = []
+        if top:
+            values, ids = torch.topk(scores, top)
+            alternatives = [
+                TopLogprob(token=self.token_text(int(t)), token_id=int(t), logprob=float(v))
+                for v, t in zip(values.tolist(), ids.tolist(), strict=True)
+            ]
+        return TokenLogprob(
+            token=self.token_text(token),
+            token_id=token,
+            logprob=float(scores[token]),
+            top=alternatives,
+        )
+
+    def score(self, prompt_ids: list[int], adapter: str, top: int) -> list[TokenLogprob | None]:
+        """Each prompt token's log-probability given those before it (the first has none):
+        what ``echo`` with ``logprobs`` returns. Call on the engine thread (:meth:`call`)."""
+        self.lora.choose([None if adapter == BASE else adapter])
+        ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        logits = self.model(input_ids=ids, use_cache=False).logits[0, :-1]
+        scores = torch.log_softmax(logits.float(), dim=-1)
+        entries: list[TokenLogprob | None] = [None]
+        for position, token in enumerate(prompt_ids[1:]):
+            entries.append(self.describe(scores[position], token, top))
+        return entries
 
     def _advance(self, row: Row, token: int) -> None:
         row.sampler.record(token)
@@ -290,23 +339,31 @@ class Engine:
             return
         text = row.stops.feed(row.detok.add(token))
         if text:
-            row.emit(GenerationChunk(text=text))
-        if row.stops.stopped:
+            row.emit(GenerationChunk(text=text, logprobs=self._sent(row)))
+        if row.stops.stopped or (row.guide is not None and row.guide.finished):
             self._finish(row, "stop")
         elif len(row.generated) >= row.max_new:
             self._finish(row, "length")
+
+    @staticmethod
+    def _sent(row: Row) -> list[TokenLogprob] | None:
+        if row.logprobs is None:
+            return None
+        scored, row.scored = row.scored, []
+        return scored
 
     def _finish(self, row: Row, reason: FinishReason) -> None:
         tail = row.detok.flush()
         rest = (row.stops.feed(tail) if tail else "") + row.stops.flush()
         if rest:
-            row.emit(GenerationChunk(text=rest))
+            row.emit(GenerationChunk(text=rest, logprobs=self._sent(row)))
         row.finish = reason
         row.emit(
             GenerationChunk(
                 finish_reason=reason,
                 prompt_tokens=len(row.prompt_ids),
                 completion_tokens=len(row.generated),
+                logprobs=self._sent(row) or None,
             )
         )
 

@@ -49,6 +49,7 @@ from genai.store.schema._core import (
     ShadowResult,
     UsageRecord,
 )
+from genai.store.schema._responses import StoredResponse
 
 __all__ = [
     "Adapter",
@@ -80,6 +81,7 @@ __all__ = [
     "Run",
     "RunMetric",
     "ShadowResult",
+    "StoredResponse",
     "UsageRecord",
     "utcnow",
 ]
