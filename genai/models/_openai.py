@@ -32,7 +32,6 @@ from genai.models._openai_wire import (
     _message,
     _message_of,
     _NoRoute,
-    _response_format,
     _retry_after,
     _root_url,
     _sampling,
@@ -198,7 +197,7 @@ class OpenAIBackend:
                 if not request.parallel_tool_calls:
                     body["parallel_tool_calls"] = False
             if request.response_format is not None:
-                body["response_format"] = _response_format(request.response_format)
+                body["response_format"] = request.response_format.to_openai()
             if request.logprobs is not None:
                 body["logprobs"] = True
                 body["top_logprobs"] = request.logprobs

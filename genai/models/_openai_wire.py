@@ -21,7 +21,6 @@ from genai.models._types import (
     Generation,
     GenerationChunk,
     GenerationRequest,
-    ResponseFormat,
     SamplingParams,
     TokenLogprob,
     ToolCall,
@@ -131,16 +130,6 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             raise ValueError(f"not a server-sent event: {line[:80]!r}")
     if data:
         yield "\n".join(data)
-
-
-def _response_format(fmt: ResponseFormat) -> dict[str, Any]:
-    """OpenAI's ``response_format`` for the backends' (``json_schema`` nests its schema)."""
-    if fmt.type != "json_schema":
-        return {"type": fmt.type}
-    spec: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.json_schema}
-    if fmt.strict is not None:
-        spec["strict"] = fmt.strict
-    return {"type": "json_schema", "json_schema": spec}
 
 
 def _chat_logprobs(raw: Any) -> list[TokenLogprob] | None:

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from genai.errors import ValidationError
+
 __all__ = [
     "ChatMessage",
     "ContextPassage",
@@ -93,6 +95,40 @@ class ResponseFormat(BaseModel):
     @property
     def constrained(self) -> bool:
         return self.type != "text"
+
+    @classmethod
+    def from_openai(cls, raw: dict[str, Any]) -> ResponseFormat:
+        """OpenAI's ``response_format`` (``json_schema`` nests its schema under
+        ``json_schema.schema``); a malformed one is a 400 naming the field."""
+        kind = raw.get("type", "text")
+        if kind not in ("text", "json_object", "json_schema"):
+            raise ValidationError(
+                f"response_format type {kind!r} is not one of text, json_object, json_schema",
+                field="response_format.type",
+            )
+        if kind != "json_schema":
+            return cls(type=kind)
+        spec = raw.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+            raise ValidationError(
+                "response_format json_schema needs {'name': ..., 'schema': {...}}",
+                field="response_format.json_schema",
+            )
+        return cls(
+            type="json_schema",
+            json_schema=spec.get("schema") or {"type": "object"},
+            name=spec.get("name"),
+            strict=spec.get("strict"),
+        )
+
+    def to_openai(self) -> dict[str, Any]:
+        """The inverse of :meth:`from_openai`: OpenAI's ``response_format``."""
+        if self.type != "json_schema":
+            return {"type": self.type}
+        spec: dict[str, Any] = {"name": self.name or "response", "schema": self.json_schema}
+        if self.strict is not None:
+            spec["strict"] = self.strict
+        return {"type": "json_schema", "json_schema": spec}
 
 
 class FunctionChoice(BaseModel):

@@ -105,7 +105,7 @@ class ChatCompletionRequest(_Body):
             raise ValidationError("top_logprobs must be from 0 to 20", field="top_logprobs")
         if self.top_logprobs and not self.logprobs:
             raise ValidationError("top_logprobs needs logprobs: true", field="top_logprobs")
-        fmt = _response_format(self.response_format)
+        fmt = ResponseFormat.from_openai(self.response_format) if self.response_format else None
         choice = _tool_choice(self.tool_choice)
         return [
             GenerationRequest(
@@ -175,32 +175,6 @@ def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str 
     if prompt and all(isinstance(p, int) for p in prompt):
         return [list(prompt)]  # type: ignore[arg-type]
     return list(prompt)  # type: ignore[arg-type]
-
-
-def _response_format(raw: dict[str, Any] | None) -> ResponseFormat | None:
-    """OpenAI's ``response_format`` (``json_schema`` nests its schema) as the backends'."""
-    if raw is None:
-        return None
-    kind = raw.get("type", "text")
-    if kind not in ("text", "json_object", "json_schema"):
-        raise ValidationError(
-            f"response_format type {kind!r} is not one of text, json_object, json_schema",
-            field="response_format.type",
-        )
-    if kind != "json_schema":
-        return ResponseFormat(type=kind)
-    spec = raw.get("json_schema")
-    if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
-        raise ValidationError(
-            "response_format json_schema needs {'name': ..., 'schema': {...}}",
-            field="response_format.json_schema",
-        )
-    return ResponseFormat(
-        type="json_schema",
-        json_schema=spec.get("schema") or {"type": "object"},
-        name=spec.get("name"),
-        strict=spec.get("strict"),
-    )
 
 
 def _tool_choice(raw: Any) -> ToolChoice | None:

@@ -81,8 +81,16 @@ def _serving(setup: str, tmp_path: Path) -> Iterator[str]:
     assert make.startswith("python -c ") and serve_line.endswith("&")
     built = _run_python(shlex.split(make)[2], tmp_path)
     assert built.returncode == 0, built.stderr
+    with _background(serve_line, "8000", tmp_path) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def _background(line: str, readme_port: str, tmp_path: Path, timeout: float = 60) -> Iterator[str]:
+    """Start a README's ``genai ... &`` server line on a free port in place of
+    ``readme_port``; yields the port once ``/health`` answers, stops the server after."""
     port = str(free_port())
-    args = shlex.split(serve_line.rstrip("&").replace("8000", port))
+    args = shlex.split(line.split("#", 1)[0].rstrip(" &").replace(readme_port, port))
     server = subprocess.Popen(
         [str(BIN / args[0]), *args[1:]],
         cwd=tmp_path,
@@ -97,7 +105,7 @@ def _serving(setup: str, tmp_path: Path) -> Iterator[str]:
         return server.stderr.read() if server.stderr and exited else ""
 
     try:
-        wait_for_health(f"http://127.0.0.1:{port}/health", server, output=log)
+        wait_for_health(f"http://127.0.0.1:{port}/health", server, timeout=timeout, output=log)
         yield port
     finally:
         server.terminate()
@@ -228,30 +236,11 @@ def test_cache_example_runs(tmp_path: Path) -> None:
         assert done.returncode == 0, f"{line}\n{done.stderr}"
         printed += done.stdout
     (key,) = re.findall(r"gk_\w{10}_[\w-]{43}", printed)
-    port = str(free_port())
-    args = shlex.split(gateway_line.split("#", 1)[0].rstrip(" &").replace("4000", port))
-    server = subprocess.Popen(
-        [str(BIN / args[0]), *args[1:]],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-    def log() -> str:  # once it has exited (reading a live pipe would wait for its end)
-        exited = server.poll() is not None
-        return server.stderr.read() if server.stderr and exited else ""
-
-    try:
-        wait_for_health(f"http://127.0.0.1:{port}/health", server, timeout=120, output=log)
+    with _background(gateway_line, "4000", tmp_path, timeout=120) as port:
         code = client_code.replace("4000", port).replace("gk_...", key)
         result = _run_python(code, tmp_path)
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == ["miss", "miss", "hit", "miss"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_structured_output_example_runs(tmp_path: Path) -> None:
