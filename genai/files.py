@@ -24,6 +24,7 @@ from pathlib import Path
 __all__ = [
     "PRIVATE_DIR",
     "PRIVATE_FILE",
+    "atomic_write_text",
     "is_open",
     "private_dir",
     "private_file",
@@ -152,3 +153,20 @@ def private_tree(root: Path) -> int:
     if changed:
         log.info("made %d files and directories under %s private (0600/0700)", changed, root)
     return changed
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write ``text`` to ``path`` all at once: a temporary file beside it, flushed to disk,
+    renamed over it. Readers see the old content or the new, never a part; a full disk
+    leaves the old file and raises."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

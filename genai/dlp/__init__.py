@@ -34,7 +34,7 @@ from genai.dlp._policy import (
     RegexRecognizer,
     policy_from_options,
 )
-from genai.dlp._projects import ProjectPolicies
+from genai.dlp._projects import ProjectPolicies, effective_policy
 from genai.dlp._restore import Restorer, RestoringFilter, restore_response, token_text
 from genai.dlp._service import LOG_POLICY, WITHHELD, Anonymized, Dlp
 from genai.dlp._vault import Assigned, MemoryVault, RedisVault, SqlVault, Vault
@@ -67,6 +67,7 @@ __all__ = [
     "Vault",
     "blocked",
     "check_blocked",
+    "effective_policy",
     "load_keys",
     "mask",
     "policy_from_options",

@@ -10,7 +10,7 @@ from genai.tenancy import Action
 if TYPE_CHECKING:
     from genai._client import Client
 
-__all__ = ["ProjectPolicies"]
+__all__ = ["ProjectPolicies", "effective_policy"]
 
 
 class ProjectPolicies:
@@ -42,3 +42,14 @@ class ProjectPolicies:
     def disable(self, project: str) -> None:
         """Turn DLP off for the project, whatever the platform's default policy says."""
         self._client.projects.set_option(project, OPTION_KEY, Policy(enabled=False).to_json())
+
+
+def effective_policy(client: Client, project: str) -> Policy | None:
+    """The policy that governs the project's data: its own, else the platform's
+    ``GENAI_DLP_POLICY`` file; None when neither is set or the project turned DLP off."""
+    with client._ctx.store.session() as s:
+        me = client._ctx.me(s)
+        options = dict(client._ctx.project(s, me, project, Action.PROJECT_READ).options or {})
+    path = client.settings.dlp_policy
+    default = Policy.load(path) if path is not None else None
+    return policy_from_options(options, default=default, project=project)

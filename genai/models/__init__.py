@@ -7,6 +7,9 @@ Embedders are found the same way: :data:`EMBEDDERS` (``sentence-transformers``, 
 party's through the ``genai.embedders`` entry point), built by :func:`create_embedder`.
 :mod:`genai.plugins` describes the registries.
 
+:func:`convert_gguf` imports a llama-architecture GGUF file as a Hugging Face directory;
+:func:`vllm_adapter_problems` names what vLLM would refuse in a LoRA adapter.
+
 Backends import their heavy dependencies when built, never when this package is imported
 (:class:`OpenAIBackend` itself is imported on first use of the name).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from genai._lazy import lazy_attributes
+from genai.models._adapter_lint import vllm_adapter_problems
 from genai.models._embedders import (
     BUNDLED_EMBEDDING_MODEL,
     DEFAULT_EMBEDDER,
@@ -23,6 +27,7 @@ from genai.models._embedders import (
     create_embedder,
 )
 from genai.models._extractive import NO_CONTEXT_ANSWER, NO_MATCH_ANSWER, ExtractiveBackend
+from genai.models._gguf import convert_gguf
 from genai.models._protocols import (
     EMBEDDERS,
     LLM_BACKENDS,
@@ -84,10 +89,12 @@ __all__ = [
     "TopLogprob",
     "VLLMBackend",
     "backend_names",
+    "convert_gguf",
     "create_backend",
     "create_embedder",
     "refuse_unsupported",
     "register_backend",
+    "vllm_adapter_problems",
 ]
 
 # Backends whose modules import more than this package should: imported on first use.

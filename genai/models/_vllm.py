@@ -7,6 +7,7 @@ The mappings between this platform's types and vLLM's are plain functions
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import itertools
@@ -14,6 +15,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from genai.errors import (
@@ -24,6 +26,7 @@ from genai.errors import (
     NotFoundError,
     ValidationError,
 )
+from genai.models._adapter_chat import AdapterChat, read_adapter_chat, template_text
 from genai.models._protocols import collect
 from genai.models._tools import (
     parser_for_template,
@@ -71,6 +74,10 @@ class VLLMBackend:
     ``adapters`` (name → LoRA directory) load at start; ``max_loras`` adapters fit in one
     batch, each of rank ≤ ``max_lora_rank``. ``gpu_memory_utilization``, ``max_model_len``
     and ``dtype`` are vLLM's engine arguments; ``served_name`` is the base model's name.
+
+    A local adapter directory that carries the tokenizer it was trained with (or a
+    ``chat_template.jinja``) has requests to it rendered with that chat template, as in
+    training; one whose tokenizer has another vocabulary than the base's is refused.
     """
 
     def __init__(
@@ -115,6 +122,7 @@ class VLLMBackend:
         self._sampling_cls: Any = None
         self._lora_cls: Any = None
         self._adapters: dict[str, tuple[int, LoadedAdapter]] = {}
+        self._chats: dict[str, AdapterChat] = {}  # adapters that carry their chat template
         self._ids = itertools.count(1)
 
     @property
@@ -163,7 +171,7 @@ class VLLMBackend:
 
     async def count_tokens(self, request: GenerationRequest) -> int:
         self._require_engine()
-        return len(encode(self._tokenizer, request))
+        return len(encode(self._tokenizer, request, chat=self._chats.get(request.adapter or "")))
 
     async def generate(self, request: GenerationRequest) -> Generation:
         return await collect(self.stream(request))
@@ -174,7 +182,13 @@ class VLLMBackend:
         transformers backend."""
         self._require_engine()
         calls = request.tools and request.tool_choice != "none"
-        if calls and not template_supports_tools(getattr(self._tokenizer, "chat_template", None)):
+        chat = self._chats.get(request.adapter or "")
+        template = (
+            chat.template_for(tools=True)
+            if chat is not None
+            else template_text(getattr(self._tokenizer, "chat_template", None), tools=True)
+        )
+        if calls and not template_supports_tools(template):
             raise ValidationError(
                 f"model {self.model_id}'s chat template does not render tools: serve a model "
                 "trained for tool calling",
@@ -183,7 +197,7 @@ class VLLMBackend:
         chunks = self._stream(request)
         if calls:
             auto = request.tool_choice in (None, "auto")
-            parser = parser_for_template(self._tokenizer.chat_template) if auto else None
+            parser = parser_for_template(template) if auto else None
             chunks = tool_call_stream(chunks, request, parser)
         try:
             async for chunk in chunks:
@@ -194,7 +208,7 @@ class VLLMBackend:
     async def _stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         engine = self._require_engine()
         lora = self._lora(request.adapter)
-        prompt_ids = encode(self._tokenizer, request)
+        prompt_ids = encode(self._tokenizer, request, chat=self._chats.get(request.adapter or ""))
         params = sampling_params(
             request.params,
             self._sampling_cls,
@@ -269,6 +283,9 @@ class VLLMBackend:
                 "with load_inplace",
                 field="lora_name",
             )
+        chat = None
+        if os.path.isdir(path):  # vLLM resolves other paths (a hub id) itself
+            chat = await asyncio.to_thread(read_adapter_chat, Path(path), self._tokenizer)
         lora_id = next(self._ids)
         try:
             await engine.add_lora(self._lora_cls(name, lora_id, str(path)))
@@ -280,6 +297,10 @@ class VLLMBackend:
         old = self._adapters.get(name)
         info = LoadedAdapter(name=name, path=str(path), base_model=self.model_id)
         self._adapters[name] = (lora_id, info)
+        if chat is None:
+            self._chats.pop(name, None)
+        else:
+            self._chats[name] = chat
         if old is not None:  # requests now name the new id; the old one can go
             await engine.remove_lora(old[0])
         return info
@@ -289,6 +310,7 @@ class VLLMBackend:
         if name not in self._adapters:
             raise NotFoundError(f"no adapter named {name!r} is loaded")
         lora_id, _ = self._adapters.pop(name)
+        self._chats.pop(name, None)
         await engine.remove_lora(lora_id)
 
     def _lora(self, adapter: str | None) -> Any:
@@ -439,20 +461,27 @@ def chat_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.text()} for m in messages]
 
 
-def encode(tokenizer: Any, request: GenerationRequest) -> list[int]:
+def encode(
+    tokenizer: Any, request: GenerationRequest, *, chat: AdapterChat | None = None
+) -> list[int]:
     """The prompt's token ids: token ids as they are, a prompt as is, messages through the
-    chat template (with the request's tools)."""
+    chat template (with the request's tools); ``chat``, the adapter's own tokenizer and
+    template where the request's adapter carries one."""
     if request.prompt_ids is not None:
         return list(request.prompt_ids)
     if request.messages is None:
         return list(tokenizer.encode(request.prompt or ""))
     tools = request.tools if request.tools and request.tool_choice != "none" else None
+    options: dict[str, Any] = {"tools": tools} if tools else {}
+    if chat is not None:
+        tokenizer = chat.tokenizer or tokenizer
+        options["chat_template"] = chat.template_for(tools=bool(tools))
     try:
         text = tokenizer.apply_chat_template(
             template_messages(request.messages) if tools else chat_messages(request.messages),
             add_generation_prompt=True,
-            **({"tools": tools} if tools else {}),
-            tokenize=False
+            **options,
+            tokenize=False,
         )
     except ValueError as exc:  # transformers: the tokenizer has no chat template
         raise ValidationError(

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from genai.registry._artifacts import MANIFEST_KIND, ArtifactStore
-from genai.registry._catalog import Adapters, Deployments, Models, Prompts
-from genai.registry._datasets import Datasets
+from genai.registry._catalog import Adapters, Deployments, Prompts
+from genai.registry._datasets import Datasets, read_rows
 from genai.registry._lineage import Aliases, Lineage
+from genai.registry._models import Models
 from genai.registry._refs import KINDS, Ref
 from genai.registry._runs import ActiveRun, Evals, Runs, code_version
 from genai.registry._types import (
@@ -60,6 +61,7 @@ __all__ = [
     "RunInfo",
     "Runs",
     "code_version",
+    "read_rows",
 ]
 
 

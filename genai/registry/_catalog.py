@@ -1,23 +1,23 @@
-"""Base models, LoRA adapters, prompt versions and deployment revisions."""
+"""LoRA adapters, prompt versions and deployment revisions (base models: _models.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from genai.errors import LicenseNotAllowed, QuotaExceeded, ValidationError
+from genai.errors import QuotaExceeded, ValidationError
+from genai.models._adapter_lint import vllm_adapter_problems
+from genai.registry._adapter_files import METHODS, AdapterFiles, read_adapter_dir
 from genai.registry._refs import add_edge, label
 from genai.registry._types import (
     AdapterVersion,
     DeploymentRevision,
-    ModelVersion,
     PromptVersionInfo,
 )
 from genai.registry._versioned import VersionedAPI, WriteScope
@@ -25,12 +25,10 @@ from genai.store import schema as t
 from genai.tenancy._quotas import load_limits
 from genai.tenancy._rbac import Action
 
-__all__ = ["Adapters", "Deployments", "Models", "Prompts"]
-
-_HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+__all__ = ["Adapters", "Deployments", "Prompts", "common_fields"]
 
 
-def _common(kind: str, row: Any, aliases: list[str]) -> dict[str, Any]:
+def common_fields(kind: str, row: Any, aliases: list[str]) -> dict[str, Any]:
     return {
         "kind": kind,
         "name": row.name,
@@ -42,82 +40,8 @@ def _common(kind: str, row: Any, aliases: list[str]) -> dict[str, Any]:
     }
 
 
-class Models(VersionedAPI[ModelVersion]):
-    """Base models: a Hugging Face id or a local directory, a revision and a licence."""
-
-    kind = "model"
-
-    def register(
-        self,
-        project: str,
-        name: str,
-        *,
-        source: str,
-        license: str,
-        revision: str = "",
-        description: str = "",
-        metadata: dict[str, Any] | None = None,
-    ) -> ModelVersion:
-        """Register a new version of a base model.
-
-        ``source`` is a Hugging Face id (``org/name``) or an existing local directory. A
-        licence outside ``GENAI_LICENSE_ALLOWLIST`` is refused.
-        """
-        allowed = self._ctx.settings.license_allowlist
-        lic = license.strip().lower()
-        if lic not in allowed:
-            raise LicenseNotAllowed(
-                f"licence {license!r} of model {name!r} is not on this platform's allowlist "
-                f"({', '.join(allowed)}): ask a platform admin to add it to "
-                "GENAI_LICENSE_ALLOWLIST, or choose another model"
-            )
-        self._precheck(project)
-        resolved = _resolve_source(source)
-        with self._writing(project) as w:
-            row = self._add_version(
-                w,
-                name,
-                lambda _: t.Model(
-                    source=resolved,
-                    revision=revision,
-                    license=lic,
-                    description=description,
-                    metadata_=dict(metadata or {}),
-                ),
-                source=resolved,
-                license=lic,
-            )
-            return self._info(w.session, row, [])
-
-    def _info(self, session: Session, row: t.Model, aliases: list[str]) -> ModelVersion:
-        return ModelVersion(
-            **_common(self.kind, row, aliases),
-            source=row.source,
-            revision=row.revision,
-            license=row.license,
-            metadata=dict(row.metadata_),
-        )
-
-
-def _resolve_source(source: str) -> str:
-    path = Path(source).expanduser()
-    if source.strip() and path.exists():  # Path("") is the current directory
-        if not path.is_dir():
-            raise ValidationError(
-                f"model source {source!r} is a file: give the model's directory", field="source"
-            )
-        return str(path.resolve())
-    if _HF_ID.match(source) and not source.startswith((".", "/", "~")):
-        return source
-    raise ValidationError(
-        f"model source {source!r} is neither an existing directory nor a Hugging Face id "
-        "like 'org/model-name'",
-        field="source",
-    )
-
-
 class Adapters(VersionedAPI[AdapterVersion]):
-    """LoRA / QLoRA adapters on a registered base model."""
+    """LoRA adapters (lora, qlora, dora, rslora) on a registered base model."""
 
     kind = "adapter"
 
@@ -131,19 +55,32 @@ class Adapters(VersionedAPI[AdapterVersion]):
         rank: int | None = None,
         alpha: float | None = None,
         target_modules: Sequence[str] | None = None,
-        method: str = "lora",
+        method: str | None = None,
         run: str | None = None,
         description: str = "",
+        metadata: Mapping[str, Any] | None = None,
     ) -> AdapterVersion:
         """Register an adapter version; with ``path`` (a PEFT adapter directory) its files are
-        stored as an artifact and rank, alpha and target modules are read from its
-        ``adapter_config.json`` (given values must agree with it)."""
-        if method not in ("lora", "qlora"):
+        stored as an artifact and rank, alpha, target modules and method (``use_dora`` →
+        dora, ``use_rslora`` → rslora) are read from its ``adapter_config.json`` (given
+        values must agree with it), the chat template from its ``chat_template.jinja`` or
+        ``tokenizer_config.json``, and the hash of its ``tokenizer.json``.
+
+        ``lint`` records what vLLM would refuse in it (:func:`genai.models.
+        vllm_adapter_problems`): registering succeeds, deploying it on vLLM does not.
+        ``metadata`` is free-form JSON (training settings and the like)."""
+        if method is not None and method not in METHODS:
             raise ValidationError(
-                f"unknown adapter method {method!r}: use lora or qlora", field="method"
+                f"unknown adapter method {method!r}: use one of {', '.join(METHODS)}",
+                field="method",
             )
+        extra = _json_object(metadata, field="metadata")
         self._precheck(project)
-        config = _read_adapter_config(Path(path)) if path is not None else {}
+        files = read_adapter_dir(Path(path)) if path is not None else None
+        config = files.config if files else {}
+        method = _agree("method", method, files.method if files else None)
+        if files is not None and files.method is None and method in ("dora", "rslora"):
+            _agree("method", method, "lora")  # the file says plain LoRA
         rank = _agree("rank", rank, config.get("r"))
         alpha = _agree("alpha", alpha, config.get("lora_alpha"))
         targets = _agree(
@@ -157,6 +94,8 @@ class Adapters(VersionedAPI[AdapterVersion]):
             )
         if int(rank) < 1:
             raise ValidationError(f"rank must be at least 1, got {rank}", field="rank")
+        method = method or "lora"
+        lint = _lint(files, method=method, rank=int(rank), targets=targets)
         artifact = self._ctx.artifacts.put_dir(path) if path is not None else ""
         with self._writing(project) as w:
             base = w.resolve(base_model, "model")
@@ -172,10 +111,15 @@ class Adapters(VersionedAPI[AdapterVersion]):
                     target_modules=list(targets),
                     run_id=producer.id if producer else None,
                     artifact=artifact,
+                    chat_template=files.chat_template if files else "",
+                    tokenizer_sha256=files.tokenizer_sha256 if files else "",
+                    lint=lint,
+                    metadata_=extra,
                     description=description,
                 ),
                 base_model=label("model", base),
                 artifact=artifact,
+                **({"lint": len(lint)} if lint else {}),
             )
             add_edge(w.session, w.project.id, ("model", base), ("adapter", row), "base model")
             if producer is not None:
@@ -193,7 +137,7 @@ class Adapters(VersionedAPI[AdapterVersion]):
         base = session.get(t.Model, row.base_model_id)
         producer = session.get(t.Run, row.run_id) if row.run_id else None
         return AdapterVersion(
-            **_common(self.kind, row, aliases),
+            **common_fields(self.kind, row, aliases),
             base_model=label("model", base),
             method=row.method,
             rank=row.rank,
@@ -201,22 +145,30 @@ class Adapters(VersionedAPI[AdapterVersion]):
             target_modules=list(row.target_modules),
             run=producer.uid if producer else None,
             artifact=row.artifact,
+            chat_template=row.chat_template,
+            tokenizer_sha256=row.tokenizer_sha256,
+            lint=list(row.lint),
+            metadata=dict(row.metadata_),
         )
 
 
-def _read_adapter_config(path: Path) -> dict[str, Any]:
-    config = path / "adapter_config.json"
-    if not config.is_file():
-        raise ValidationError(
-            f"{path} is not a PEFT adapter directory: it has no adapter_config.json", field="path"
-        )
+def _lint(files: AdapterFiles | None, *, method: str, rank: int, targets: list[str]) -> list[str]:
+    """What vLLM would refuse: from the directory's config and names, else from the values
+    given (an adapter registered without files)."""
+    if files is not None:
+        return files.lint
+    return vllm_adapter_problems(
+        {"r": rank, "target_modules": targets, "use_dora": method == "dora"}
+    )
+
+
+def _json_object(value: Mapping[str, Any] | None, *, field: str) -> dict[str, Any]:
+    out = dict(value or {})
     try:
-        data = json.loads(config.read_text())
-    except json.JSONDecodeError as error:
-        raise ValidationError(f"{config} is not valid JSON: {error}", field="path") from None
-    if not isinstance(data, dict) or str(data.get("peft_type", "LORA")).upper() != "LORA":
-        raise ValidationError(f"{config} does not describe a LoRA adapter", field="path")
-    return data
+        json.dumps(out, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValidationError(f"{field} must be plain JSON: {error}", field=field) from None
+    return out
 
 
 def _targets(value: Any) -> list[str] | None:
@@ -280,7 +232,7 @@ class Prompts(VersionedAPI[PromptVersionInfo]):
         self, session: Session, row: t.PromptVersion, aliases: list[str]
     ) -> PromptVersionInfo:
         return PromptVersionInfo(
-            **_common(self.kind, row, aliases),
+            **common_fields(self.kind, row, aliases),
             template_kind=row.kind,
             template=dict(row.template),
             content_hash=row.content_hash,
@@ -302,9 +254,13 @@ class Deployments(VersionedAPI[DeploymentRevision]):
         spec: dict[str, Any] | None = None,
         description: str = "",
     ) -> DeploymentRevision:
+        """A new revision of ``name``. An adapter vLLM cannot serve (its ``lint``) is
+        refused when a vLLM target would serve it: the adapter given, or one that a
+        target's ``options.adapters`` names by reference (``adapter:NAME@VERSION``)."""
         with self._writing(project, Action.DEPLOYMENT_WRITE) as w:
             base = w.resolve(model, "model") if model is not None else None
             lora = w.resolve(adapter, "adapter") if adapter is not None else None
+            _check_vllm_adapters(w, lora, spec or {})
             if lora is not None:
                 self._check_adapter_slots(w, name, lora)
             row = self._add_version(
@@ -357,8 +313,48 @@ class Deployments(VersionedAPI[DeploymentRevision]):
         base = session.get(t.Model, row.model_id) if row.model_id else None
         lora = session.get(t.Adapter, row.adapter_id) if row.adapter_id else None
         return DeploymentRevision(
-            **_common(self.kind, row, aliases),
+            **common_fields(self.kind, row, aliases),
             model=label("model", base) if base else None,
             adapter=label("adapter", lora) if lora else None,
             spec=dict(row.spec),
         )
+
+
+def _vllm_targets(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The targets of a deployment spec (live, fallback, shadow) that run vLLM."""
+    shadow = spec.get("shadow")
+    found = [*(spec.get("targets") or []), *(spec.get("fallbacks") or [])]
+    if isinstance(shadow, Mapping) and isinstance(shadow.get("target"), Mapping):
+        found.append(shadow["target"])
+    whole = spec.get("backend") == "vllm"  # a spec for one backend (a model server's)
+    return [
+        target
+        for target in found
+        if isinstance(target, Mapping) and (whole or target.get("backend") == "vllm")
+    ] or ([spec] if whole else [])
+
+
+def _check_vllm_adapters(w: WriteScope, lora: t.Adapter | None, spec: Mapping[str, Any]) -> None:
+    targets = _vllm_targets(spec)
+    if not targets:
+        return
+    served = [lora] if lora is not None else []
+    for target in targets:
+        options = target.get("options")
+        named = options.get("adapters") if isinstance(options, Mapping) else None
+        refs = named.values() if isinstance(named, Mapping) else ()
+        served.extend(
+            w.resolve(ref, "adapter")
+            for ref in refs
+            if isinstance(ref, str) and ref.startswith("adapter:")
+        )
+    for row in served:
+        if row.lint:
+            where = ", ".join(repr(str(target.get("name", "vllm"))) for target in targets)
+            problems = " ".join(f"({i}) {p}" for i, p in enumerate(row.lint, 1))
+            raise ValidationError(
+                f"{label('adapter', row)} cannot be served by vLLM (target {where}): "
+                f"{problems} Serve it with the transformers backend, or fix it and register "
+                "a new version.",
+                field="adapter",
+            )

@@ -21,12 +21,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from genai.errors import ConflictError, ValidationError
-from genai.registry._refs import aliases_of
+from genai.registry._refs import add_edge, aliases_of
 from genai.registry._types import DatasetVersion
-from genai.registry._versioned import VersionedAPI
+from genai.registry._versioned import VersionedAPI, WriteScope
 from genai.store import schema as t
 
-__all__ = ["Datasets"]
+__all__ = ["Datasets", "read_rows"]
 
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 _DISTINCT_CAP = 10_000
@@ -45,11 +45,15 @@ class Datasets(VersionedAPI[DatasetVersion]):
         split_column: str | None = None,
         seed: int = 0,
         description: str = "",
+        derived_from: str | None = None,
     ) -> DatasetVersion:
         """Register rows as a dataset version (or return the version that has them).
 
         ``splits`` assigns each row to a split by hashing it (e.g. ``{"train": 0.9,
         "test": 0.1}``); ``split_column`` takes the split from a column instead.
+        ``derived_from`` names the dataset of this project these rows were made from (e.g.
+        ``dataset:train@3``, cleaned or redacted): a lineage edge parent → this version,
+        relation "derived" (added once, also when the rows were registered before).
         """
         if splits is not None and split_column is not None:
             raise ValidationError("give splits or split_column, not both", field="splits")
@@ -84,6 +88,7 @@ class Datasets(VersionedAPI[DatasetVersion]):
                     "rows": counts,
                 }
             with self._writing(project) as w:
+                parent = w.resolve(derived_from, "dataset") if derived_from is not None else None
                 existing = w.session.scalars(
                     select(t.Dataset).where(
                         t.Dataset.project_id == w.project.id,
@@ -99,6 +104,8 @@ class Datasets(VersionedAPI[DatasetVersion]):
                             f"{existing.splits or 'none'}, not {split_info or 'none'}: register "
                             "them with the same split options, or under another name"
                         )
+                    if parent is not None:
+                        _derive(w, parent, existing)
                     aliases = aliases_of(w.session, w.project.id, self.kind, name)
                     info = self._info(w.session, existing, aliases.get(existing.version, []))
                     return info.model_copy(update={"created": False})
@@ -119,6 +126,8 @@ class Datasets(VersionedAPI[DatasetVersion]):
                     sha256=digest,
                     rows=canon.rows,
                 )
+                if parent is not None:
+                    _derive(w, parent, row)
                 return self._info(w.session, row, [])
 
     def rows(self, project: str, ref: str, *, split: str | None = None) -> list[dict[str, Any]]:
@@ -160,6 +169,16 @@ class Datasets(VersionedAPI[DatasetVersion]):
             stats=dict(row.stats),
             splits=dict(row.splits),
         )
+
+
+def _derive(w: WriteScope, parent: t.Dataset, child: t.Dataset) -> None:
+    if parent.id == child.id:
+        raise ValidationError(
+            f"dataset:{child.name}@{child.version} cannot be derived from itself: these rows "
+            "are already that version",
+            field="derived_from",
+        )
+    add_edge(w.session, w.project.id, ("dataset", parent), ("dataset", child), "derived")
 
 
 def _check_ratios(splits: Mapping[str, float]) -> dict[str, float]:
@@ -214,6 +233,13 @@ def _rows(
     ):
         return list(source), "records"
     raise ValidationError("a dataset source is a file path or a list of dicts", field="source")
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a .jsonl, .json or .csv file, as registering it would read them; a line
+    or item that is not a JSON object is an error naming it."""
+    rows, _ = _rows(path)
+    return [dict(row) for row in rows]
 
 
 def _read(path: Path, fmt: str) -> Iterator[Mapping[str, Any]]:

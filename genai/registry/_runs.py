@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 __all__ = ["ActiveRun", "Evals", "Runs", "code_version"]
 
 _STATUSES = ("running", "finished", "failed", "cancelled")
+#: How a run may end; "interrupted" is a killed training, to be resumed (``reopen``).
+_ENDINGS = (*_STATUSES[1:], "interrupted")
+#: The endings a run may be reopened from.
+_REOPENABLE = ("interrupted", "failed")
 
 
 def code_version(cwd: str | None = None) -> str:
@@ -110,23 +114,39 @@ class Runs:
             self._ctx.audit(s, me, "run.start", project=proj, resource=f"run:{row.uid}", name=name)
             return ActiveRun(self, project, row.uid)
 
-    def log(self, project: str, run: str, metrics: Mapping[str, float], *, step: int) -> None:
-        """Record metric values at a step; a (metric, step) pair is written once."""
+    def log(
+        self,
+        project: str,
+        run: str,
+        metrics: Mapping[str, float],
+        *,
+        step: int,
+        replace: bool = False,
+    ) -> None:
+        """Record metric values at a step; a (metric, step) pair is written once, unless
+        ``replace`` (a resumed run logging again the steps after its last checkpoint)."""
         with self._ctx.store.session() as s:
             row = self._row(s, project, run, Action.REGISTRY_WRITE)
             if row.status != "running":
                 raise ConflictError(f"run {run} is {row.status}: metrics go to running runs")
             for key, value in metrics.items():
                 check_metric_name(key)
-                if s.get(t.RunMetric, (row.id, key, step)) is not None:
-                    raise ConflictError(f"run {run} already has {key} at step {step}")
-                s.add(t.RunMetric(run_id=row.id, key=key, step=int(step), value=float(value)))
+                point = s.get(t.RunMetric, (row.id, key, step))
+                if point is None:
+                    s.add(t.RunMetric(run_id=row.id, key=key, step=int(step), value=float(value)))
+                elif replace:
+                    point.value, point.ts = float(value), t.utcnow()
+                else:
+                    raise ConflictError(
+                        f"run {run} already has {key} at step {step}: pass replace=True to "
+                        "overwrite it (a resumed run logging its steps again)"
+                    )
 
     def finish(self, project: str, run: str, *, status: str = "finished") -> RunInfo:
-        if status not in _STATUSES[1:]:
-            raise ValidationError(
-                f"a run ends as one of {', '.join(_STATUSES[1:])}, not {status!r}"
-            )
+        """End a running run: finished, failed, cancelled, or interrupted (killed; it can
+        be resumed with :meth:`reopen`)."""
+        if status not in _ENDINGS:
+            raise ValidationError(f"a run ends as one of {', '.join(_ENDINGS)}, not {status!r}")
         with self._ctx.store.session() as s:
             me = self._ctx.me(s)
             proj = self._ctx.project(s, me, project, Action.REGISTRY_WRITE)
@@ -135,6 +155,25 @@ class Runs:
                 raise ConflictError(f"run {run} has already ended as {row.status}")
             row.status, row.ended_at = status, t.utcnow()
             self._ctx.audit(s, me, "run.finish", project=proj, resource=f"run:{run}", status=status)
+            return self._info(s, row)
+
+    def reopen(self, project: str, run: str) -> RunInfo:
+        """Put an interrupted or failed run back to running (a training resumed from its
+        last checkpoint); its metrics, params and inputs stay."""
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, Action.REGISTRY_WRITE)
+            row = resolve(s, proj.id, Ref("run", run))
+            if row.status not in _REOPENABLE:
+                todo = (
+                    "it is still running: log to it, or finish it first"
+                    if row.status == "running"
+                    else "only interrupted or failed runs resume: start a new run"
+                )
+                raise ConflictError(f"run {run} cannot be reopened: it is {row.status}; {todo}")
+            before = row.status
+            row.status, row.ended_at = "running", None
+            self._ctx.audit(s, me, "run.reopen", project=proj, resource=f"run:{run}", was=before)
             return self._info(s, row)
 
     def get(self, project: str, run: str) -> RunInfo:
@@ -194,7 +233,8 @@ class Runs:
 
 
 class ActiveRun:
-    """A run in progress: ``log`` metrics, then ``finish`` (or leave the ``with`` block)."""
+    """A run in progress: ``log`` metrics, then ``finish`` (or leave the ``with`` block:
+    finished, failed on an exception, interrupted on Ctrl-C)."""
 
     def __init__(self, runs: Runs, project: str, run_id: str) -> None:
         self._runs = runs
@@ -202,11 +242,15 @@ class ActiveRun:
         self.id = run_id
         self.ref = f"run:{run_id}"
 
-    def log(self, metrics: Mapping[str, float], *, step: int) -> None:
-        self._runs.log(self.project, self.id, metrics, step=step)
+    def log(self, metrics: Mapping[str, float], *, step: int, replace: bool = False) -> None:
+        self._runs.log(self.project, self.id, metrics, step=step, replace=replace)
 
     def finish(self, status: str = "finished") -> RunInfo:
         return self._runs.finish(self.project, self.id, status=status)
+
+    def reopen(self) -> RunInfo:
+        """Resume an interrupted or failed run (see :meth:`Runs.reopen`)."""
+        return self._runs.reopen(self.project, self.id)
 
     def info(self) -> RunInfo:
         return self._runs.get(self.project, self.id)
@@ -221,7 +265,12 @@ class ActiveRun:
         tb: TracebackType | None,
     ) -> None:
         if self._runs.get(self.project, self.id).status == "running":
-            self.finish("finished" if exc_type is None else "failed")
+            if exc_type is None:
+                self.finish("finished")
+            elif issubclass(exc_type, KeyboardInterrupt):  # Ctrl-C: resumable
+                self.finish("interrupted")
+            else:
+                self.finish("failed")
 
 
 class Evals:

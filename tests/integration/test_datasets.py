@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from genai.errors import ConflictError, ValidationError
+from genai.errors import ConflictError, NotFoundError, ValidationError
 
 P = "demo"
 ROWS = [
@@ -355,3 +355,47 @@ def test_same_rows_with_other_split_options_are_refused(admin) -> None:
     with pytest.raises(ConflictError):
         admin.registry.datasets.register(P, "plain", rows, split_column="q")
     assert [d.version for d in admin.registry.datasets.list(P, name="qa")] == [1]
+
+
+# ------------------------------------------------------------------ derived datasets
+
+
+def _edges(admin, ref: str) -> list[tuple[str, str, str]]:
+    return sorted((e.parent, e.child, e.relation) for e in admin.registry.lineage(P, ref).edges)
+
+
+def test_a_derived_dataset_has_its_parent_in_the_lineage(admin) -> None:
+    datasets = admin.registry.datasets
+    datasets.register(P, "raw", ROWS)
+    datasets.register(P, "raw", ROWS[:1])  # raw@2
+    clean = datasets.register(P, "clean", ROWS[1:], derived_from="dataset:raw@1")
+    assert _edges(admin, clean.ref) == [("dataset:raw@1", "dataset:clean@1", "derived")]
+    # The same rows again: the same version, and still one edge (plus a new parent).
+    again = datasets.register(P, "clean", ROWS[1:], derived_from="raw@1")
+    assert (again.ref, again.created) == ("dataset:clean@1", False)
+    also = datasets.register(P, "clean", ROWS[1:], derived_from="raw@2")
+    assert also.created is False
+    assert _edges(admin, "dataset:clean@1") == [
+        ("dataset:raw@1", "dataset:clean@1", "derived"),
+        ("dataset:raw@2", "dataset:clean@1", "derived"),
+    ]
+    assert "dataset:clean@1" in admin.registry.lineage(P, "dataset:raw@1").descendants
+
+
+def test_derived_from_an_unknown_or_foreign_dataset_is_not_found(admin, platform) -> None:
+    datasets = admin.registry.datasets
+    admin.projects.create("other")
+    admin.registry.datasets.register("other", "raw", ROWS)
+    for ref in ("dataset:missing", "dataset:raw@1"):  # raw is the other project's
+        with pytest.raises(NotFoundError):
+            datasets.register(P, "clean", ROWS, derived_from=ref)
+    with pytest.raises(ValidationError, match="dataset reference"):
+        datasets.register(P, "clean", ROWS, derived_from="model:base@1")
+    assert datasets.list(P) == []
+
+
+def test_a_dataset_is_not_derived_from_itself(admin) -> None:
+    admin.registry.datasets.register(P, "raw", ROWS)
+    with pytest.raises(ValidationError, match="itself") as caught:
+        admin.registry.datasets.register(P, "raw", ROWS, derived_from="raw@1")
+    assert caught.value.field == "derived_from"

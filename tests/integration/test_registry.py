@@ -7,7 +7,9 @@ in ``test_aliases.py``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -359,3 +361,65 @@ def test_deployments_need_a_maintainer(admin, platform) -> None:
     with pytest.raises(Forbidden, match="maintainer"):  # ...but do not deploy them
         dev.registry.deployments.create(P, "svc", model="base", adapter="lora")
     assert admin.registry.deployments.list(P) == []
+
+
+def _linted_adapter(client, tmp_path: Path, name: str = "dora") -> str:
+    folder = tmp_path / name
+    folder.mkdir()
+    config = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}
+    (folder / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    info = client.registry.adapters.register(P, name, base_model="base", path=folder)
+    assert info.lint
+    return str(info.ref)
+
+
+def _target(backend: str, **options: object) -> dict[str, Any]:
+    return {"name": "gpu", "backend": backend, "options": options}
+
+
+def _spec(backend: str, **options: object) -> dict[str, Any]:
+    return {"targets": [_target(backend, **options)]}
+
+
+def test_a_vllm_deployment_of_an_adapter_vllm_refuses_is_not_applied(admin, tmp_path: Path) -> None:
+    _model(admin)
+    dora = _linted_adapter(admin, tmp_path)
+    _adapter(admin, "plain")
+    create = admin.registry.deployments.create
+    with pytest.raises(ValidationError) as caught:
+        create(P, "svc", model="base", adapter=dora, spec=_spec("vllm", model="/m"))
+    message = str(caught.value)
+    assert message.startswith("adapter:dora@1 cannot be served by vLLM (target 'gpu')")
+    assert "vllm#6983" in message and "transformers backend" in message
+    assert caught.value.field == "adapter"
+    # Named by reference in a vLLM target's adapters, as a fallback, or by a spec for one
+    # model server: refused too.
+    by_ref: dict[str, Any] = {
+        "targets": [{"name": "a", "url": "http://127.0.0.1:9/v1", "model": "m"}],
+        "fallbacks": [_target("vllm", model="/m", adapters={"x": dora})],
+    }
+    for spec in (by_ref, {"backend": "vllm", "model": "/m"}):
+        with pytest.raises(ValidationError, match="cannot be served by vLLM"):
+            create(P, "svc", model="base", adapter=None if spec is by_ref else dora, spec=spec)
+    assert admin.registry.deployments.list(P) == []
+    # The same adapter on transformers, or a clean adapter on vLLM, deploys.
+    on_cpu = create(P, "svc", model="base", adapter=dora, spec=_spec("transformers", model="/m"))
+    on_gpu = create(P, "svc", model="base", adapter="plain", spec=_spec("vllm", model="/m"))
+    assert (on_cpu.version, on_gpu.version) == (1, 2)
+
+
+def test_apply_spec_refuses_a_linted_adapter_on_vllm(admin, settings_factory, tmp_path) -> None:
+    from apps.deployments import apply_spec
+
+    _model(admin)
+    dora = _linted_adapter(admin, tmp_path)
+    roots = tmp_path / "models"
+    client = genai.connect(
+        settings_factory(inprocess_backends=["vllm", "transformers"], model_roots=[str(roots)])
+    )
+    with client:
+        with pytest.raises(ValidationError, match="vllm#6983"):
+            apply_spec(client, P, "svc", _spec("vllm", model=str(roots / "m")), adapter=dora)
+        assert client.registry.deployments.list(P) == []
+        spec = _spec("transformers", model=str(roots / "m"))
+        assert apply_spec(client, P, "svc", spec, adapter=dora).version == 1

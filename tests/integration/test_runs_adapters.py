@@ -3,10 +3,12 @@ directories read, stored and downloaded) on real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genai.errors import ConflictError, NotFoundError, ValidationError
@@ -105,6 +107,57 @@ def test_run_context_manager_finishes_or_fails(admin) -> None:
     assert early.info().status == "cancelled"
     assert [r.name for r in runs.list(P, status="failed")] == ["bad"]
     assert [r.name for r in runs.list(P)] == ["cancelled", "bad", "ok"]
+
+
+def test_an_interrupted_run_reopens_and_relogs_its_steps(admin) -> None:
+    runs = admin.registry.runs
+    run = runs.start(P, "sft", datasets=["train"], params={"lr": 1e-4}, code="")
+    for step, loss in enumerate([3.0, 2.0, 1.5]):
+        run.log({"loss": loss}, step=step)
+    killed = run.finish("interrupted")
+    assert (killed.status, killed.ended_at is not None) == ("interrupted", True)
+    with pytest.raises(ConflictError, match="interrupted"):
+        run.log({"loss": 1.0}, step=3)
+
+    resumed = run.reopen()  # from the checkpoint of step 1: step 2 is logged again
+    assert (resumed.status, resumed.ended_at) == ("running", None)
+    assert (resumed.params, resumed.inputs) == ({"lr": 1e-4}, ["dataset:train@1"])
+    with pytest.raises(ConflictError, match="replace=True"):
+        run.log({"loss": 1.4}, step=2)
+    run.log({"loss": 1.4}, step=2, replace=True)
+    run.log({"loss": 1.2, "acc": 0.5}, step=3, replace=True)  # new points: written as usual
+    done = run.finish()
+    history = [(m.key, m.step, m.value) for m in runs.metrics(P, run.id, key="loss")]
+    assert history == [("loss", 0, 3.0), ("loss", 1, 2.0), ("loss", 2, 1.4), ("loss", 3, 1.2)]
+    assert (done.status, done.metrics) == ("finished", {"loss": 1.2, "acc": 0.5})
+    events = [e.action for e in admin.audit.list(P) if e.resource == f"run:{run.id}"]
+    assert events.count("run.reopen") == 1 and events.count("run.finish") == 2
+
+
+def test_a_failed_run_reopens_and_other_runs_do_not(admin) -> None:
+    runs = admin.registry.runs
+    failed = runs.start(P, "failed", code="")
+    failed.finish("failed")
+    assert failed.reopen().status == "running"
+    with pytest.raises(ConflictError, match="still running") as running:
+        failed.reopen()
+    assert "finish it" in str(running.value)
+    for status in ("finished", "cancelled"):
+        run = runs.start(P, status, code="")
+        run.finish(status)
+        with pytest.raises(ConflictError, match=f"it is {status}; .*start a new run"):
+            runs.reopen(P, run.id)
+        assert run.info().status == status
+    with pytest.raises(NotFoundError):
+        runs.reopen(P, "0123456789ab")
+
+
+def test_ctrl_c_in_a_run_block_leaves_it_interrupted(admin) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        with admin.registry.runs.start(P, "sft", code="") as run:
+            raise KeyboardInterrupt
+    assert run.info().status == "interrupted"
+    assert run.reopen().status == "running"
 
 
 def test_unknown_run_is_not_found(admin) -> None:
@@ -243,7 +296,7 @@ def test_adapter_without_files_needs_its_hyperparameters(admin) -> None:
         adapters.register(P, "meta", base_model="base", rank=0, alpha=16, target_modules=["q"])
     with pytest.raises(ValidationError, match="method"):
         adapters.register(
-            P, "meta", base_model="base", rank=8, alpha=16, target_modules=["q"], method="dora"
+            P, "meta", base_model="base", rank=8, alpha=16, target_modules=["q"], method="ia3"
         )
     info = adapters.register(P, "meta", base_model="base", rank=8, alpha=16, target_modules=["q"])
     assert (info.version, info.artifact, info.run) == (1, "", None)
@@ -276,6 +329,132 @@ def test_download_of_an_adapter_without_files_is_refused(admin, tmp_path: Path) 
     )
     with pytest.raises(ValidationError, match="without files"):
         admin.registry.adapters.download(P, "meta", tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("config", "given", "method"),
+    [
+        ({}, None, "lora"),
+        ({}, "qlora", "qlora"),
+        ({"use_dora": True}, None, "dora"),
+        ({"use_dora": True}, "dora", "dora"),
+        ({"use_rslora": True}, None, "rslora"),
+    ],
+)
+def test_adapter_method_comes_from_its_config(
+    admin, tmp_path: Path, config: dict[str, object], given: str | None, method: str
+) -> None:
+    info = admin.registry.adapters.register(
+        P, "support", base_model="base", path=_peft_dir(tmp_path / "a", **config), method=given
+    )
+    assert info.method == method
+
+
+@pytest.mark.parametrize(
+    ("config", "given"),
+    [({}, "dora"), ({}, "rslora"), ({"use_dora": True}, "lora"), ({"use_rslora": True}, "qlora")],
+)
+def test_a_method_the_config_contradicts_is_refused(
+    admin, tmp_path: Path, config: dict[str, object], given: str
+) -> None:
+    with pytest.raises(ValidationError, match=r"adapter_config\.json") as caught:
+        admin.registry.adapters.register(
+            P, "support", base_model="base", path=_peft_dir(tmp_path / "a", **config), method=given
+        )
+    assert caught.value.field == "method"
+    assert admin.registry.adapters.list(P) == []
+
+
+def test_adapter_keeps_the_chat_template_and_tokenizer_it_was_trained_with(
+    admin, tmp_path: Path
+) -> None:
+    chatml = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>{% endfor %}"
+    )
+    tokenizer = json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}}}).encode()
+    from_config = _peft_dir(tmp_path / "from-config")
+    (from_config / "tokenizer.json").write_bytes(tokenizer)
+    (from_config / "tokenizer_config.json").write_text(json.dumps({"chat_template": chatml}))
+    from_jinja = _peft_dir(tmp_path / "from-jinja")
+    (from_jinja / "chat_template.jinja").write_text("{{ messages[0].content }}")
+    (from_jinja / "tokenizer_config.json").write_text(json.dumps({"chat_template": chatml}))
+    named = _peft_dir(tmp_path / "named")
+    templates = [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]
+    (named / "tokenizer_config.json").write_text(json.dumps({"chat_template": templates}))
+    adapters = admin.registry.adapters
+    one = adapters.register(P, "one", base_model="base", path=from_config)
+    two = adapters.register(P, "two", base_model="base", path=from_jinja)
+    three = adapters.register(P, "three", base_model="base", path=named)
+    bare = adapters.register(P, "bare", base_model="base", path=_peft_dir(tmp_path / "bare"))
+    assert (one.chat_template, one.tokenizer_sha256) == (
+        chatml,
+        hashlib.sha256(tokenizer).hexdigest(),
+    )
+    assert (two.chat_template, two.tokenizer_sha256) == ("{{ messages[0].content }}", "")
+    assert three.chat_template == "D"
+    assert (bare.chat_template, bare.tokenizer_sha256, bare.lint) == ("", "", [])
+    assert adapters.get(P, "one") == one
+
+
+def _safetensors(path: Path, names: list[str]) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({name: np.zeros((2, 2), dtype=np.float32) for name in names}, str(path))
+
+
+def test_adapter_lint_names_what_vllm_would_refuse(admin, tmp_path: Path) -> None:
+    adapters = admin.registry.adapters
+    dora = adapters.register(
+        P, "dora", base_model="base", path=_peft_dir(tmp_path / "dora", use_dora=True)
+    )
+    saved = _peft_dir(tmp_path / "saved", modules_to_save=["score"])
+    head = _peft_dir(tmp_path / "head", target_modules=["q_proj", "lm_head"])
+    resized = _peft_dir(tmp_path / "resized")
+    _safetensors(
+        resized / "adapter_model.safetensors",
+        [
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+            "base_model.model.model.embed_tokens.weight",
+        ],
+    )
+    lints = {
+        name: adapters.register(P, name, base_model="base", path=path).lint
+        for name, path in (("saved", saved), ("head", head), ("resized", resized))
+    }
+    [dora_problem] = dora.lint
+    assert "DoRA" in dora_problem and "vllm#6983" in dora_problem
+    [saved_problem] = lints["saved"]
+    assert "modules_to_save" in saved_problem and "vllm#9280" in saved_problem
+    assert "merge" in saved_problem
+    [head_problem] = lints["head"]
+    assert "lm_head" in head_problem
+    [resized_problem] = lints["resized"]
+    assert "base_model.model.model.embed_tokens.weight" in resized_problem
+    assert "vocabulary" in resized_problem
+    # Registered all the same, the lint kept with the version.
+    assert adapters.get(P, "dora").lint == dora.lint
+    assert [a.name for a in adapters.list(P)] == ["dora", "head", "resized", "saved"]
+
+
+def test_adapter_without_files_is_linted_from_its_values(admin) -> None:
+    info = admin.registry.adapters.register(
+        P, "big", base_model="base", rank=1024, alpha=16, target_modules=["q_proj"], method="dora"
+    )
+    assert len(info.lint) == 2
+    assert "DoRA" in info.lint[0] and "rank 1024" in info.lint[1]
+
+
+def test_adapter_metadata_is_kept_and_must_be_json(admin, tmp_path: Path) -> None:
+    settings = {"epochs": 3, "lr": 2e-4, "packing": False, "seed": [1, 2]}
+    info = admin.registry.adapters.register(
+        P, "support", base_model="base", path=_peft_dir(tmp_path / "a"), metadata=settings
+    )
+    assert info.metadata == settings == admin.registry.adapters.get(P, "support").metadata
+    with pytest.raises(ValidationError, match="JSON") as caught:
+        admin.registry.adapters.register(
+            P, "other", base_model="base", path=_peft_dir(tmp_path / "b"), metadata={"x": object()}
+        )
+    assert caught.value.field == "metadata"
 
 
 def test_metric_names_may_have_slashes(admin) -> None:

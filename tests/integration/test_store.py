@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 import genai
 from genai.errors import ConfigError, ConflictError, StoreUnavailable, ValidationError
@@ -66,6 +66,41 @@ def test_migrated_tables_equal_the_orm_metadata(store: Store) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         differences = compare_metadata(context, t.Base.metadata)
     assert differences == []
+
+
+def test_0009_keeps_older_models_and_adapters_with_empty_new_fields(db_url: str) -> None:
+    store = Store(db_url)
+    try:
+        upgrade(store, "0008")
+        now = t.utcnow().strftime("%Y-%m-%d %H:%M:%S")  # a plain string on every driver
+        rows = [
+            (
+                "INSERT INTO projects (id, name, description, options, created_at, created_by) "
+                "VALUES (1, 'p', '', '{}', :now, 'a')"
+            ),
+            (
+                "INSERT INTO models (id, project_id, name, version, description, created_at, "
+                "created_by, source, revision, license, metadata) "
+                "VALUES (1, 1, 'm', 1, '', :now, 'a', 'org/m', '', 'mit', '{}')"
+            ),
+            (
+                "INSERT INTO adapters (id, project_id, name, version, description, created_at, "
+                "created_by, base_model_id, method, rank, alpha, target_modules, run_id, artifact) "
+                "VALUES (1, 1, 'a', 1, '', :now, 'a', 1, 'lora', 8, 16.0, '[\"q_proj\"]', NULL, '')"
+            ),
+        ]
+        with store.engine.begin() as conn:
+            for sql in rows:
+                conn.execute(text(sql), {"now": now})
+        upgrade(store)
+        with store.session() as s:
+            model, adapter = s.get(t.Model, 1), s.get(t.Adapter, 1)
+            assert model is not None and adapter is not None
+            assert model.artifact == ""
+            assert (adapter.chat_template, adapter.tokenizer_sha256) == ("", "")
+            assert (adapter.lint, adapter.metadata_, adapter.target_modules) == ([], {}, ["q_proj"])
+    finally:
+        store.dispose()
 
 
 def test_connect_before_init_says_to_run_genai_init(settings: genai.Settings) -> None:

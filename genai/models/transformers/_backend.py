@@ -16,6 +16,7 @@ from genai.errors import (
     NotFoundError,
     ValidationError,
 )
+from genai.models._adapter_chat import AdapterChat, read_adapter_chat, template_text
 from genai.models._protocols import collect
 from genai.models._text import IncrementalDetokenizer, StopMatcher
 from genai.models._tools import (
@@ -48,6 +49,11 @@ class TransformersBackend:
     ``max_batch_size``, ``max_wait_ms``, ``served_name``, ``chat_template`` (a Jinja
     template used when the tokenizer has none) and ``tool_parser`` (``hermes``,
     ``llama3_json`` or ``mistral``; by default the one whose format the template writes).
+
+    An adapter directory that carries the tokenizer it was trained with (or a
+    ``chat_template.jinja``) has requests to it rendered with that chat template, not the
+    base's: training and serving see the same prompts. One whose tokenizer has another
+    vocabulary than the base model's is refused.
 
     Beyond plain generation it honours ``response_format`` (JSON, JSON Schema) and forced
     tool calls by constrained decoding (:mod:`._guided`), ``tools`` through the chat
@@ -88,6 +94,7 @@ class TransformersBackend:
         self._on_step = on_step
         self._guides: Guides | None = None
         self._adapters: dict[str, LoadedAdapter] = {}
+        self._chats: dict[str, AdapterChat] = {}  # adapters that carry their chat template
         self._engine: Engine | None = None
         self._tokenizer: Any = None
         self._window: int | None = None
@@ -205,7 +212,7 @@ class TransformersBackend:
         or must: a forced call is constrained JSON); a template without tools is a 400."""
         if not request.tools or request.tool_choice == "none":
             return None
-        template = self._require_tokenizer().chat_template
+        _, template = self._chat(request, tools=True)
         if request.messages is None:
             raise ValidationError(
                 "tools need chat messages: use /v1/chat/completions", field="tools"
@@ -283,20 +290,31 @@ class TransformersBackend:
         if request.messages is None:
             assert request.prompt is not None
             return list(tokenizer(request.prompt)["input_ids"])
-        if not tokenizer.chat_template:
+        tools = request.tools if request.tools and request.tool_choice != "none" else None
+        tokenizer, template = self._chat(request, tools=bool(tools))
+        if not template:
             raise ValidationError(
                 f"model {self.model_id} has no chat template: use /v1/completions, or start "
                 "the server with --chat-template FILE (a Jinja chat template)",
                 field="messages",
             )
-        tools = request.tools if request.tools and request.tool_choice != "none" else None
         text = tokenizer.apply_chat_template(
             template_messages(request.messages),
             tools=tools,
+            chat_template=template,
             add_generation_prompt=True,
             tokenize=False,
         )
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _chat(self, request: GenerationRequest, *, tools: bool) -> tuple[Any, str | None]:
+        """The tokenizer that renders the request's messages, and its template: the
+        adapter's own where its directory carries one, else the base model's."""
+        chat = self._chats.get(request.adapter or "")
+        if chat is None:
+            tokenizer = self._require_tokenizer()
+            return tokenizer, template_text(tokenizer.chat_template, tools=tools)
+        return chat.tokenizer or self._require_tokenizer(), chat.template_for(tools=tools)
 
     # ------------------------------------------------------------ tokenizer
 
@@ -366,12 +384,17 @@ class TransformersBackend:
             )
         folder = Path(path).expanduser()
         _check_adapter_dir(folder, self._identities())
+        chat = await asyncio.to_thread(read_adapter_chat, folder, self._tokenizer)
         reloading = name in self._adapters
         await asyncio.wrap_future(
             engine.call(lambda: self._attach(engine, name, folder, reloading))
         )
         info = LoadedAdapter(name=name, path=str(folder), base_model=self.model_id)
         self._adapters[name] = info
+        if chat is None:
+            self._chats.pop(name, None)
+        else:
+            self._chats[name] = chat
         return info
 
     async def unload_adapter(self, name: str) -> None:
@@ -380,6 +403,7 @@ class TransformersBackend:
             raise NotFoundError(f"no adapter named {name!r} is loaded")
         await asyncio.wrap_future(engine.call(lambda: self._detach(engine, name)))
         del self._adapters[name]
+        self._chats.pop(name, None)
 
     def _attach(self, engine: Engine, name: str, folder: Path, reloading: bool) -> None:
         if reloading:
@@ -470,4 +494,3 @@ def _dtype(torch: Any, name: str, device: Any) -> Any:
             f"unknown dtype {name!r}: use auto, float32, float16, bfloat16 or float64",
             field="dtype",
         ) from None
-

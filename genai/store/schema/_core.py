@@ -271,6 +271,8 @@ class Model(_Versioned, Base):
     revision: Mapped[str] = mapped_column(String(100), default="")
     license: Mapped[str] = mapped_column(String(60))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    # The stored model directory (a GGUF file imported), or '' (source is the model).
+    artifact: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class Dataset(_Versioned, Base):
@@ -331,6 +333,12 @@ class Adapter(_Versioned, Base):
         ForeignKey("runs.id", ondelete="SET NULL"), nullable=True
     )
     artifact: Mapped[str] = mapped_column(String(64), default="")
+    chat_template: Mapped[str] = mapped_column(Text, default="", server_default="")
+    tokenizer_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    lint: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", default=dict, server_default=text("'{}'")
+    )
 
 
 class PromptVersion(_Versioned, Base):
