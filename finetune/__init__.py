@@ -18,6 +18,7 @@ from finetune._data import Example, Problem, ValidationReport, detect_format, va
 from finetune._run import FineTuneJob, prepare, resume, train
 from finetune._tokens import IGNORE, Collator, Encoded, Encoder
 from finetune._validate import validate
+from finetune._vendor import VendorFineTuneJob
 
 __all__ = [
     "IGNORE",
@@ -32,6 +33,7 @@ __all__ = [
     "Method",
     "Problem",
     "ValidationReport",
+    "VendorFineTuneJob",
     "detect_format",
     "load_config",
     "prepare",

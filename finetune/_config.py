@@ -72,6 +72,9 @@ class FineTuneConfig(BaseModel):
     vendor_model: str | None = None
     vendor_endpoint: str | None = None
     vendor_secret: str | None = Field(None, description="the project secret holding the API key")
+    learning_rate_multiplier: float | None = Field(
+        None, gt=0, description="vendor only: scales the vendor's own learning rate"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FineTuneConfig:

@@ -21,10 +21,7 @@ def plot_metrics(
 ) -> Any:
     """A figure with one line per metric in ``keys`` against the optimizer step."""
     try:
-        import matplotlib
-
-        matplotlib.use(matplotlib.get_backend())  # a notebook's inline backend, else Agg
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
     except ImportError as error:
         raise MissingDependencyError("matplotlib", extra="finetune", purpose="plots") from error
     figure = Figure(figsize=(6, 3.5))

@@ -23,7 +23,7 @@ from finetune._config import FineTuneConfig, load_config
 from finetune._data import ValidationReport, validate_rows
 from finetune._launch import Launch
 from finetune._tokens import Encoded, Encoder
-from genai.errors import ConflictError, GenAIError, ValidationError
+from genai.errors import ConflictError, GenAIError, LicenseNotAllowed, ValidationError
 from genai.files import private_dir
 from genai.registry import AdapterVersion, DatasetVersion, MetricPoint, RunInfo
 
@@ -172,6 +172,11 @@ def _reopen(client: Client, project: str, run_id: str) -> tuple[RunInfo, Prepare
                 )
         runs.finish(project, info.id, status="interrupted")  # its process was killed
     cfg = load_config(info.params["config"])
+    if cfg.backend != "local":
+        raise ValidationError(
+            f"run:{run_id} was trained by a vendor ({cfg.backend}): a vendor's job cannot be "
+            "resumed from here; start a new run"
+        )
     prepared = prepare(client, project, cfg, datasets=_trained_on(info))
     return runs.reopen(project, info.id), prepared
 
@@ -196,6 +201,12 @@ def prepare(
     check_hardware(cfg)
     registry = client.registry
     base = registry.models.get(project, cfg.base_model)
+    allowed = client.settings.license_allowlist
+    if base.license not in allowed:  # the allowlist may have changed since registration
+        raise LicenseNotAllowed(
+            f"{base.ref} has licence {base.license!r}, which is no longer on this platform's "
+            f"allowlist ({', '.join(allowed)}): ask a platform admin, or choose another model"
+        )
     model_dir = registry.models.local_path(project, base.ref)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     if datasets:  # a resumed run trains on exactly what it trained on
@@ -446,6 +457,7 @@ def _merge(
         license=prepared.base_license,
         description=f"{prepared.base_model} with the adapter of run:{run_id} merged in",
         metadata={"run": run_id, "base_model": prepared.base_model},
+        run=run_id,
     )
 
 

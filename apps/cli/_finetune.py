@@ -23,7 +23,7 @@ def _done(job: object, as_json: bool) -> None:
 
     assert isinstance(job, FineTuneJob)
     if as_json:
-        print_json({"run": job.run, "adapter": job.adapter})
+        print_json({"run": job.run, "adapter": job.adapter, "model": getattr(job, "model", None)})
         return
     loss = job.run.metrics.get("loss")
     console.print(
@@ -34,6 +34,9 @@ def _done(job: object, as_json: bool) -> None:
         console.print(f"[green]✓[/] registered {job.adapter.ref}")
         for problem in job.adapter.lint:
             err.print(f"[yellow]vLLM would refuse it:[/] {problem}")
+    model = getattr(job, "model", None)  # a vendor's fine-tuned model
+    if model is not None:
+        console.print(f"[green]✓[/] registered {model.ref} ({model.source})")
 
 
 @finetune_app.command("run")

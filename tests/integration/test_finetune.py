@@ -14,18 +14,20 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import finetune
-from genai.errors import NotFoundError, ValidationError
+import genai
+from genai.errors import LicenseNotAllowed, NotFoundError, ValidationError
 
 P = "tuning"
 # the database only stores what these tests check: registry calls are tested on both elsewhere
 pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 
-def qa_rows(n: int = 24) -> list[dict]:
+def qa_rows(n: int = 24) -> list[dict[str, Any]]:
     names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
     return [
         {
@@ -64,6 +66,11 @@ def config(**overrides) -> finetune.FineTuneConfig:
     return finetune.FineTuneConfig(**values)
 
 
+def artifact(job: finetune.FineTuneJob) -> str:
+    assert job.adapter is not None
+    return job.adapter.artifact
+
+
 def losses(client, run_id: str) -> dict[int, float]:
     return {p.step: p.value for p in client.registry.runs.metrics(P, run_id, key="loss")}
 
@@ -82,6 +89,9 @@ def test_a_run_trains_registers_and_records_its_lineage(world) -> None:
     assert sorted(steps) == list(range(1, 2 * per_epoch + 1))
     keys = {p.key for p in job.metrics()}
     assert {"loss", "lr", "grad_norm", "eval_loss", "tokens_per_s"} <= keys
+    (axes,) = job.plot().axes  # what a notebook shows
+    assert [line.get_label() for line in axes.get_lines()] == ["loss", "eval_loss"]
+    assert list(axes.get_lines()[0].get_xdata()) == sorted(steps)
 
     adapter = job.adapter
     assert adapter is not None
@@ -99,9 +109,9 @@ def test_the_same_seed_gives_the_same_adapter_bytes(world) -> None:
     first = finetune.train(world, P, config(name="a"), progress=False)
     second = finetune.train(world, P, config(name="b"), progress=False)
     other = finetune.train(world, P, config(name="c", seed=1), progress=False)
-    assert first.adapter.artifact == second.adapter.artifact
+    assert artifact(first) == artifact(second)
     assert losses(world, first.run.id) == losses(world, second.run.id)
-    assert other.adapter.artifact != first.adapter.artifact
+    assert artifact(other) != artifact(first)
 
 
 KILLER = textwrap.dedent(
@@ -171,7 +181,7 @@ def test_a_killed_run_resumes_to_the_same_losses_and_adapter(
     job = finetune.resume(world, P, killed.id, progress=False)
     assert job.run.status == "finished"
     assert losses(world, killed.id) == losses(world, whole.run.id)
-    assert job.adapter.artifact == whole.adapter.artifact
+    assert artifact(job) == artifact(whole)
 
 
 def test_a_run_that_is_still_training_is_not_resumed_twice(world) -> None:
@@ -188,6 +198,57 @@ def test_a_run_that_is_still_training_is_not_resumed_twice(world) -> None:
             finetune.resume(world, P, active.id, progress=False)
 
 
+def test_a_full_disk_mid_checkpoint_interrupts_and_the_half_checkpoint_is_never_used(
+    world, monkeypatch
+) -> None:
+    """A disk that fills while checkpoint 4 is written (here: its optimizer file is cut
+    short and the write fails with ENOSPC; a real full disk cannot be made on these
+    machines): the run is interrupted with the fix in the message, checkpoint 4 is never
+    resumed from, and the resumed run ends exactly as an uninterrupted one."""
+    import errno
+
+    import transformers
+
+    whole = finetune.train(world, P, config(name="whole"), progress=False)
+    real = transformers.Trainer._save_optimizer_and_scheduler
+
+    def fill_the_disk(self, output_dir):
+        if self.state.global_step == 4:
+            Path(output_dir, "optimizer.pt").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, output_dir)
+
+    monkeypatch.setattr(transformers.Trainer, "_save_optimizer_and_scheduler", fill_the_disk)
+    with pytest.raises(ValidationError, match=r"the disk is full .* `genai finetune resume"):
+        finetune.train(world, P, config(name="full"), progress=False)
+    (full,) = world.registry.runs.list(P, name="full")
+    assert full.status == "interrupted"
+    from finetune._run import run_dir
+    from finetune._trainer import latest_checkpoint
+
+    folder = run_dir(world, P, full.id)
+    assert (folder / "checkpoint-4").is_dir()  # half-written, and left behind by the crash
+    latest = latest_checkpoint(folder)
+    assert latest is not None and latest.name == "checkpoint-2"
+    monkeypatch.setattr(transformers.Trainer, "_save_optimizer_and_scheduler", real)
+    job = finetune.resume(world, P, full.id, progress=False)
+    assert losses(world, full.id) == losses(world, whole.run.id)
+    assert artifact(job) == artifact(whole)
+
+
+@pytest.mark.gpu
+def test_qlora_trains_a_4bit_base_on_cuda(world) -> None:
+    """Runs where a GPU is lent; never in CI."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("bitsandbytes")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    job = finetune.train(world, P, config(name="q", method="qlora", dropout=0.0), progress=False)
+    assert job.run.status == "finished"
+    assert job.adapter is not None and job.adapter.method == "qlora"
+    assert all(math.isfinite(v) for v in losses(world, job.run.id).values())
+
+
 # ------------------------------------------------------------------ the loss
 
 
@@ -197,7 +258,8 @@ def test_packed_loss_equals_the_sum_of_unpacked_losses(world, tiny) -> None:
 
     prepared = finetune.prepare(world, P, config())
     rows = prepared.train[:6]
-    model = AutoModelForCausalLM.from_pretrained(str(tiny.model), dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(tiny.model), dtype=torch.float32)
+    model.train(False)
     packed = finetune.Collator(pad_id=0, packing=True)(
         [{"input_ids": r.input_ids, "labels": r.labels} for r in rows]
     )
@@ -218,7 +280,7 @@ def test_packed_loss_equals_the_sum_of_unpacked_losses(world, tiny) -> None:
     assert abs(unmasked - sum(each)) > 1e-3  # without the restarting positions, rows mix
 
 
-def adapter_tensors(job) -> dict:
+def adapter_tensors(job) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     return load_file(str(job.output_dir / "adapter" / "adapter_model.safetensors"))
@@ -295,6 +357,10 @@ def test_dlp_treats_rows_before_the_trainer_sees_them(world) -> None:
 def test_bad_input_is_refused_before_anything_is_registered(world) -> None:
     with pytest.raises(NotFoundError):
         finetune.train(world, P, config(base_model="model:nope"), progress=False)
+    narrower = world.settings.model_copy(update={"license_allowlist": ["mit"]})
+    with genai.connect(narrower, user="admin", store=world.store) as strict:
+        with pytest.raises(LicenseNotAllowed, match="no longer on this platform's allowlist"):
+            finetune.train(strict, P, config(), progress=False)
     with pytest.raises(ValidationError, match="over max_length 16"):
         finetune.train(world, P, config(max_length=16), progress=False)
     with pytest.raises(ValidationError, match="needs a CUDA GPU"):
@@ -378,3 +444,25 @@ def test_two_processes_train_what_one_does_at_the_same_global_batch(
 
     b = load_file(str(run_dir(world, P, two.id) / "adapter" / "adapter_model.safetensors"))
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
+
+
+def test_merge_registers_the_merged_model_with_the_adapters_outputs(world) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    job = finetune.train(world, P, config(name="merged", merge=True, epochs=1), progress=False)
+    merged = world.registry.models.get(P, "merged-merged")
+    assert merged.metadata["run"] == job.run.id and merged.license == "apache-2.0"
+    assert f"run:{job.run.id}" in world.registry.lineage(P, merged.ref).ancestors
+    base_dir = world.registry.models.local_path(P, "model:tiny")
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    with torch.no_grad():
+        tuned = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(str(base_dir)), str(job.output_dir / "adapter")
+        )
+        folded = AutoModelForCausalLM.from_pretrained(merged.source)
+        plain = AutoModelForCausalLM.from_pretrained(str(base_dir))
+        want, got, before = (m(ids).logits for m in (tuned, folded, plain))
+    assert torch.allclose(want, got, atol=1e-4)
+    assert not torch.allclose(want, before, atol=1e-4)  # the adapter does change the model

@@ -5,6 +5,7 @@ format and a multi-turn chat with tools; packing keeps rows apart."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -159,7 +160,7 @@ def test_a_template_that_rewrites_history_is_refused_by_name(tokenizer) -> None:
 
 
 def test_the_validator_reports_each_bad_row_with_its_number_and_fix(tokenizer) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]},
         {"messages": [{"role": "user", "content": "only a question"}]},
