@@ -210,7 +210,8 @@ def train_local(
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not progress,
-        include_num_input_tokens_seen="non_padding",
+        # packed batches have no padding (and no attention mask to count it from)
+        include_num_input_tokens_seen="all" if config.packing else "non_padding",
         bf16=config.method == "qlora",
     )
     recorder = _Recorder(on_metrics)

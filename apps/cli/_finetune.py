@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -22,6 +23,8 @@ def _done(job: object, as_json: bool) -> None:
     from finetune import FineTuneJob
 
     assert isinstance(job, FineTuneJob)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: the main process reports
+        return
     if as_json:
         print_json({"run": job.run, "adapter": job.adapter, "model": getattr(job, "model", None)})
         return
