@@ -70,8 +70,8 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def x(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+def x(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}x"
 
 
 def ratio_to(rows: dict[str, Any], key: str, ref: str | None) -> float | None:
@@ -117,8 +117,8 @@ def markdown(report: dict[str, Any]) -> str:
     for g in report["goals"]:
         lines.append(
             f"| {g['goal']}: {g['what']} | {g['model']} | {g['dataset']} | "
-            f"{label(g['ours'])} / {label(g['reference'])} | {x(g['ratio'])} | "
-            f"{x(g['ratio_paired'])} | {x(g['ratio_cpu'])} | {'yes' if g['met'] else 'NO'} |"
+            f"{label(g['ours'])} / {label(g['reference'])} | {x(g['ratio'], 3)} | "
+            f"{x(g['ratio_paired'], 3)} | {x(g['ratio_cpu'], 3)} | {'yes' if g['met'] else 'NO'} |"
         )
     lines += ["", *report["notes"], "", f"Command: `{report['command']}`"]
     return "\n".join(lines) + "\n"
