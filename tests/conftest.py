@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,23 @@ def pg_url() -> Iterator[str]:
         try:
             yield f"{base}?options=-csearch_path%3D{schema}"
         finally:
+            _drop_schema(admin, schema)
+
+
+def _drop_schema(admin: Any, schema: str, attempts: int = 5) -> None:
+    """DROP SCHEMA, again when PostgreSQL picks it as a deadlock's victim: a connection the
+    test left to a background thread (a ledger or cache writer finishing its last write)
+    may still hold a lock on one of the schema's tables when the test ends."""
+    import psycopg
+
+    for attempt in range(attempts):
+        try:
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
