@@ -15,6 +15,7 @@ from finetune._run import _sigterm_as_interrupt
 from finetune._run import run_dir as _run_dir
 from genai.errors import BackendError
 from genai.files import atomic_write_text, private_file
+from genai.progress import ProgressBar
 from genai.registry import ModelVersion
 
 if TYPE_CHECKING:
@@ -204,53 +205,28 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-class _Display:
+class _Display(ProgressBar):
     """A progress bar of the vendor's steps (rich, on stderr), and its messages."""
 
     def __init__(self, enabled: bool) -> None:
-        self._progress: Any = None
-        self._task: Any = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[metrics]}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-            )
-            self._task = self._progress.add_task("validating_files", total=None, metrics="")
-
-    def __enter__(self) -> _Display:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        super().__init__(
+            enabled=enabled,
+            title="validating_files",
+            total=None,
+            fields={"metrics": ""},
+            template="{task.fields[metrics]}",
+            stderr=True,
+        )
 
     def status(self, status: str) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=status)
+        self.update(description=status)
 
     def step(self, step: int, total: int | None, values: Mapping[str, float]) -> None:
-        if self._progress is not None:
-            shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
-            self._progress.update(self._task, completed=step, total=total, metrics=shown)
+        shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+        self.update(completed=step, total=total, metrics=shown)
 
     def note(self, level: str, message: str) -> None:
-        if self._progress is not None:
-            from rich.text import Text
+        from rich.text import Text
 
-            style = {"warn": "yellow", "error": "red"}.get(level, "dim")
-            self._progress.console.print(Text(message, style=style))
+        style = {"warn": "yellow", "error": "red"}.get(level, "dim")
+        self.print(Text(message, style=style))

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import apps.cli._prompts  # registers `genai prompt`
     import apps.cli._rag  # registers `genai kb`, `genai ingest`, `genai ask`
     import apps.cli._secrets  # noqa: F401 - registers `genai secret`
-    from apps.cli import _deploy, _finetune, _gateway, _registry, _serve, _tenancy  # noqa: F401
+    from apps.cli import _deploy, _eval, _finetune, _gateway, _registry, _serve, _tenancy  # noqa: F401
     from apps.cli._up import up  # noqa: F401
 
     try:

@@ -54,8 +54,10 @@ class Books:
         started: float,
         response: Response,
     ) -> None:
-        """Headers, metrics and the ledger row of a 200; back once the row is durable."""
+        """Headers, metrics and the ledger row of a 200; back once the row is durable. A
+        whole (not streamed) answer also says what it cost: ``x-genai-cost-usd``."""
         self.headers(response, call, outcome, started)
+        response.headers["x-genai-cost-usd"] = f"{outcome.cost_usd:.10f}"
         self._metrics.requests.labels(call.project, call.deployment, call.endpoint, "200").inc()
         await self.durable(self.record(call, caller, outcome, started))
 

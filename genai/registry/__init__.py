@@ -1,5 +1,5 @@
-"""The registry: base models, datasets, runs, adapters, prompt versions, deployments and
-eval runs; aliases; the lineage graph; the content-addressed artifact store.
+"""The registry: base models, datasets, runs, adapters, prompt versions, deployments, eval
+suites and eval runs; aliases; the lineage graph; the content-addressed artifact store.
 
 Every entry belongs to one project. Versions are immutable; aliases move between them and
 every move is recorded.
@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING
 from genai.registry._artifacts import MANIFEST_KIND, ArtifactStore
 from genai.registry._catalog import Adapters, Deployments, Prompts
 from genai.registry._datasets import Datasets, read_rows
+from genai.registry._evals import Evals, Suites
 from genai.registry._lineage import Aliases, Lineage
 from genai.registry._models import Models
 from genai.registry._refs import KINDS, Ref
-from genai.registry._runs import ActiveRun, Evals, Runs, code_version
+from genai.registry._runs import ActiveRun, Runs, code_version
 from genai.registry._types import (
     AdapterVersion,
     AliasChange,
     DatasetVersion,
     DeploymentRevision,
+    EvalResultRecord,
     EvalRunInfo,
     LineageEdgeInfo,
     LineageGraph,
@@ -28,6 +30,7 @@ from genai.registry._types import (
     ModelVersion,
     PromptVersionInfo,
     RunInfo,
+    SuiteVersion,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +49,7 @@ __all__ = [
     "Datasets",
     "DeploymentRevision",
     "Deployments",
+    "EvalResultRecord",
     "EvalRunInfo",
     "Evals",
     "Lineage",
@@ -60,6 +64,8 @@ __all__ = [
     "Registry",
     "RunInfo",
     "Runs",
+    "SuiteVersion",
+    "Suites",
     "code_version",
     "read_rows",
 ]
@@ -75,6 +81,7 @@ class Registry:
         self.adapters = Adapters(ctx)
         self.prompts = Prompts(ctx)
         self.deployments = Deployments(ctx)
+        self.suites = Suites(ctx)
         self.evals = Evals(ctx)
         self.aliases = Aliases(ctx)
         self.lineage = Lineage(ctx)

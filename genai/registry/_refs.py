@@ -37,6 +37,7 @@ VERSIONED: dict[str, Any] = {
     "adapter": t.Adapter,
     "prompt": t.PromptVersion,
     "deployment": t.Deployment,
+    "suite": t.EvalSuite,
 }
 #: Every kind a lineage graph holds.
 KINDS: dict[str, Any] = {**VERSIONED, "run": t.Run, "eval": t.EvalRun}

@@ -1,4 +1,4 @@
-"""Runs (training and processing jobs, with metrics per step) and evaluation runs."""
+"""Runs: training and processing jobs, with metrics per step."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 from genai._names import check_metric_name, check_resource_name
 from genai.errors import ConflictError, ValidationError
 from genai.registry._refs import KINDS, Ref, add_edge, label, lock_project, resolve
-from genai.registry._types import EvalRunInfo, MetricPoint, RunInfo
+from genai.registry._types import MetricPoint, RunInfo
 from genai.store import schema as t
 from genai.tenancy._rbac import Action
 
 if TYPE_CHECKING:
     from genai._context import Context
 
-__all__ = ["ActiveRun", "Evals", "Runs", "code_version"]
+__all__ = ["ActiveRun", "Runs", "code_version"]
 
 _STATUSES = ("running", "finished", "failed", "cancelled")
 #: How a run may end; "interrupted" is a killed training, to be resumed (``reopen``).
@@ -271,80 +271,3 @@ class ActiveRun:
                 self.finish("interrupted")
             else:
                 self.finish("failed")
-
-
-class Evals:
-    """Evaluation runs: a suite's metrics against the artifacts it evaluated."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-
-    def record(
-        self,
-        project: str,
-        suite: str,
-        *,
-        metrics: Mapping[str, Any],
-        inputs: Sequence[str] = (),
-        config: Mapping[str, Any] | None = None,
-        status: str = "finished",
-    ) -> EvalRunInfo:
-        """Record a finished evaluation; ``inputs`` are the references it evaluated
-        (deployment, adapter, prompt version, dataset…) and become its lineage parents."""
-        check_resource_name(suite, kind="suite name")
-        if status not in _STATUSES:
-            raise ValidationError(f"status must be one of {', '.join(_STATUSES)}", field="status")
-        with self._ctx.store.session() as s:
-            me = self._ctx.me(s)
-            proj = self._ctx.project(s, me, project, Action.REGISTRY_WRITE)
-            lock_project(s, proj.id)
-            parents = []
-            for text in inputs:
-                ref = Ref.parse(text)
-                parents.append((ref.kind, resolve(s, proj.id, ref)))
-            row = t.EvalRun(
-                uid=secrets.token_hex(6),
-                project_id=proj.id,
-                suite=suite,
-                status=status,
-                metrics=dict(metrics),
-                config=dict(config or {}),
-                ended_at=None if status == "running" else t.utcnow(),
-                created_by=me.label,
-            )
-            s.add(row)
-            s.flush()
-            for parent in parents:
-                add_edge(s, proj.id, parent, ("eval", row), "evaluated")
-            self._ctx.audit(
-                s, me, "eval.record", project=proj, resource=f"eval:{row.uid}", suite=suite
-            )
-            return self._info(s, row)
-
-    def get(self, project: str, eval_id: str) -> EvalRunInfo:
-        with self._ctx.store.session() as s:
-            me = self._ctx.me(s)
-            proj = self._ctx.project(s, me, project, Action.REGISTRY_READ)
-            return self._info(s, resolve(s, proj.id, Ref("eval", eval_id)))
-
-    def list(self, project: str, *, suite: str | None = None) -> builtins.list[EvalRunInfo]:
-        with self._ctx.store.session() as s:
-            me = self._ctx.me(s)
-            proj = self._ctx.project(s, me, project, Action.REGISTRY_READ)
-            query = select(t.EvalRun).where(t.EvalRun.project_id == proj.id)
-            if suite is not None:
-                query = query.where(t.EvalRun.suite == suite)
-            return [self._info(s, r) for r in s.scalars(query.order_by(t.EvalRun.id.desc()))]
-
-    def _info(self, s: Session, row: t.EvalRun) -> EvalRunInfo:
-        return EvalRunInfo(
-            id=row.uid,
-            suite=row.suite,
-            status=row.status,
-            metrics=dict(row.metrics),
-            config=dict(row.config),
-            inputs=_inputs(s, "eval", row),
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-            created_by=row.created_by,
-        )

@@ -12,6 +12,7 @@ __all__ = [
     "AliasChange",
     "DatasetVersion",
     "DeploymentRevision",
+    "EvalResultRecord",
     "EvalRunInfo",
     "LineageEdgeInfo",
     "LineageGraph",
@@ -19,6 +20,7 @@ __all__ = [
     "ModelVersion",
     "PromptVersionInfo",
     "RunInfo",
+    "SuiteVersion",
 ]
 
 
@@ -78,6 +80,12 @@ class PromptVersionInfo(_VersionInfo):
     content_hash: str
 
 
+class SuiteVersion(_VersionInfo):
+    dataset: str  # the dataset version the suite evaluates (dataset:name@N)
+    definition: dict[str, Any]  # metrics, thresholds and run options (``eval.Suite``)
+    content_hash: str
+
+
 class DeploymentRevision(_VersionInfo):
     model: str | None
     adapter: str | None
@@ -123,6 +131,17 @@ class EvalRunInfo(_Record):
     @property
     def ref(self) -> str:
         return f"eval:{self.id}"
+
+
+class EvalResultRecord(_Record):
+    """One row × repeat of an eval run, as stored: ``answer`` and ``scores`` are the JSON
+    documents of ``eval.Answer`` and its ``eval.MetricValue`` per metric."""
+
+    row_index: int
+    repeat: int
+    cache_key: str
+    answer: dict[str, Any]
+    scores: dict[str, Any]
 
 
 class AliasChange(_Record):

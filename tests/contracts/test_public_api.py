@@ -151,11 +151,13 @@ EXPECTED: dict[str, str] = {
         register_backend vllm_adapter_problems
     """,
     "genai.models.transformers": "TransformersBackend",
+    "genai.progress": "ProgressBar",
     "genai.registry": """
         ActiveRun AdapterVersion Adapters AliasChange Aliases ArtifactStore DatasetVersion
-        Datasets DeploymentRevision Deployments EvalRunInfo Evals KINDS Lineage
+        Datasets DeploymentRevision Deployments EvalResultRecord EvalRunInfo Evals KINDS Lineage
         LineageEdgeInfo LineageGraph MANIFEST_KIND MetricPoint ModelVersion Models
-        PromptVersionInfo Prompts Ref Registry RunInfo Runs code_version read_rows
+        PromptVersionInfo Prompts Ref Registry RunInfo Runs SuiteVersion Suites code_version
+        read_rows
     """,
     "genai.serving": """
         AdapterResolver ChatCompletionRequest CompletionRequest RegistrySource ServerMetrics
@@ -167,7 +169,8 @@ EXPECTED: dict[str, str] = {
     """,
     "genai.store.schema": """
         Adapter Alias AliasEvent ApiKey AuditEvent Base CacheCounter CacheEntry CacheHit
-        Counter Dataset Deployment DlpVaultEntry EvalRun Feedback KbAnswer KbDocument
+        Counter Dataset Deployment DlpVaultEntry EvalResult EvalRun EvalSuite Feedback KbAnswer
+        KbDocument
         KnowledgeBase LineageEdge Membership Model Principal Project ProjectSecret
         PromptVersion Quota Run RunMetric ShadowResult StoredResponse UsageRecord utcnow
     """,
@@ -216,12 +219,19 @@ EXPECTED: dict[str, str] = {
     """,
     "cache.langchain": "GenAICache",
     "cache.testing": "EntryStoreSuite",
+    "eval": """
+        Answer Check Citation Comparison EXIT_CODES Estimate EvalJob EvalRow GateResult
+        GatewayTarget Judge METRICS Message Metric MetricEnv MetricInfo MetricKind
+        MetricSpec MetricSummary MetricValue RowResult RunSummary Sample Suite Threshold
+        build_metrics compare compare_runs estimate find_baseline gate junit_xml
+        load_run load_suite render_html resume rows_of run split_target suite_of
+        summarize write_html write_junit
+    """,
     "finetune": """
         IGNORE Collator DataFormat Encoded Encoder Example FineTuneConfig FineTuneJob LossOn
         Method Problem ValidationReport VendorFineTuneJob detect_format load_config prepare
         resume train validate validate_rows
     """,
-    "eval": "",
     "agents": "",
 }
 

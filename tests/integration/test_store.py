@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text
 
 import genai
 from genai.errors import ConfigError, ConflictError, StoreUnavailable, ValidationError
+from genai.registry import EvalResultRecord
 from genai.store import Store, current_revision, head_revision, mask_url, upgrade
 from genai.store import schema as t
 from genai.tenancy import UsageEvent
@@ -306,7 +307,20 @@ def _fill_project(admin: Any, project: str) -> None:
     )
     reg.prompts.register(project, "greet", template="Hello {name}")
     reg.deployments.create(project, "chat", model="base@1", adapter="support@1")
-    reg.evals.record(project, "smoke", metrics={"score": 1.0}, inputs=["deployment:chat@1"])
+    suite = reg.suites.register(project, "smoke", dataset="faq@1", definition={"metrics": []})
+    ev = reg.evals.record(
+        project, "smoke", metrics={}, inputs=["deployment:chat@1", suite.ref], status="running"
+    )
+    reg.evals.add_results(
+        project,
+        ev.id,
+        [
+            EvalResultRecord(
+                row_index=0, repeat=0, cache_key="k", answer={"output": "hello"}, scores={}
+            )
+        ],
+    )
+    reg.evals.finish(project, ev.id, metrics={"score": 1.0})
     reg.aliases.set(project, "adapter:support@1", "production")
     admin.usage.record(project, UsageEvent(model="base", prompt_tokens=3, completion_tokens=4))
     with admin.store.session() as s:  # what the gateway writes: feedback and shadow results

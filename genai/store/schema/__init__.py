@@ -49,6 +49,7 @@ from genai.store.schema._core import (
     ShadowResult,
     UsageRecord,
 )
+from genai.store.schema._evals import EvalResult, EvalSuite
 from genai.store.schema._responses import StoredResponse
 
 __all__ = [
@@ -65,7 +66,9 @@ __all__ = [
     "Dataset",
     "Deployment",
     "DlpVaultEntry",
+    "EvalResult",
     "EvalRun",
+    "EvalSuite",
     "Feedback",
     "KbAnswer",
     "KbDocument",

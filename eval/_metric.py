@@ -1,0 +1,80 @@
+"""The metric protocol, and the plug-in registry metrics are built from.
+
+A metric has a ``name``, a ``kind`` (``binary`` pass/fail or ``continuous``), a direction
+(``higher_is_better``) and one coroutine, ``score(sample) -> MetricValue``. A suite names
+metrics with options (``{"name": "regex", "pattern": "^yes"}``); :data:`METRICS` builds
+them, and a third party adds one with an entry point in the group ``genai.metrics``::
+
+    [project.entry-points."genai.metrics"]
+    politeness = "my_package.metrics:Politeness"
+
+Factories are called with the suite's options and ``env=`` (a :class:`MetricEnv`: the
+embedder and the judge client a metric may need).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from eval._types import MetricKind, MetricValue, Sample
+from genai.plugins import Registry
+
+if TYPE_CHECKING:
+    from genai.models import Embedder
+
+__all__ = ["METRICS", "Judge", "Metric", "MetricEnv"]
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """Scores one sample. ``score`` never raises for a bad output: it returns
+    :meth:`MetricValue.unmeasured` with the reason (the runner also turns an unexpected
+    exception into an unmeasured value, so a plug-in's bug never crashes a run)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> MetricKind: ...
+
+    @property
+    def higher_is_better(self) -> bool: ...
+
+    async def score(self, sample: Sample) -> MetricValue: ...
+
+
+#: Sends chat messages to a judge deployment through the gateway and returns its text;
+#: ``response_format`` is passed on (JSON mode, a JSON schema). Raises on failure.
+Judge = Callable[[list[dict[str, str]], dict[str, Any] | None], Awaitable[str]]
+
+
+@dataclass
+class MetricEnv:
+    """What metrics may need beyond the sample, made once per run."""
+
+    embedder: Callable[[], Embedder] | None = None  # built on first use (the bundled model)
+    judges: dict[str, Judge] = field(default_factory=dict)  # by judge deployment name
+
+
+METRICS: Registry[Metric] = Registry(
+    "metric",
+    group="genai.metrics",
+    builtins={
+        "exact_match": "eval._metrics_text:ExactMatch",
+        "token_f1": "eval._metrics_text:TokenF1",
+        "rouge_l": "eval._metrics_text:RougeL",
+        "bleu": "eval._metrics_text:Bleu",
+        "regex": "eval._metrics_text:Regex",
+        "contains": "eval._metrics_text:Contains",
+        "json_valid": "eval._metrics_text:JsonValid",
+        "json_schema": "eval._metrics_text:JsonSchema",
+        "latency": "eval._metrics_text:Latency",
+        "cost": "eval._metrics_text:Cost",
+        "tokens": "eval._metrics_text:Tokens",
+        "embedding_similarity": "eval._metrics_model:EmbeddingSimilarity",
+        "citation_support": "eval._metrics_model:CitationSupport",
+        "llm_judge": "eval._metrics_model:LLMJudge",
+    },
+)
