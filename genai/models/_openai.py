@@ -210,8 +210,7 @@ class OpenAIBackend:
                 )
             if request.echo and stream:
                 raise ValidationError(
-                    "echo is not supported on streams by the openai backend: ask without "
-                    "stream",
+                    "echo is not supported on streams by the openai backend: ask without stream",
                     field="echo",
                 )
             path = "/v1/completions"

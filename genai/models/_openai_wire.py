@@ -260,9 +260,7 @@ def _message_of(body: Any) -> str:
     return str(body).strip()[:500] or "(no message)"
 
 
-def _retry_after(
-    headers: httpx.Headers, *, now: Callable[[], float] = time.time
-) -> float | None:
+def _retry_after(headers: httpx.Headers, *, now: Callable[[], float] = time.time) -> float | None:
     """Seconds to wait from ``Retry-After`` (seconds, or an HTTP date compared with the
     wall-clock ``now()``) or ``retry-after-ms``."""
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):

@@ -313,7 +313,6 @@ def request_schema(request: GenerationRequest) -> tuple[dict[str, Any], str] | N
     return fmt.json_schema, "response_format"
 
 
-
 async def tool_call_stream(
     chunks: AsyncGenerator[GenerationChunk, None],
     request: GenerationRequest,

@@ -6,10 +6,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
+
+import httpx
 
 GENAI = shutil.which("genai", path=str(Path(sys.executable).parent)) or "genai"
 
@@ -39,3 +46,78 @@ class Cli:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
         return lines[0]
+
+
+class UpProcess:
+    """``genai up --port PORT`` as a process (what `make run` runs), its output collected
+    line by line; stopped with Ctrl-C when the ``with`` block ends."""
+
+    def __init__(self, cli: Cli, port: int) -> None:
+        self.port = port
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [GENAI, "up", "--port", str(port)],
+            env=cli.env | {"PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        stdout = self.process.stdout
+        assert stdout is not None
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(stdout.readline, "")))
+        self._reader.start()
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def v1(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def key(self) -> str:
+        """The developer key `genai up` printed (once)."""
+        (key,) = [
+            line for line in self.out.splitlines() if line.startswith("gk_") and len(line) > 50
+        ]
+        return key
+
+    def wait_for(self, done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "genai up exited:\n" + self.out
+            if done():
+                return
+            time.sleep(0.2)
+        raise AssertionError("genai up did not get there:\n" + self.out)
+
+    def wait_until_serving(self) -> None:
+        """Until the gateway is healthy and `genai up` has asked its own first question."""
+
+        def healthy() -> bool:
+            try:
+                return (
+                    httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200
+                )
+            except httpx.HTTPError:
+                return False
+
+        self.wait_for(healthy)
+        self.wait_for(lambda: "total: 1 requests" in self.out)
+
+    def __enter__(self) -> UpProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self._reader.join(timeout=10)

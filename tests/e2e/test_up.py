@@ -7,17 +7,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
-from _cli import GENAI, Cli
+from _cli import Cli, UpProcess
 from _servers import free_port
 
 CITATION = re.compile(r"\[(\d+)\]")
@@ -78,23 +73,9 @@ def test_up_without_serving_is_idempotent(cli: Cli) -> None:
 
 
 def test_up_serves_the_calls_it_prints_with_citations(cli: Cli) -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [GENAI, "up", "--port", str(port)],
-        env=cli.env | {"PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    stdout = process.stdout
-    assert stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
-    reader.start()
-    try:
-        _wait_for_health(port, process, lines)
-        _wait_for(lambda: "total: 1 requests" in "".join(lines), process, lines)
-        out = "".join(lines)
+    with UpProcess(cli, free_port()) as up:
+        up.wait_until_serving()
+        out = up.out
         # the first call: the question, the bot's answer quoting the README, its citations
         (answer,) = [line[3:] for line in out.splitlines() if line.startswith("A: ")]
         numbers = CITATION.findall(answer)
@@ -123,34 +104,6 @@ def test_up_serves_the_calls_it_prints_with_citations(cli: Cli) -> None:
             body = json.loads(shell.stdout)
             assert body["choices"][0]["message"]["content"] == answer
             assert body["genai"]["prompt_version"] == "qa@1"
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            reader.join(timeout=10)
-    assert process.returncode == 0, "".join(lines)
+    assert up.process.returncode == 0, up.out
     report = cli.json("usage", "report", "-p", "demo", "--by", "model")
     assert [(r["model"], r["requests"]) for r in report["rows"]] == [("docs-bot", calls)]
-
-
-def _wait_for_health(port: int, process: subprocess.Popen[str], lines: list[str]) -> None:
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    _wait_for(healthy, process, lines)
-
-
-def _wait_for(done: Callable[[], bool], process: subprocess.Popen[str], lines: list[str]) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "genai up exited:\n" + "".join(lines)
-        if done():
-            return
-        time.sleep(0.2)
-    raise AssertionError("genai up did not get there:\n" + "".join(lines))
