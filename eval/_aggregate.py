@@ -23,6 +23,14 @@ class _Described(Protocol):
     def higher_is_better(self) -> bool: ...
 
 
+def _bounds(metric: object) -> tuple[float | None, float | None] | None:
+    """A metric's optional ``bounds`` (the values its scores can take)."""
+    found = getattr(metric, "bounds", None)
+    if isinstance(found, tuple | list) and len(found) == 2:
+        return (found[0], found[1])
+    return None
+
+
 @dataclass(frozen=True)
 class MetricInfo:
     """What a summary needs of a metric (a stored run's metrics, without building them)."""
@@ -30,6 +38,7 @@ class MetricInfo:
     name: str
     kind: MetricKind
     higher_is_better: bool
+    bounds: tuple[float | None, float | None] | None = None
 
 
 def summarize(
@@ -64,7 +73,10 @@ def summarize(
             name=metric.name,
             kind=metric.kind,
             higher_is_better=metric.higher_is_better,
-            estimate=estimate(values, seed=seed, binary=metric.kind == "binary"),
+            bounds=_bounds(metric),
+            estimate=estimate(
+                values, seed=seed, binary=metric.kind == "binary", bounds=_bounds(metric)
+            ),
             per_row=per_row,
             reasons=dict(reasons),
         )

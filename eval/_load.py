@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eval._aggregate import MetricInfo, summarize
+from eval._aggregate import MetricInfo, compare_runs, summarize
+from eval._gate import GateResult, gate
+from eval._stats import Comparison
 from eval._suite import Suite, rows_of
 from eval._summary import RowResult, RunSummary
 from eval._types import Answer, MetricValue
@@ -14,7 +16,7 @@ from genai.registry import EvalRunInfo
 if TYPE_CHECKING:
     from genai import Client
 
-__all__ = ["find_baseline", "load_run", "suite_of"]
+__all__ = ["compare_with", "find_baseline", "find_run", "gate_run", "load_run", "suite_of"]
 
 
 def suite_of(client: Client, project: str, info: EvalRunInfo) -> Suite:
@@ -48,7 +50,12 @@ def load_run(client: Client, project: str, eval_id: str) -> tuple[RunSummary, li
         if rec.row_index in rows
     ]
     metrics = [
-        MetricInfo(name=name, kind=m["kind"], higher_is_better=bool(m["higher_is_better"]))
+        MetricInfo(
+            name=name,
+            kind=m["kind"],
+            higher_is_better=bool(m["higher_is_better"]),
+            bounds=tuple(m["bounds"]) if isinstance(m.get("bounds"), list) else None,
+        )
         for name, m in info.metrics.items()
         if isinstance(m, dict) and "kind" in m
     ]
@@ -72,19 +79,52 @@ def find_baseline(client: Client, project: str, info: EvalRunInfo, against: str)
     """The run to compare ``info`` with: an eval id (``eval:ID`` or ``ID``), or a target
     (``production`` or ``chat:support-v1``): the newest finished run of the same suite on
     that target, other than ``info``."""
+    return find_run(client, project, info.suite, against, exclude=info.id)
+
+
+def find_run(
+    client: Client, project: str, suite: str, against: str, *, exclude: str | None = None
+) -> EvalRunInfo:
+    """An eval run by id, or the newest finished run of ``suite`` on the target
+    ``against`` (other than ``exclude``)."""
     try:
         return client.registry.evals.get(project, against.removeprefix("eval:"))
     except (NotFoundError, UsageError):
         pass
-    suite_name = info.suite
-    for other in client.registry.evals.list(project, suite=suite_name):
+    for other in client.registry.evals.list(project, suite=suite):
         if (
-            other.id != info.id
+            other.id != exclude
             and other.status == "finished"
             and other.config.get("target") == against
         ):
             return other
     raise NotFoundError(
-        f"no finished eval run of suite {suite_name!r} on target {against!r} to compare with "
+        f"no finished eval run of suite {suite!r} on target {against!r} to compare with "
         "(run `genai eval run` on it first, or pass an eval id)"
     )
+
+
+def compare_with(
+    client: Client, project: str, summary: RunSummary, against: str
+) -> tuple[list[Comparison], str]:
+    """``summary`` compared with the run ``against`` names (see :func:`find_baseline`), with
+    the margins of its suite's ``no_regression`` thresholds; and the baseline's id."""
+    info = client.registry.evals.get(project, summary.id)
+    base_info = find_baseline(client, project, info, against)
+    base, _ = load_run(client, project, base_info.id)
+    suite = suite_of(client, project, info)
+    margins = {th.metric: th.margin for th in suite.thresholds if th.no_regression}
+    return compare_runs(base, summary, margins=margins), base_info.id
+
+
+def gate_run(
+    client: Client, project: str, eval_id: str, *, baseline: str | None = None
+) -> tuple[GateResult, RunSummary, list[Comparison]]:
+    """A stored run's suite thresholds checked on it (against ``baseline`` when given)."""
+    summary, _ = load_run(client, project, eval_id)
+    suite = suite_of(client, project, client.registry.evals.get(project, summary.id))
+    comparisons, base_id = (
+        ([], None) if baseline is None else compare_with(client, project, summary, baseline)
+    )
+    result = gate(suite.thresholds, summary, comparisons=comparisons, baseline=base_id)
+    return result, summary, comparisons

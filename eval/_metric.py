@@ -9,16 +9,18 @@ them, and a third party adds one with an entry point in the group ``genai.metric
     politeness = "my_package.metrics:Politeness"
 
 Factories are called with the suite's options and ``env=`` (a :class:`MetricEnv`: the
-embedder and the judge client a metric may need).
+embedder and the judge client a metric may need). A metric may also say which values its
+scores can take (``bounds = (0.0, 1.0)``; ``None`` for an open end): confidence intervals
+are cut to them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from eval._types import MetricKind, MetricValue, Sample
+from eval._types import Answer, MetricKind, MetricValue, Sample
 from genai.plugins import Registry
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ class MetricEnv:
 
     embedder: Callable[[], Embedder] | None = None  # built on first use (the bundled model)
     judges: dict[str, Judge] = field(default_factory=dict)  # by judge deployment name
+    baseline: Mapping[str, Answer] = field(default_factory=dict)  # row id -> its answer
+    baseline_id: str | None = None  # the eval run those answers come from
 
 
 METRICS: Registry[Metric] = Registry(
@@ -76,5 +80,6 @@ METRICS: Registry[Metric] = Registry(
         "embedding_similarity": "eval._metrics_model:EmbeddingSimilarity",
         "citation_support": "eval._metrics_model:CitationSupport",
         "llm_judge": "eval._metrics_model:LLMJudge",
+        "pairwise_judge": "eval._metrics_pairwise:PairwiseJudge",
     },
 )

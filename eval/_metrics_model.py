@@ -59,6 +59,7 @@ class EmbeddingSimilarity(TextMetric):
     output scores 0)."""
 
     default_name = "embedding_similarity"
+    bounds = (-1.0, 1.0)
 
     def __init__(self, *, name: str | None = None, env: MetricEnv | None = None) -> None:
         super().__init__(name=name, env=env)
@@ -269,6 +270,7 @@ class LLMJudge:
     the judge unnoticed), other braces (a JSON example) are left as they are."""
 
     higher_is_better = True
+    bounds: tuple[float | None, float | None] = (0.0, 1.0)
 
     def __init__(
         self,

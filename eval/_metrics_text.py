@@ -65,6 +65,7 @@ class TextMetric:
     default_name: ClassVar[str]
     kind: MetricKind = "continuous"
     higher_is_better: bool = True
+    bounds: tuple[float | None, float | None] = (0.0, 1.0)  # the values a score can take
     needs_reference: bool = True
 
     def __init__(self, *, name: str | None = None, env: MetricEnv | None = None) -> None:
@@ -398,6 +399,7 @@ class Latency(TextMetric):
 
     default_name = "latency"
     higher_is_better = False
+    bounds = (0.0, None)
     needs_reference = False
 
     def measure(self, output: str, reference: str, sample: Sample) -> MetricValue:
@@ -413,6 +415,7 @@ class Cost(TextMetric):
 
     default_name = "cost"
     higher_is_better = False
+    bounds = (0.0, None)
     needs_reference = False
 
     def measure(self, output: str, reference: str, sample: Sample) -> MetricValue:
@@ -426,6 +429,7 @@ class Tokens(TextMetric):
 
     default_name = "tokens"
     higher_is_better = False
+    bounds = (0.0, None)
     needs_reference = False
 
     def measure(self, output: str, reference: str, sample: Sample) -> MetricValue:

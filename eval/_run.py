@@ -20,12 +20,13 @@ import contextlib
 import hashlib
 import json
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval._aggregate import summarize
+from eval._load import find_run, load_run
 from eval._metric import METRICS, Metric, MetricEnv
 from eval._progress import EvalProgress
 from eval._scoring import score_all
@@ -67,10 +68,13 @@ def run(
     repeats: int | None = None,
     fresh: bool = False,
     gateway_cache: bool = False,
+    baseline: str | None = None,
     progress: bool = False,
 ) -> EvalJob:
     """Evaluate ``target`` (``DEPLOYMENT[:ADAPTER]``) on ``suite`` through the gateway at
-    ``gateway`` (its ``/v1`` URL) with ``api_key``, a key of ``project``."""
+    ``gateway`` (its ``/v1`` URL) with ``api_key``, a key of ``project``. ``baseline`` (an
+    eval id, or a target: its newest run of the suite) is the run a pairwise judge compares
+    each answer with."""
     spec = suite if isinstance(suite, Suite) else load_suite(suite)
     if repeats is not None:
         spec = spec.model_copy(update={"repeats": repeats})
@@ -78,6 +82,7 @@ def run(
     version = _register(client, project, spec)
     deployment, _adapter = split_target(target)
     revision = client.registry.deployments.get(project, deployment)
+    base = find_run(client, project, spec.name, baseline) if baseline is not None else None
     config = {
         "suite": version.ref,
         "target": target,
@@ -87,6 +92,7 @@ def run(
         "kbs": _knowledge_bases(revision.spec),
         "gateway_cache": gateway_cache,
         "fresh": fresh,
+        "baseline": base.id if base is not None else None,
     }
     info = client.registry.evals.record(
         project,
@@ -131,8 +137,14 @@ def _execute(
     rows = rows_of(
         client.registry.datasets.rows(project, version.dataset, split=spec.split), spec.fields
     )
+    base_id = info.config.get("baseline")
     metrics = build_metrics(
-        spec, settings=client.settings, gateway=info.config["gateway"], api_key=api_key
+        spec,
+        settings=client.settings,
+        gateway=info.config["gateway"],
+        api_key=api_key,
+        baseline=_answers(client, project, base_id) if base_id else None,
+        baseline_id=base_id,
     )
     target = GatewayTarget(
         base_url=info.config["gateway"],
@@ -176,12 +188,24 @@ def _execute(
     )
 
 
-def build_metrics(spec: Suite, *, settings: Settings, gateway: str, api_key: str) -> list[Metric]:
-    """The suite's metrics (and latency, cost and tokens, always measured)."""
+def build_metrics(
+    spec: Suite,
+    *,
+    settings: Settings,
+    gateway: str,
+    api_key: str,
+    baseline: Mapping[str, Answer] | None = None,
+    baseline_id: str | None = None,
+) -> list[Metric]:
+    """The suite's metrics (and latency, cost and tokens, always measured); ``baseline``:
+    the answers (by row id) of the run a pairwise judge compares with."""
     from eval._judges import judges_for
 
     env = MetricEnv(
-        embedder=_Embedder(settings), judges=judges_for(spec, gateway=gateway, api_key=api_key)
+        embedder=_Embedder(settings),
+        judges=judges_for(spec, gateway=gateway, api_key=api_key),
+        baseline=dict(baseline or {}),
+        baseline_id=baseline_id,
     )
     built: list[Metric] = []
     for m in spec.metrics:
@@ -224,7 +248,12 @@ class _Engine:
         self._client, self._project, self._info = client, project, info
         self._spec, self._rows, self._metrics, self._target = spec, rows, metrics, target
         self._pending: list[EvalResultRecord] = []
-        self._fps = {m.name: _metric_fp(spec, m.name) for m in metrics}
+        base = info.config.get("baseline")
+        self._fps = {
+            m.name: _metric_fp(spec, m.name)
+            + (f"|baseline={base}" if getattr(m, "uses_baseline", False) else "")
+            for m in metrics
+        }
 
     async def go(self, *, progress: bool) -> list[RowResult]:
         evals = self._client.registry.evals
@@ -304,6 +333,15 @@ class _Engine:
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _answers(client: Client, project: str, eval_id: str) -> dict[str, Answer]:
+    """A stored run's first answer to each row, by row id."""
+    _, results = load_run(client, project, eval_id)
+    out: dict[str, Answer] = {}
+    for r in sorted(results, key=lambda r: r.repeat):
+        out.setdefault(r.row.id, r.answer)
+    return out
 
 
 def _from_record(row: EvalRow, record: EvalResultRecord) -> RowResult:
@@ -415,6 +453,7 @@ def _flat(summary: RunSummary) -> dict[str, Any]:
             **m.estimate.model_dump(),
             "kind": m.kind,
             "higher_is_better": m.higher_is_better,
+            "bounds": m.bounds,
             "reasons": m.reasons,
         }
     return out

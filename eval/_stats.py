@@ -52,6 +52,11 @@ The methods (simulated coverage and error rates: ``tests/unit/test_eval_stats.py
   when they agree exactly (they may still be ``better``/``worse`` when significant).
 - Fewer than 2 paired rows: ``inconclusive`` with no CI, p-value or MDE (the means and the
   difference are still reported).
+
+Two independent samples (a canary's arms: different requests, nothing to pair) are
+compared by :func:`eval.compare_independent` (``eval/_stats_unpaired.py``): the same
+:class:`Comparison`, verdicts and guarantees, with Welch's bootstrap-t and Fisher's exact
+test in place of the paired tests.
 """
 
 from __future__ import annotations
@@ -100,8 +105,8 @@ class Comparison(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     metric: str
-    test: Literal["paired-bootstrap", "mcnemar"]
-    n: int  # paired rows
+    test: Literal["paired-bootstrap", "mcnemar", "welch-bootstrap", "fisher"]
+    n: int  # paired rows (unpaired tests: both arms' values together)
     baseline: float | None
     candidate: float | None
     diff: float | None
@@ -112,6 +117,8 @@ class Comparison(BaseModel):
     margin: float
     higher_is_better: bool
     verdict: Verdict
+    n_baseline: int | None = None  # unpaired tests: each arm's values
+    n_candidate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -169,11 +176,13 @@ def estimate(
     resamples: int = 2000,
     seed: int = 0,
     binary: bool | None = None,
+    bounds: tuple[float | None, float | None] | None = None,
 ) -> Estimate:
     """The mean of the row means with its CI (see the module docstring for the method).
     ``binary``: the values are pass/fail (a binary metric), or not (a continuous metric
     whose values happen to be 0 and 1: a cost of 0 everywhere); None: decided from the
-    values."""
+    values. ``bounds``: the values a score can take (a token F1's 0 and 1); the interval
+    is cut to them (a t-interval of a few rows can reach past them)."""
     _check_levels(confidence=confidence, resamples=resamples)
     rows = _rows(values)
     x = np.fromiter(rows.means.values(), dtype=np.float64, count=len(rows.means))
@@ -186,9 +195,21 @@ def estimate(
             low, high = _binary_interval(x, rows.measured, confidence)
         else:
             low, high = _studentized(x, resamples, seed).interval(confidence)
+        low, high = _clip(low, bounds), _clip(high, bounds)
     return Estimate(
         mean=mean, low=low, high=high, n=n, unmeasured=rows.unmeasured, confidence=confidence
     )
+
+
+def _clip(value: float, bounds: tuple[float | None, float | None] | None) -> float:
+    if bounds is None:
+        return value
+    lowest, highest = bounds
+    if lowest is not None:
+        value = max(value, lowest)
+    if highest is not None:
+        value = min(value, highest)
+    return value
 
 
 def _binary_interval(x: Array, values: int, confidence: float) -> tuple[float, float]:

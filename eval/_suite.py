@@ -8,6 +8,7 @@
     split: test                   # optional: one split of the dataset
     fields: {question: q, reference: a}   # optional: the row keys, when named otherwise
     repeats: 3                    # independent answers per row (CIs cluster by row)
+    timeout_s: 120                # per request (judge_timeout_s: per judge call)
     params: {temperature: 0, max_tokens: 256}
     metrics:
       - token_f1
@@ -90,6 +91,7 @@ class Suite(BaseModel):
     concurrency: int = Field(default=4, ge=1, le=256)
     max_retries: int = Field(default=2, ge=0, le=10)
     timeout_s: float = Field(default=120.0, gt=0)
+    judge_timeout_s: float | None = Field(default=None, gt=0)  # None: timeout_s
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: tuple[MetricSpec, ...] = ()
     thresholds: tuple[Threshold, ...] = ()

@@ -31,6 +31,7 @@ class MetricSummary(BaseModel):
     kind: MetricKind
     higher_is_better: bool
     estimate: Estimate
+    bounds: tuple[float | None, float | None] | None = None
     per_row: dict[str, float | None] = Field(default_factory=dict)
     reasons: dict[str, int] = Field(default_factory=dict)  # unmeasured: reason -> count
 

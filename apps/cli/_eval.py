@@ -81,6 +81,7 @@ def run_cmd(
                 repeats=repeats,
                 fresh=fresh,
                 gateway_cache=gateway_cache,
+                baseline=baseline,
                 progress=not quiet and not as_json,
             )
         except KeyboardInterrupt:
@@ -173,11 +174,7 @@ def gate_cmd(
 
     try:
         with client() as c:
-            summary, _ = ev.load_run(c, project, eval_id)
-            info = c.registry.evals.get(project, summary.id)
-            suite = ev.suite_of(c, project, info)
-            comparisons, base_id = _compare(c, project, summary, baseline)
-            result = ev.gate(suite.thresholds, summary, comparisons=comparisons, baseline=base_id)
+            result, _, _ = ev.gate_run(c, project, eval_id, baseline=baseline)
     except GenAIError as error:
         err.print(f"[red]error:[/red] {escape(error.message)}")
         sys.exit(ev.EXIT_CODES["error"])
@@ -197,12 +194,8 @@ def _compare(
 
     if against is None:
         return [], None
-    info = c.registry.evals.get(project, summary.id)
-    base_info = ev.find_baseline(c, project, info, against)
-    base, _ = ev.load_run(c, project, base_info.id)
-    suite = ev.suite_of(c, project, info)
-    margins = {th.metric: th.margin for th in suite.thresholds if th.no_regression}
-    return ev.compare_runs(base, summary, margins=margins), base_info.id
+    comparisons, base_id = ev.compare_with(c, project, summary, against)
+    return comparisons, base_id
 
 
 def _present(

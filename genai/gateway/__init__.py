@@ -4,6 +4,9 @@ Auth by project key, deployments as models, traffic policies (canary, A/B, bandi
 shadow), retries, fallbacks and circuit breakers, quotas and rate limits, the usage
 ledger, metrics, and the stage protocols other packages plug into.
 
+A change of a deployment's traffic (:class:`TrafficChange`) applies to a revision's spec
+with :func:`retarget` (``genai deploy traffic``, the admin API and eval-gated promotion).
+
 For the routers and stages that apps build beside it: :func:`cpu_pool` (the process's fair
 CPU pool), :class:`UpstreamCredentials` (a target's upstream key, from project secrets or
 allowed variables), :func:`error_responses` and :func:`refuse_duplicate_keys` (the same
@@ -59,6 +62,7 @@ from genai.gateway._stages import (
     TargetStage,
 )
 from genai.gateway._traffic import Circuits
+from genai.gateway._traffic_change import TrafficChange, retarget
 from genai.settings import Settings
 from genai.store import Store
 from genai.tenancy import AsyncMemoryCounters, AsyncQuotaEnforcer, AsyncRedisCounters
@@ -90,6 +94,7 @@ __all__ = [
     "StreamFilter",
     "TargetSpec",
     "TargetStage",
+    "TrafficChange",
     "UpstreamCredentials",
     "cpu_pool",
     "create_gateway",
@@ -99,6 +104,7 @@ __all__ = [
     "inprocess_policy",
     "parse_spec",
     "refuse_duplicate_keys",
+    "retarget",
     "secret_not_set",
     "suggested_secret_name",
 ]

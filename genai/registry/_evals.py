@@ -146,6 +146,30 @@ class Evals:
                 add_edge(s, proj.id, parent, ("eval", row), "evaluated")
             return self._info(s, row)
 
+    def link_promoted(self, project: str, eval_id: str, ref: str) -> str:
+        """Record eval run ``eval_id`` as the evidence a version was promoted on (a deployment
+        revision that moved traffic): a lineage edge eval → ``ref`` (relation ``promoted``)
+        and an ``eval.promote`` audit event. Both must be of ``project``; the caller needs
+        the right to change what ``ref`` names. Returns the version's reference."""
+        target = Ref.parse(ref)
+        action = Action.DEPLOYMENT_WRITE if target.kind == "deployment" else Action.REGISTRY_WRITE
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, action)
+            row: t.EvalRun = resolve(s, proj.id, Ref("eval", eval_id.removeprefix("eval:")))
+            child = resolve(s, proj.id, target)
+            add_edge(s, proj.id, ("eval", row), (target.kind, child), "promoted")
+            promoted = label(target.kind, child)
+            self._ctx.audit(
+                s,
+                me,
+                "eval.promote",
+                project=proj,
+                resource=promoted,
+                evidence=f"eval:{row.uid}",
+            )
+            return promoted
+
     def add_results(self, project: str, eval_id: str, results: Sequence[EvalResultRecord]) -> None:
         """Keep results of a running eval run; a row × repeat written again replaces the
         earlier one (a resumed run rewrites nothing it finished, but may retry a row)."""

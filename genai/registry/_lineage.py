@@ -26,20 +26,28 @@ class Aliases:
     """Named pointers (``production``, ``staging``, any name) to versions of an entry.
 
     Moving a protected alias (``GENAI_PROTECTED_ALIASES``, default ``production``) needs
-    the maintainer role; every move is kept in the alias history and the audit log.
+    the maintainer role; every move is kept in the alias history and the audit log, with
+    its evidence when it has one (the eval run that gated it).
     """
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def set(self, project: str, ref: str, alias: str) -> AliasChange:
-        """Point ``alias`` at the version ``ref`` names (e.g. ``adapter:support@3``)."""
+    def set(
+        self, project: str, ref: str, alias: str, *, evidence: str | None = None
+    ) -> AliasChange:
+        """Point ``alias`` at the version ``ref`` names (e.g. ``adapter:support@3``).
+
+        ``evidence`` is the eval run the move rests on (``eval:ID``), an eval run of the
+        same project: kept on the move's history entry and audit event. One the project
+        lacks is not found, whether or not another project has it."""
         target = Ref.parse(ref)
         self._check(target, alias)
         with self._ctx.store.session() as s:
             me = self._ctx.me(s)
             proj = self._ctx.project(s, me, project, self._action(alias))
             row = resolve(s, proj.id, target)
+            proof = _evidence(s, proj.id, evidence)
             current = s.get(t.Alias, (proj.id, target.kind, row.name, alias))
             old = current.version if current else None
             if old == row.version:
@@ -61,7 +69,9 @@ class Aliases:
                     me.label,
                     t.utcnow(),
                 )
-            return self._record(s, proj, target.kind, row.name, alias, old, row.version, me)
+            return self._record(
+                s, proj, target.kind, row.name, alias, old, row.version, me, evidence=proof
+            )
 
     def delete(self, project: str, ref: str, alias: str) -> AliasChange:
         target = Ref.parse(ref)
@@ -100,6 +110,7 @@ class Aliases:
                     to_version=e.to_version,
                     ts=e.ts,
                     actor=e.actor,
+                    evidence=e.evidence,
                 )
                 for e in s.scalars(query.order_by(t.AliasEvent.id))
             ]
@@ -131,6 +142,8 @@ class Aliases:
         old: int | None,
         new: int | None,
         me: Principal,
+        *,
+        evidence: str | None = None,
     ) -> AliasChange:
         s.add(
             t.AliasEvent(
@@ -141,6 +154,7 @@ class Aliases:
                 from_version=old,
                 to_version=new,
                 actor=me.label,
+                evidence=evidence,
             )
         )
         self._ctx.audit(
@@ -151,12 +165,20 @@ class Aliases:
             resource=f"{kind}:{name}@{alias}",
             old=old,
             new=new,
+            **({"evidence": evidence} if evidence is not None else {}),
         )
-        return self._change(kind, name, alias, old, new, me.label)
+        return self._change(kind, name, alias, old, new, me.label, evidence=evidence)
 
     @staticmethod
     def _change(
-        kind: str, name: str, alias: str, old: int | None, new: int | None, actor: str
+        kind: str,
+        name: str,
+        alias: str,
+        old: int | None,
+        new: int | None,
+        actor: str,
+        *,
+        evidence: str | None = None,
     ) -> AliasChange:
         return AliasChange(
             kind=kind,
@@ -166,7 +188,16 @@ class Aliases:
             to_version=new,
             ts=t.utcnow(),
             actor=actor,
+            evidence=evidence,
         )
+
+
+def _evidence(s: Session, project_id: int, evidence: str | None) -> str | None:
+    """``evidence`` as the reference of an eval run of the project (``eval:ID``)."""
+    if evidence is None:
+        return None
+    row = resolve(s, project_id, Ref.parse(evidence, kind="eval"))
+    return label("eval", row)
 
 
 class Lineage:

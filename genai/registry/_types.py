@@ -152,6 +152,7 @@ class AliasChange(_Record):
     to_version: int | None
     ts: datetime
     actor: str
+    evidence: str | None = None  # the eval run that gated the move (``eval:ID``), if any
 
 
 class LineageEdgeInfo(_Record):

@@ -12,6 +12,7 @@ __all__ = [
     "ApiKeyInfo",
     "AuditEntry",
     "CreatedKey",
+    "FeedbackRow",
     "MemberInfo",
     "ProjectInfo",
     "QuotaLimits",
@@ -137,6 +138,18 @@ class UsageReport(_Record):
     until: date | None
     rows: list[UsageRow]
     total: UsageRow
+
+
+class FeedbackRow(_Record):
+    """A caller's score of one answer (``POST /v1/feedback``) with what gave the answer:
+    the deployment, the target (arm) that answered, and when it answered."""
+
+    request_id: str
+    deployment: str
+    target: str
+    score: float
+    answered_at: datetime  # the usage ledger's time of the answer
+    ts: datetime  # when the feedback came
 
 
 class AuditEntry(_Record):

@@ -1,4 +1,5 @@
-"""The usage ledger (a row per request) and the showback report; the audit log reader."""
+"""The usage ledger (a row per request) and the showback report; the feedback callers gave
+answers, by the target that answered; the audit log reader."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from genai.errors import Forbidden, ValidationError
 from genai.store import schema as t
 from genai.tenancy._quotas import QuotaEnforcer
 from genai.tenancy._rbac import Action
-from genai.tenancy._types import AuditEntry, UsageEvent, UsageReport, UsageRow
+from genai.tenancy._types import AuditEntry, FeedbackRow, UsageEvent, UsageReport, UsageRow
 
 if TYPE_CHECKING:
     from genai._context import Context
@@ -132,6 +133,45 @@ class Usage:
         return UsageReport(
             group_by=groups, since=since, until=until, rows=out, total=_usage_row({}, tuple(total))
         )
+
+    def feedback(
+        self,
+        project: str,
+        deployment: str,
+        *,
+        since: datetime | None = None,
+        targets: Sequence[str] | None = None,
+    ) -> builtins.list[FeedbackRow]:
+        """The feedback on answers of ``deployment`` (answered at or after ``since``; by
+        ``targets`` only, when given), oldest answer first. An answer scored more than once
+        counts once, with its latest score. Each row says which target answered (the
+        usage ledger's row of the same request)."""
+        fb, rec = t.Feedback, t.UsageRecord
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, Action.USAGE_READ)
+            query = (
+                select(fb, rec.ts, rec.target)
+                .join(rec, (rec.project_id == fb.project_id) & (rec.request_id == fb.request_id))
+                .where(fb.project_id == proj.id, fb.deployment == deployment)
+                .order_by(fb.id)
+            )
+            if since is not None:
+                query = query.where(rec.ts >= since)
+            latest: dict[str, FeedbackRow] = {}  # a later score replaces an earlier one
+            for row, answered_at, answered_by in s.execute(query):
+                target = row.target or answered_by
+                if targets is not None and target not in targets:
+                    continue
+                latest[row.request_id] = FeedbackRow(
+                    request_id=row.request_id,
+                    deployment=row.deployment,
+                    target=target,
+                    score=row.score,
+                    answered_at=answered_at,
+                    ts=row.ts,
+                )
+        return sorted(latest.values(), key=lambda r: (r.answered_at, r.ts))
 
 
 def _aggregates() -> builtins.list[Any]:

@@ -136,10 +136,10 @@ EXPECTED: dict[str, str] = {
         DeploymentSpec DlpNote DlpStatus Gateway GatewayMetrics GatewayOptions
         GatewayRequest InProcessPolicy Journal PerRequest PreparedTarget Price RequestStage
         ResponseStage
-        ShadowConfig StageNotes Stages StreamFilter TargetSpec TargetStage
+        ShadowConfig StageNotes Stages StreamFilter TargetSpec TargetStage TrafficChange
         UpstreamCredentials cpu_pool create_gateway create_gateway_app env_not_allowed
-        error_responses inprocess_policy parse_spec refuse_duplicate_keys secret_not_set
-        suggested_secret_name
+        error_responses inprocess_policy parse_spec refuse_duplicate_keys retarget
+        secret_not_set suggested_secret_name
     """,
     "genai.models": """
         BUNDLED_EMBEDDING_MODEL ChatMessage ContextPassage DEFAULT_EMBEDDER EMBEDDERS
@@ -176,7 +176,7 @@ EXPECTED: dict[str, str] = {
     """,
     "genai.tenancy": """
         Action ApiKeyInfo AsyncCounters AsyncMemoryCounters AsyncQuotaEnforcer
-        AsyncRedisCounters Audit AuditEntry Counters CreatedKey GROUPS KEY_PATTERN Keys
+        AsyncRedisCounters Audit AuditEntry Counters CreatedKey FeedbackRow GROUPS KEY_PATTERN Keys
         MemberInfo MemoryCounters PERMISSIONS Principal ProjectInfo Projects QuotaEnforcer
         QuotaLimits QuotaStatus Quotas RedisCounters Resource Role SecretInfo Secrets
         SqlCounters Usage UsageEvent UsageReport UsageRow UserInfo Users authorize
@@ -220,13 +220,17 @@ EXPECTED: dict[str, str] = {
     "cache.langchain": "GenAICache",
     "cache.testing": "EntryStoreSuite",
     "eval": """
-        Answer Check Citation Comparison EXIT_CODES Estimate EvalJob EvalRow GateResult
-        GatewayTarget Judge METRICS Message Metric MetricEnv MetricInfo MetricKind
-        MetricSpec MetricSummary MetricValue RowResult RunSummary Sample Suite Threshold
-        build_metrics compare compare_runs estimate find_baseline gate junit_xml
-        load_run load_suite render_html resume rows_of run split_target suite_of
+        Answer CanaryResult CanaryStep Check Citation Comparison EXIT_CODES Estimate EvalJob
+        EvalRow FeedbackSignal GateResult GatewayTarget Judge LmEvalJob LmEvalScore METRICS
+        Message Metric MetricEnv
+        MetricInfo MetricKind MetricSpec MetricSummary MetricValue Promotion PromotionRefused
+        RowResult RunSummary SIGNALS Sample Signal Suite Threshold build_metrics canary
+        compare compare_independent compare_runs compare_with estimate find_baseline gate
+        gate_run junit_xml lm_eval
+        load_run load_suite promote render_html resume rows_of run split_target suite_of
         summarize write_html write_junit
     """,
+    "eval.pytest_plugin": "EvalSession genai_eval",
     "finetune": """
         IGNORE Collator DataFormat Encoded Encoder Example FineTuneConfig FineTuneJob LossOn
         Method Problem ValidationReport VendorFineTuneJob detect_format load_config prepare

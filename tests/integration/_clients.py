@@ -12,19 +12,40 @@ Missing, it skips the tests on a developer's machine and fails them under ``CI=t
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-__all__ = ["CLIENTS", "ROOT", "clients_python", "offline_env", "request_counts"]
+__all__ = [
+    "CLIENTS",
+    "LM_EVAL_TASK",
+    "LM_EVAL_TASK_FILES",
+    "ROOT",
+    "LmEvalRun",
+    "Scores",
+    "clients_python",
+    "hf_lm_eval",
+    "lm_eval_workdir",
+    "offline_env",
+    "request_counts",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = ROOT / "tests" / "clients"
 VENV = ROOT / os.environ.get("CLIENTS_VENV", ".venv-clients")  # the Makefile's CLIENTS_VENV
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+#: The tiny local multiple-choice task of tests/data/lm_eval (20 questions, 2 to 4 choices).
+LM_EVAL_TASK = "genai_tiny_mc"
+LM_EVAL_TASK_FILES = ROOT / "tests" / "data" / "lm_eval"
+LM_EVAL_QUESTIONS = 20
+LM_EVAL_TIMEOUT_S = 420
 
 
 def clients_python(*modules: str) -> Path:
@@ -91,3 +112,112 @@ def request_counts(metrics_text: str, endpoint: str) -> dict[str, float]:
             status = labels.get("status", "?")
             counts[status] = counts.get(status, 0.0) + float(match.group(2))
     return counts
+
+
+# ------------------------------------------------------------------ lm-evaluation-harness
+
+
+@dataclass
+class Scores:
+    acc: float
+    acc_norm: float
+    # doc id -> [(log-likelihood, is_greedy), ...] in choice order, and the doc's acc
+    choices: dict[int, list[tuple[float, bool]]]
+    doc_acc: dict[int, tuple[float, float]]
+
+
+class LmEvalRun:
+    """One ``lm_eval`` CLI run of the tiny task, started at once; ``scores()`` waits for it."""
+
+    def __init__(self, python: Path, workdir: Path, name: str, model_args: list[str]) -> None:
+        self.out = workdir / f"out-{name}"
+        self.log = workdir / f"{name}.log"
+        lm_eval = python.parent / "lm_eval"
+        command = [
+            str(lm_eval),
+            *model_args,
+            "--tasks",
+            LM_EVAL_TASK,
+            "--include_path",
+            str(workdir),
+            "--output_path",
+            str(self.out),
+            "--log_samples",
+        ]
+        self._scores: Scores | None = None
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=workdir,  # the task's data_files path is relative to it
+                env=offline_env(workdir),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def scores(self) -> Scores:
+        if self._scores is None:
+            self._scores = self._read()
+        return self._scores
+
+    def _read(self) -> Scores:
+        try:
+            code = self.process.wait(timeout=LM_EVAL_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"lm_eval ran past {LM_EVAL_TIMEOUT_S} s:\n{self.tail()}")
+        assert code == 0, f"lm_eval exited {code}:\n{self.tail()}"
+        results = json.loads(next(self.out.rglob("results_*.json")).read_text())
+        task = results["results"][LM_EVAL_TASK]
+        samples = [
+            json.loads(line)
+            for line in next(self.out.rglob(f"samples_{LM_EVAL_TASK}_*.jsonl"))
+            .read_text()
+            .splitlines()
+        ]
+        assert len(samples) == LM_EVAL_QUESTIONS, self.tail()
+        return Scores(
+            acc=task["acc,none"],
+            acc_norm=task["acc_norm,none"],
+            choices={
+                s["doc_id"]: [(float(ll), greedy == "True") for ll, greedy in s["filtered_resps"]]
+                for s in samples
+            },
+            doc_acc={s["doc_id"]: (s["acc"], s["acc_norm"]) for s in samples},
+        )
+
+    def tail(self) -> str:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(line[:400] for line in lines[-40:])
+
+
+def lm_eval_workdir(root: Path) -> Path:
+    """``root`` with a copy of the tiny task's files (lm_eval runs there)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("tiny_mc.yaml", "tiny_mc.jsonl"):
+        shutil.copy(LM_EVAL_TASK_FILES / name, root / name)
+    return root
+
+
+def hf_lm_eval(python: Path, model: Path, workdir: Path) -> LmEvalRun:
+    """lm-eval's own scoring of ``model`` on the tiny task (``--model hf``, float32, CPU),
+    started in ``workdir`` (a copy of the task's files is put there)."""
+    return LmEvalRun(
+        python,
+        lm_eval_workdir(workdir),
+        "hf",
+        [
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={model},dtype=float32",
+            "--device",
+            "cpu",
+            "--batch_size",
+            "1",
+        ],
+    )

@@ -22,108 +22,24 @@ setting.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from _clients import ROOT, clients_python, offline_env, request_counts
+from _clients import (
+    LmEvalRun,
+    Scores,
+    clients_python,
+    hf_lm_eval,
+    lm_eval_workdir,
+    request_counts,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(540)]
 
-TASK = "genai_tiny_mc"
-TASK_FILES = ROOT / "tests" / "data" / "lm_eval"
-RUN_TIMEOUT_S = 420
-QUESTIONS = 20
 CHOICES = 59  # log-likelihood requests: one per (question, choice)
-
-
-@dataclass
-class Scores:
-    acc: float
-    acc_norm: float
-    # doc id -> [(log-likelihood, is_greedy), ...] in choice order, and the doc's acc
-    choices: dict[int, list[tuple[float, bool]]]
-    doc_acc: dict[int, tuple[float, float]]
-
-
-class LmEvalRun:
-    """One ``lm_eval`` CLI run, started at once; ``scores()`` waits for it."""
-
-    def __init__(self, python: Path, workdir: Path, name: str, model_args: list[str]) -> None:
-        self.out = workdir / f"out-{name}"
-        self.log = workdir / f"{name}.log"
-        lm_eval = python.parent / "lm_eval"
-        command = [
-            str(lm_eval),
-            *model_args,
-            "--tasks",
-            TASK,
-            "--include_path",
-            str(workdir),
-            "--output_path",
-            str(self.out),
-            "--log_samples",
-        ]
-        self._scores: Scores | None = None
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=workdir,  # the task's data_files path is relative to it
-                env=offline_env(workdir),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def scores(self) -> Scores:
-        if self._scores is None:
-            self._scores = self._read()
-        return self._scores
-
-    def _read(self) -> Scores:
-        try:
-            code = self.process.wait(timeout=RUN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            pytest.fail(f"lm_eval ran past {RUN_TIMEOUT_S} s:\n{self.tail()}")
-        assert code == 0, f"lm_eval exited {code}:\n{self.tail()}"
-        results = json.loads(next(self.out.rglob("results_*.json")).read_text())
-        task = results["results"][TASK]
-        samples = [
-            json.loads(line)
-            for line in next(self.out.rglob(f"samples_{TASK}_*.jsonl")).read_text().splitlines()
-        ]
-        assert len(samples) == QUESTIONS, self.tail()
-        return Scores(
-            acc=task["acc,none"],
-            acc_norm=task["acc_norm,none"],
-            choices={
-                s["doc_id"]: [(float(ll), greedy == "True") for ll, greedy in s["filtered_resps"]]
-                for s in samples
-            },
-            doc_acc={s["doc_id"]: (s["acc"], s["acc_norm"]) for s in samples},
-        )
-
-    def tail(self) -> str:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(line[:400] for line in lines[-40:])
-
-
-def _workdir(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name in ("tiny_mc.yaml", "tiny_mc.jsonl"):
-        shutil.copy(TASK_FILES / name, root / name)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -141,22 +57,7 @@ def served(lm_eval_python, tiny, run_server):
 def hf_run(lm_eval_python, tiny, tmp_path_factory) -> Iterator[LmEvalRun]:
     """lm-eval's own scoring of the tiny model, started once for the module (the tests run
     their server-side scoring beside it)."""
-    workdir = _workdir(tmp_path_factory.mktemp("lm-eval-hf"))
-    run = LmEvalRun(
-        lm_eval_python,
-        workdir,
-        "hf",
-        [
-            "--model",
-            "hf",
-            "--model_args",
-            f"pretrained={tiny.model},dtype=float32",
-            "--device",
-            "cpu",
-            "--batch_size",
-            "1",
-        ],
-    )
+    run = hf_lm_eval(lm_eval_python, tiny.model, tmp_path_factory.mktemp("lm-eval-hf"))
     yield run
     run.stop()
 
@@ -200,7 +101,7 @@ def test_local_completions_scores_equal_lm_evals_own(
     before = request_counts(httpx.get(served.url + "/metrics").text, "completions")
     run = local_completions(
         lm_eval_python,
-        _workdir(tmp_path),
+        lm_eval_workdir(tmp_path),
         served.url,
         batch_size=batch_size,
         tokenizer=tiny.model,
@@ -227,7 +128,7 @@ def test_local_completions_with_the_servers_tokenizer(served, lm_eval_python, tm
     assert probe.status_code == 200, probe.text
     run = local_completions(
         lm_eval_python,
-        _workdir(tmp_path),
+        lm_eval_workdir(tmp_path),
         served.url,
         batch_size=4,
         tokenizer_backend="remote",

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import eval as ev
+from genai.errors import ValidationError
 from genai.testing import FakeOpenAIServer, running_server
 
 RUBRIC = "Question: {question}\nAnswer: {answer}\nReference: {reference}\nScore 1 to 5."
@@ -33,11 +34,19 @@ def world(
     answers = FakeOpenAIServer(base_model="answers", reply="Paris is the capital of France")
     hanging = FakeOpenAIServer(base_model="slow")
     hanging.mode, hanging.hang_s = "hang", 5.0
-    with running_server(answers.app) as answers_url, running_server(hanging.app) as slow_url:
+    biased = FakeOpenAIServer(
+        base_model="biased", max_model_len=4096, reply='{"winner": "A", "reason": "first"}'
+    )
+    with (
+        running_server(answers.app) as answers_url,
+        running_server(hanging.app) as slow_url,
+        running_server(biased.app) as biased_url,
+    ):
         for name, url, model in (
             ("bot", answers_url + "/v1", "answers"),
             ("tiny-judge", model_server.v1, "tiny-llama"),
             ("slow-judge", slow_url + "/v1", "slow"),
+            ("biased-judge", biased_url + "/v1", "biased"),
         ):
             project.deploy(
                 {"targets": [{"name": "t", "url": url, "model": model}], "retries": 0}, name=name
@@ -54,19 +63,29 @@ def world(
             )
         )
 
-        def run(judge: str, **options: Any) -> ev.EvalJob:
+        def run(judge: str, baseline: str | None = None, **options: Any) -> ev.EvalJob:
+            metric = options.pop("metric", "llm_judge")
             suite = ev.Suite(
                 name=f"judged-by-{judge}",
                 dataset=str(data),
-                timeout_s=options.pop("timeout_s", 60.0),
+                judge_timeout_s=options.pop("judge_timeout_s", None),
                 max_retries=0,
                 params={"max_tokens": 24},
                 metrics=[
-                    {"name": "llm_judge", "judge": judge, "rubric": RUBRIC, **options},
+                    {"name": metric, "judge": judge, **options}
+                    | ({"rubric": RUBRIC} if metric == "llm_judge" else {}),
                     "token_f1",
                 ],
             )
-            return ev.run(admin, "judged", suite, target="bot", gateway=gw.v1, api_key=project.key)
+            return ev.run(
+                admin,
+                "judged",
+                suite,
+                target="bot",
+                gateway=gw.v1,
+                api_key=project.key,
+                baseline=baseline,
+            )
 
         yield run
 
@@ -96,7 +115,7 @@ def test_a_judge_answering_random_text_never_crashes_a_run_nor_yields_nan(world:
 def test_a_hanging_judge_leaves_its_rows_unmeasured_with_the_reason(world: Any) -> None:
     run = world
 
-    job = run("slow-judge", retries=0, timeout_s=0.5)
+    job = run("slow-judge", retries=0, judge_timeout_s=0.5)
 
     judged = job.summary.metrics["llm_judge"]
     assert judged.estimate.n == 0 and judged.estimate.mean is None
@@ -114,3 +133,23 @@ def test_judged_values_are_reused_by_an_identical_rerun(world: Any) -> None:
 
     assert all(r.answer.cached for r in again.results)
     assert again.summary.metrics["llm_judge"].per_row == first.summary.metrics["llm_judge"].per_row
+
+
+def test_a_pairwise_judge_compares_with_the_baseline_and_cancels_position_bias(
+    world: Any,
+) -> None:
+    run = world
+    first = run("tiny-judge", retries=0)  # the baseline: its answers, whatever its scores
+
+    both_ways = run("biased-judge", baseline=first.eval.id, metric="pairwise_judge")
+    one_way = run("biased-judge", baseline=first.eval.id, metric="pairwise_judge", swap=False)
+
+    # the judge always prefers the first answer it is shown: asked both ways, that is a tie
+    assert set(both_ways.summary.metrics["pairwise_judge"].per_row.values()) == {0.5}
+    assert set(one_way.summary.metrics["pairwise_judge"].per_row.values()) == {1.0}
+    assert both_ways.eval.config["baseline"] == first.eval.id
+
+
+def test_a_pairwise_judge_without_a_baseline_is_refused_before_any_call(world: Any) -> None:
+    with pytest.raises(ValidationError, match="compares with a baseline run"):
+        world("biased-judge", metric="pairwise_judge")

@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -361,3 +363,54 @@ def test_a_stored_run_reads_back_with_the_same_summary_and_gates(world: Any) -> 
         for bound in (f1.low - 0.01, 0.5, 0.9)
     }
     assert outcomes == {f1.low - 0.01: "pass", 0.5: "inconclusive", 0.9: "fail"}
+
+
+def test_a_projects_own_tests_assert_on_an_eval_with_the_pytest_plugin(
+    world: Any, settings: Any, tmp_path: Path
+) -> None:
+    lenient, strict = tmp_path / "lenient.yaml", tmp_path / "strict.yaml"
+    lenient.write_text(world.suite.read_text().replace("min: 0.2", "min: 0.0"))
+    strict.write_text(world.suite.read_text().replace("min: 0.2", "min: 0.99"))
+    tests = tmp_path / "project_tests"
+    tests.mkdir()
+    (tests / "test_bot.py").write_text(
+        "def test_the_bot_passes(genai_eval):\n"
+        f"    job = genai_eval.run({str(lenient)!r}, target='qa')\n"
+        "    genai_eval.assert_passes(job)\n\n"
+        "def test_the_bot_is_excellent(genai_eval):\n"
+        f"    job = genai_eval.run({str(strict)!r}, target='qa')\n"
+        "    genai_eval.assert_passes(job)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENAI_")} | {
+        "GENAI_HOME": str(settings.home),
+        "GENAI_DATABASE_URL": settings.resolved_database_url,
+        "GENAI_USER": "admin",
+        "GENAI_PROJECT": "evals",
+        "GENAI_API_KEY": world.project.key,
+        "GENAI_GATEWAY_URL": world.gw.v1,
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "eval.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            str(tests),
+        ],
+        cwd=tests,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+    assert "1 failed, 1 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "did not pass its gate (fail)" in result.stdout
+    assert "fail: token_f1 min 0.99" in result.stdout
+    assert world.oracle.total == 12  # the second suite's answers came from the eval cache

@@ -395,3 +395,17 @@ def test_never_nan(baseline: list[float], candidate: list[float], binary: bool) 
     for run in (baseline, candidate):
         _assert_finite(estimate(_values(np.array(run))))
     assert found.verdict in ("better", "worse", "no-difference", "inconclusive")
+
+
+def test_intervals_are_cut_to_the_values_a_metric_can_take() -> None:
+    values: dict[str, list[float | None]] = {
+        str(i): [v] for i, v in enumerate([1.0, 1.0, 0.0, 0.5, 1.0, 0.0])
+    }
+    wide = estimate(values, binary=False)
+    assert wide.low is not None and wide.high is not None
+    assert wide.high > 1.0  # a t-interval of six rows reaches past a token F1's range
+    cut = estimate(values, binary=False, bounds=(0.0, 1.0))
+    assert cut.low == max(0.0, wide.low) and cut.high == 1.0
+    assert cut.mean == wide.mean
+    open_end = estimate(values, binary=False, bounds=(0.0, None))
+    assert open_end.high == wide.high

@@ -393,7 +393,8 @@ class Alias(Base):
 
 
 class AliasEvent(Base):
-    """The audit trail of alias moves: which version an alias pointed at, and when."""
+    """The audit trail of alias moves: which version an alias pointed at, when, and on
+    what evidence (an eval run of the project, for an eval-gated promotion)."""
 
     __tablename__ = "alias_events"
 
@@ -406,6 +407,8 @@ class AliasEvent(Base):
     to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     ts: Mapped[datetime] = _created()
     actor: Mapped[str] = mapped_column(String(120))
+    # what the move rests on: the eval run that gated it (``eval:ID``), or None
+    evidence: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class LineageEdge(Base):

@@ -1,5 +1,6 @@
 """evaluation: suite versions (a dataset version plus metrics and thresholds) and each eval
-run's per-row results, written as the run goes (resume) and found again by cache key
+run's per-row results, written as the run goes (resume) and found again by cache key;
+alias moves keep their evidence (the eval run of an eval-gated promotion)
 
 Revision ID: 0010
 Revises: 0009
@@ -58,9 +59,15 @@ def upgrade() -> None:
     with op.batch_alter_table('eval_suites', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_eval_suites_project_id'), ['project_id'], unique=False)
 
+    with op.batch_alter_table('alias_events', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('evidence', sa.String(length=64), nullable=True))
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('alias_events', schema=None) as batch_op:
+        batch_op.drop_column('evidence')
+
     with op.batch_alter_table('eval_suites', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_eval_suites_project_id'))
 
