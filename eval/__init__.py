@@ -22,6 +22,7 @@ from eval._metric import METRICS, Judge, Metric, MetricEnv
 from eval._promote import Promotion, PromotionRefused, promote
 from eval._report import render_html, write_html
 from eval._run import EvalJob, build_metrics, resume, run
+from eval._shadow import ShadowJob, shadow
 from eval._stats import Comparison, Estimate, compare, estimate
 from eval._stats_unpaired import compare_independent
 from eval._suite import MetricSpec, Suite, Threshold, load_suite, rows_of
@@ -61,6 +62,7 @@ __all__ = [
     "RowResult",
     "RunSummary",
     "Sample",
+    "ShadowJob",
     "Signal",
     "Suite",
     "Threshold",
@@ -83,6 +85,7 @@ __all__ = [
     "resume",
     "rows_of",
     "run",
+    "shadow",
     "split_target",
     "suite_of",
     "summarize",

@@ -114,6 +114,7 @@ def compare_runs(
                 higher_is_better=cand.higher_is_better,
                 margin=(margins or {}).get(name, 0.05),
                 seed=seed,
+                bounds=cand.bounds,
             )
         )
     return out

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from eval._aggregate import MetricInfo, summarize
 from eval._lm_eval_output import LmEvalOutput, LmEvalScore, read_output
 from eval._lm_eval_proc import environment, execute, lm_eval_python
-from eval._run import _check_key, _flat
+from eval._run import check_key, flat_metrics
 from eval._suite import MetricSpec, Suite, rows_of
 from eval._summary import RowResult, RunSummary
 from eval._target import split_target
@@ -83,7 +83,7 @@ def lm_eval(
     ``on_output`` gets each line lm_eval prints (its progress bars' updates included)."""
     names = _task_names(tasks)
     executable = lm_eval_python(python)
-    _check_key(client, project, api_key)
+    check_key(client, project, api_key)
     revision = client.registry.deployments.get(project, split_target(target)[0])
     model_args = _model_args(
         gateway,
@@ -336,7 +336,7 @@ def _finish(
         s.model_copy(update={"estimate": summary.metrics[s.name].estimate}) if s.per_doc else s
         for s in output.scores
     ]
-    flat = _flat(summary)
+    flat = flat_metrics(summary)
     for s in scores:
         reported = {"value": s.value, "stderr": s.stderr, "task": s.task, "metric": s.metric}
         if s.per_doc:

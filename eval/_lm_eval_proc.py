@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import importlib.util
 import io
 import os
 import re
 import signal
 import subprocess
-import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from genai.errors import BackendError, MissingDependencyError, UsageError
+from eval._tool_python import tool_python
+from genai.errors import BackendError
 from genai.progress import ProgressBar
 
 __all__ = ["PYTHON_ENV", "environment", "execute", "lm_eval_python"]
@@ -33,24 +32,15 @@ _TQDM = re.compile(r"(?P<what>[^:|]+):\s*\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total
 def lm_eval_python(python: str | Path | None = None) -> Path:
     """The interpreter that runs lm_eval: ``python``, else ``GENAI_LM_EVAL_PYTHON``, else
     this one when lm-eval is installed here."""
-    chosen = python or os.environ.get(PYTHON_ENV)
-    if chosen:
-        path = Path(chosen).expanduser()
-        if not path.is_file():
-            raise UsageError(
-                f"the lm-eval python {str(path)!r} does not exist: name the python of an "
-                f"environment with lm-eval installed (--python or {PYTHON_ENV})"
-            )
-        return path
-    if importlib.util.find_spec("lm_eval") is not None:
-        return Path(sys.executable)
-    error = MissingDependencyError("lm-eval", extra="lm-eval", purpose="`genai eval lm-eval`")
-    error.message += (
-        f", or install `lm-eval[api]` in a virtual environment of its own and name its "
-        f"python with --python or {PYTHON_ENV}"
+    return tool_python(
+        python,
+        env_var=PYTHON_ENV,
+        module="lm_eval",
+        package="lm-eval",
+        extra="lm-eval",
+        purpose="`genai eval lm-eval`",
+        where=f"--python or {PYTHON_ENV}",
     )
-    error.args = (error.message,)
-    raise error
 
 
 def environment(api_key: str, *, online: bool) -> dict[str, str]:

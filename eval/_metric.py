@@ -60,6 +60,8 @@ class MetricEnv:
     judges: dict[str, Judge] = field(default_factory=dict)  # by judge deployment name
     baseline: Mapping[str, Answer] = field(default_factory=dict)  # row id -> its answer
     baseline_id: str | None = None  # the eval run those answers come from
+    gateway: str | None = None  # the run's gateway (/v1) and key, for metrics that call it
+    api_key: str | None = field(default=None, repr=False)
 
 
 METRICS: Registry[Metric] = Registry(
@@ -72,6 +74,7 @@ METRICS: Registry[Metric] = Registry(
         "bleu": "eval._metrics_text:Bleu",
         "regex": "eval._metrics_text:Regex",
         "contains": "eval._metrics_text:Contains",
+        "label_match": "eval._metrics_labels:LabelMatch",
         "json_valid": "eval._metrics_text:JsonValid",
         "json_schema": "eval._metrics_text:JsonSchema",
         "latency": "eval._metrics_text:Latency",
@@ -81,5 +84,13 @@ METRICS: Registry[Metric] = Registry(
         "citation_support": "eval._metrics_model:CitationSupport",
         "llm_judge": "eval._metrics_model:LLMJudge",
         "pairwise_judge": "eval._metrics_pairwise:PairwiseJudge",
+        "ragas_faithfulness": "eval._metrics_ragas:RagasFaithfulness",
+        "ragas_answer_relevancy": "eval._metrics_ragas:RagasAnswerRelevancy",
+        "ragas_context_precision": "eval._metrics_ragas:RagasContextPrecision",
+        "ragas_context_recall": "eval._metrics_ragas:RagasContextRecall",
+        "ragas_nonllm_context_precision": "eval._metrics_ragas:RagasNonLLMContextPrecision",
+        "ragas_nonllm_context_recall": "eval._metrics_ragas:RagasNonLLMContextRecall",
+        "ragas_rouge": "eval._metrics_ragas:RagasRouge",
+        "ragas_bleu": "eval._metrics_ragas:RagasBleu",
     },
 )

@@ -10,7 +10,6 @@ unmeasured with the last problem as the reason.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import math
@@ -18,6 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from eval._embed_batch import EmbedBatcher
 from eval._metrics_text import TextMetric, unmeasurable
 from eval._types import MetricKind, MetricValue, Sample
 from genai.errors import ValidationError
@@ -43,14 +43,11 @@ def _embedder_factory(env: MetricEnv | None) -> Callable[[], Embedder]:
     return _bundled_embedder
 
 
-def _cosines(embedder: Callable[[], Embedder], texts: Sequence[str]) -> list[list[float]]:
-    """The cosine similarity of every pair of ``texts`` (clipped to -1..1)."""
+def _cosines(vectors: Any) -> list[list[float]]:
+    """The cosine similarity of every pair of unit ``vectors`` (clipped to -1..1)."""
     import numpy as np
 
-    vectors = np.asarray(embedder().embed(list(texts)), dtype=np.float64)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-    similarity = np.clip(np.nan_to_num(unit @ unit.T), -1.0, 1.0)
+    similarity = np.clip(np.nan_to_num(vectors @ vectors.T), -1.0, 1.0)
     return [[float(x) for x in row] for row in similarity]
 
 
@@ -63,7 +60,7 @@ class EmbeddingSimilarity(TextMetric):
 
     def __init__(self, *, name: str | None = None, env: MetricEnv | None = None) -> None:
         super().__init__(name=name, env=env)
-        self._embedder = _embedder_factory(env)
+        self._batcher = EmbedBatcher(_embedder_factory(env))
 
     async def score(self, sample: Sample) -> MetricValue:
         problem = unmeasurable(sample, needs_reference=True)
@@ -72,7 +69,7 @@ class EmbeddingSimilarity(TextMetric):
         output, reference = sample.answer.output, sample.row.reference or ""
         if not output.strip():
             return MetricValue.of(0.0)
-        cosines = await asyncio.to_thread(_cosines, self._embedder, [output, reference])
+        cosines = _cosines(await self._batcher.vectors([output, reference]))
         return MetricValue.of(cosines[0][1])
 
 
@@ -137,7 +134,7 @@ class CitationSupport(TextMetric):
                 field="threshold",
             )
         self.threshold = float(threshold)
-        self._embedder = _embedder_factory(env)
+        self._batcher = EmbedBatcher(_embedder_factory(env))
 
     async def score(self, sample: Sample) -> MetricValue:
         problem = unmeasurable(sample, needs_reference=False)
@@ -152,14 +149,14 @@ class CitationSupport(TextMetric):
         marks = citing_sentences(answer.output)
         whole = _unmarked(answer.output)
         claims = {n: marks.get(n) or ([whole] if whole else []) for n in chunks}
-        supported = await asyncio.to_thread(self._supported, chunks, claims)
+        supported = await self._supported(chunks, claims)
         unbacked = len(set(marks) - set(chunks))  # marks no cited chunk stands behind
         return MetricValue.of(supported / (len(chunks) + unbacked))
 
-    def _supported(self, chunks: dict[int, str], claims: dict[int, list[str]]) -> int:
+    async def _supported(self, chunks: dict[int, str], claims: dict[int, list[str]]) -> int:
         texts = sorted({t for ts in claims.values() for t in ts} | set(chunks.values()))
         index = {text: i for i, text in enumerate(texts)}
-        cosines = _cosines(self._embedder, texts)
+        cosines = _cosines(await self._batcher.vectors(texts))
         return sum(
             1
             for number, chunk in chunks.items()

@@ -34,7 +34,7 @@ from eval._stats import Comparison
 from eval._summary import RowResult, RunSummary
 from genai.files import atomic_write_text
 
-__all__ = ["MAX_ROWS", "render_html", "word_diff", "write_html"]
+__all__ = ["MAX_ROWS", "notebook_html", "render_html", "word_diff", "write_html"]
 
 #: The side-by-side view shows at most this many rows (those that disagree most).
 MAX_ROWS = 200
@@ -115,6 +115,24 @@ def write_html(
     """Render the report and write it to ``path`` at once (readers never see a part)."""
     page = render_html(runs, comparisons=comparisons, rows=rows, title=title)
     return atomic_write_text(path, page)
+
+
+def notebook_html(
+    runs: Sequence[RunSummary],
+    *,
+    comparisons: Sequence[Comparison] = (),
+    rows: Mapping[str, Sequence[RowResult]] = _NO_ROWS,
+    title: str = "Evaluation report",
+    height: int = 640,
+) -> str:
+    """The report inside an ``<iframe srcdoc>``: what a notebook shows for a run. The page
+    keeps its own styles and content policy, and cannot restyle the notebook around it."""
+    page = render_html(runs, comparisons=comparisons, rows=rows, title=title)
+    return (
+        f'<iframe srcdoc="{escape(page, quote=True)}" title="{escape(title, quote=True)}" '
+        f'style="width:100%;height:{int(height)}px;border:1px solid #d0d7de;border-radius:6px"'
+        ' sandbox="allow-scripts"></iframe>'
+    )
 
 
 def _page(title: str, body: str) -> str:

@@ -56,6 +56,15 @@ class EvalJob:
     results: list[RowResult]
     suite: Suite
 
+    def _repr_html_(self) -> str:
+        """A notebook shows the run as its report, rows included."""
+        from eval._report import notebook_html
+
+        s = self.summary
+        return notebook_html(
+            [s], rows={s.id: self.results}, title=f"eval:{s.id} · {s.suite} · {s.target}"
+        )
+
 
 def run(
     client: Client,
@@ -78,7 +87,7 @@ def run(
     spec = suite if isinstance(suite, Suite) else load_suite(suite)
     if repeats is not None:
         spec = spec.model_copy(update={"repeats": repeats})
-    _check_key(client, project, api_key)
+    check_key(client, project, api_key)
     version = _register(client, project, spec)
     deployment, _adapter = split_target(target)
     revision = client.registry.deployments.get(project, deployment)
@@ -114,7 +123,12 @@ def resume(
     info = client.registry.evals.get(project, eval_id)
     if "suite" not in info.config:
         raise ConflictError(f"eval {eval_id} was recorded, not run: it cannot be resumed")
-    _check_key(client, project, api_key)
+    if info.config.get("source") == "shadow":
+        raise ConflictError(
+            f"eval {eval_id} judged recorded shadow answers: it cannot be resumed "
+            "(run `genai eval shadow` again)"
+        )
+    check_key(client, project, api_key)
     info = client.registry.evals.reopen(project, eval_id)
     version = client.registry.suites.get(project, info.config["suite"])
     spec = Suite.model_validate(
@@ -179,7 +193,7 @@ def _execute(
         metrics=metrics,
     )
     _link(client, project, info, results)
-    done = client.registry.evals.finish(project, info.id, metrics=_flat(summary))
+    done = client.registry.evals.finish(project, info.id, metrics=flat_metrics(summary))
     return EvalJob(
         eval=done,
         summary=summary.model_copy(update={"status": done.status}),
@@ -206,6 +220,8 @@ def build_metrics(
         judges=judges_for(spec, gateway=gateway, api_key=api_key),
         baseline=dict(baseline or {}),
         baseline_id=baseline_id,
+        gateway=gateway,
+        api_key=api_key,
     )
     built: list[Metric] = []
     for m in spec.metrics:
@@ -250,7 +266,7 @@ class _Engine:
         self._pending: list[EvalResultRecord] = []
         base = info.config.get("baseline")
         self._fps = {
-            m.name: _metric_fp(spec, m.name)
+            m.name: metric_fingerprint(spec, m.name)
             + (f"|baseline={base}" if getattr(m, "uses_baseline", False) else "")
             for m in metrics
         }
@@ -283,6 +299,11 @@ class _Engine:
         finally:
             await asyncio.to_thread(self.flush_now)
             await self._target.aclose()
+            for metric in self._metrics:  # metrics with an aclose (a worker process) end here
+                closing = getattr(metric, "aclose", None)
+                if closing is not None:
+                    with contextlib.suppress(Exception):
+                        await closing()
         return [out[key] for key in sorted(out)]
 
     async def _answer(
@@ -357,7 +378,7 @@ def _from_record(row: EvalRow, record: EvalResultRecord) -> RowResult:
     )
 
 
-def _metric_fp(spec: Suite, name: str) -> str:
+def metric_fingerprint(spec: Suite, name: str) -> str:
     for m in spec.metrics:
         if m.label == name:
             return m.fingerprint()
@@ -392,7 +413,7 @@ def _fingerprint(client: Client, project: str, revision: str, dep_spec: dict[str
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _check_key(client: Client, project: str, api_key: str) -> None:
+def check_key(client: Client, project: str, api_key: str) -> None:
     """The key must be one of ``project``: the run's registry entry and its answers must
     belong to the same project."""
     import genai
@@ -442,7 +463,7 @@ def _link(client: Client, project: str, info: EvalRunInfo, results: Sequence[Row
             client.registry.evals.link(project, info.id, [ref])
 
 
-def _flat(summary: RunSummary) -> dict[str, Any]:
+def flat_metrics(summary: RunSummary) -> dict[str, Any]:
     out: dict[str, Any] = {
         "rows": summary.rows,
         "repeats": summary.repeats,

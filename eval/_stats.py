@@ -201,6 +201,16 @@ def estimate(
     )
 
 
+def _within(stats: _Stats, bounds: tuple[float | None, float | None] | None) -> _Stats:
+    """A difference's interval cut to what a difference of two bounded scores can be."""
+    if bounds is None or bounds[0] is None or bounds[1] is None:
+        return stats
+    width = bounds[1] - bounds[0]
+    low = None if stats.low is None else _clip(stats.low, (-width, width))
+    high = None if stats.high is None else _clip(stats.high, (-width, width))
+    return replace(stats, low=low, high=high)
+
+
 def _clip(value: float, bounds: tuple[float | None, float | None] | None) -> float:
     if bounds is None:
         return value
@@ -309,8 +319,11 @@ def compare(
     power: float = 0.8,
     resamples: int = 2000,
     seed: int = 0,
+    bounds: tuple[float | None, float | None] | None = None,
 ) -> Comparison:
-    """Candidate minus baseline on the rows both runs measured (see the module docstring)."""
+    """Candidate minus baseline on the rows both runs measured (see the module docstring).
+    ``bounds``: the values a score can take; the difference's interval is cut to what a
+    difference of two such scores can be."""
     _check_levels(alpha=alpha, power=power, resamples=resamples)
     base_rows, cand_rows = _rows(baseline).means, _rows(candidate).means
     common = [r for r in base_rows if r in cand_rows]
@@ -326,6 +339,7 @@ def compare(
     if 2.0 ** (1 - n) >= alpha:  # too few rows for a sign test to ever reach alpha
         stats = replace(stats, mde=None)
     diff = float(np.mean(c - a)) if n else None  # the same sum as the CI's
+    stats = _within(stats, bounds)
     return Comparison(
         metric=metric,
         test="mcnemar" if mcnemar else "paired-bootstrap",

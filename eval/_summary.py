@@ -49,3 +49,9 @@ class RunSummary(BaseModel):
     repeats: int
     errors: int  # row × repeat answers that failed
     metrics: dict[str, MetricSummary]
+
+    def _repr_html_(self) -> str:
+        """A notebook shows the run as its report (bars with CIs, distributions)."""
+        from eval._report import notebook_html
+
+        return notebook_html([self], title=f"eval:{self.id} · {self.suite} · {self.target}")

@@ -2,7 +2,11 @@
 
 The shadow's answer is never returned and never billed to the caller (no usage row, no
 quota spend). It is compared with the answer the caller got, and the comparison is
-recorded; the texts themselves only when the project enables ``prompt_logging``.
+recorded; the texts themselves only when the project enables ``prompt_logging``: both
+answers, and the request as the prompt log keeps it (``prompt_text``: JSON of its
+``messages``, ``prompt`` or ``input`` after the request stages ran, so DLP's pseudonyms,
+never raw personal data; a project without DLP keeps DLP's scrubbed copy for logs).
+``genai eval shadow`` judges the kept pairs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import orjson
+
 from genai.gateway._http import text_of
 from genai.gateway._spec import DeploymentSpec, TargetSpec
 from genai.gateway._stages import GatewayRequest
@@ -22,7 +28,7 @@ from genai.store import schema as t
 if TYPE_CHECKING:
     from genai.gateway._gateway import Gateway
 
-__all__ = ["run_shadow", "similarity"]
+__all__ = ["prompt_of", "run_shadow", "similarity"]
 
 log = logging.getLogger("genai.gateway.shadow")
 
@@ -35,6 +41,14 @@ def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
+def prompt_of(call: GatewayRequest) -> str:
+    """The request as the prompt log keeps it (see the module's docstring), as JSON."""
+    kept = call.notes.log_request or {
+        k: v for k, v in call.body.items() if k in ("messages", "prompt", "input")
+    }
+    return orjson.dumps(kept, default=str).decode()
+
+
 async def run_shadow(
     gateway: Gateway,
     call: GatewayRequest,
@@ -45,6 +59,8 @@ async def run_shadow(
 ) -> None:
     mirrored = dataclasses.replace(call, body={**call.body, "stream": False})
     mirrored.body.pop("stream_options", None)
+    keep = bool(call.project_options.get("prompt_logging"))
+    prompt = prompt_of(call) if keep else ""  # as the caller's request is now, before awaiting
     started = time.perf_counter()
     values = {
         "project_id": call.project_id,
@@ -63,7 +79,6 @@ async def run_shadow(
     text = text_of(payload)
     usage = payload.get("usage") or {}
     tokens = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
-    keep = bool(call.project_options.get("prompt_logging"))
     gateway.metrics.shadow.labels("ok").inc()
     gateway.ledger.add_row(
         t.ShadowResult,
@@ -73,6 +88,7 @@ async def run_shadow(
             "similarity": similarity(primary_text, text),
             "primary_text": primary_text if keep else "",
             "shadow_text": text if keep else "",
+            "prompt_text": prompt,
             "shadow_tokens": tokens,
             "shadow_cost_usd": target.price.cost(
                 int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)

@@ -152,6 +152,34 @@ class FeedbackRow(_Record):
     ts: datetime  # when the feedback came
 
 
+class ShadowRow(_Record):
+    """A shadow target's answer to a mirrored request beside the answer the caller got.
+    The texts (``prompt_text``: JSON of the request's ``messages``, ``prompt`` or ``input``
+    after the request stages, DLP's pseudonyms in place of personal data) are empty unless
+    the project kept them (``prompt_logging``). ``primary_*``: the caller's answer's
+    tokens (prompt, completion), cost and latency from the usage ledger (None where the
+    ledger has no row of the request); ``shadow_*``: the shadow call's (its tokens are
+    prompt and completion together)."""
+
+    request_id: str
+    deployment: str
+    ts: datetime
+    primary_target: str
+    shadow_target: str
+    status: str  # "ok", or "error: ..." (a shadow that failed)
+    similarity: float | None  # the gateway's quick character-level ratio of the answers
+    prompt_text: str
+    primary_text: str
+    shadow_text: str
+    shadow_tokens: int
+    shadow_cost_usd: float
+    shadow_latency_ms: float
+    primary_prompt_tokens: int | None = None
+    primary_completion_tokens: int | None = None
+    primary_cost_usd: float | None = None
+    primary_latency_ms: float | None = None
+
+
 class AuditEntry(_Record):
     ts: datetime
     actor: str

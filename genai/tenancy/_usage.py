@@ -1,5 +1,6 @@
 """The usage ledger (a row per request) and the showback report; the feedback callers gave
-answers, by the target that answered; the audit log reader."""
+answers, by the target that answered; the shadow answers beside the callers' answers; the
+audit log reader."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from genai.errors import Forbidden, ValidationError
 from genai.store import schema as t
 from genai.tenancy._quotas import QuotaEnforcer
 from genai.tenancy._rbac import Action
-from genai.tenancy._types import AuditEntry, FeedbackRow, UsageEvent, UsageReport, UsageRow
+from genai.tenancy._types import (
+    AuditEntry,
+    FeedbackRow,
+    ShadowRow,
+    UsageEvent,
+    UsageReport,
+    UsageRow,
+)
 
 if TYPE_CHECKING:
     from genai._context import Context
@@ -172,6 +180,63 @@ class Usage:
                     ts=row.ts,
                 )
         return sorted(latest.values(), key=lambda r: (r.answered_at, r.ts))
+
+    def shadow_results(
+        self,
+        project: str,
+        deployment: str,
+        *,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[ShadowRow]:
+        """The shadow answers of ``deployment`` (recorded at or after ``since``), each with
+        the caller's answer beside it, oldest first; with ``limit``, the newest ``limit``
+        of them. Readable by whoever may read the project's usage; another project's
+        deployment has none here (its project is not found, as a missing one is not)."""
+        if limit is not None and (isinstance(limit, bool) or limit < 1):
+            raise ValidationError(f"limit is 1 or more, not {limit!r}", field="limit")
+        sh, rec = t.ShadowResult, t.UsageRecord
+        with self._ctx.store.session() as s:
+            me = self._ctx.me(s)
+            proj = self._ctx.project(s, me, project, Action.USAGE_READ)
+            ids = select(sh.id).where(sh.project_id == proj.id, sh.deployment == deployment)
+            if since is not None:
+                ids = ids.where(sh.ts >= since)
+            ids = ids.order_by(sh.id.desc()).limit(limit)
+            query = (
+                select(sh, rec)
+                .outerjoin(
+                    rec, (rec.project_id == sh.project_id) & (rec.request_id == sh.request_id)
+                )
+                .where(sh.id.in_(ids.scalar_subquery()))
+                .order_by(sh.id)
+            )
+            out: dict[int, ShadowRow] = {}
+            for row, usage in s.execute(query):
+                out.setdefault(row.id, _shadow_row(row, usage))
+        return builtins.list(out.values())
+
+
+def _shadow_row(row: t.ShadowResult, usage: t.UsageRecord | None) -> ShadowRow:
+    return ShadowRow(
+        request_id=row.request_id,
+        deployment=row.deployment,
+        ts=row.ts,
+        primary_target=row.primary_target,
+        shadow_target=row.shadow_target,
+        status=row.status,
+        similarity=row.similarity,
+        prompt_text=row.prompt_text,
+        primary_text=row.primary_text,
+        shadow_text=row.shadow_text,
+        shadow_tokens=row.shadow_tokens,
+        shadow_cost_usd=row.shadow_cost_usd,
+        shadow_latency_ms=row.shadow_latency_ms,
+        primary_prompt_tokens=usage.prompt_tokens if usage is not None else None,
+        primary_completion_tokens=usage.completion_tokens if usage is not None else None,
+        primary_cost_usd=usage.cost_usd if usage is not None else None,
+        primary_latency_ms=usage.latency_ms if usage is not None else None,
+    )
 
 
 def _aggregates() -> builtins.list[Any]:

@@ -179,7 +179,7 @@ EXPECTED: dict[str, str] = {
         AsyncRedisCounters Audit AuditEntry Counters CreatedKey FeedbackRow GROUPS KEY_PATTERN Keys
         MemberInfo MemoryCounters PERMISSIONS Principal ProjectInfo Projects QuotaEnforcer
         QuotaLimits QuotaStatus Quotas RedisCounters Resource Role SecretInfo Secrets
-        SqlCounters Usage UsageEvent UsageReport UsageRow UserInfo Users authorize
+        ShadowRow SqlCounters Usage UsageEvent UsageReport UsageRow UserInfo Users authorize
         load_limits parse_duration parse_role read_secret secret_sealer verify_key
         write_usage
     """,
@@ -224,10 +224,10 @@ EXPECTED: dict[str, str] = {
         EvalRow FeedbackSignal GateResult GatewayTarget Judge LmEvalJob LmEvalScore METRICS
         Message Metric MetricEnv
         MetricInfo MetricKind MetricSpec MetricSummary MetricValue Promotion PromotionRefused
-        RowResult RunSummary SIGNALS Sample Signal Suite Threshold build_metrics canary
+        RowResult RunSummary SIGNALS Sample ShadowJob Signal Suite Threshold build_metrics canary
         compare compare_independent compare_runs compare_with estimate find_baseline gate
         gate_run junit_xml lm_eval
-        load_run load_suite promote render_html resume rows_of run split_target suite_of
+        load_run load_suite promote render_html resume rows_of run shadow split_target suite_of
         summarize write_html write_junit
     """,
     "eval.pytest_plugin": "EvalSession genai_eval",

@@ -439,3 +439,20 @@ def test_the_row_filter_works_in_chromium(browser: Any, tmp_path: Path) -> None:
     assert page.locator("article.row:visible h3").inner_text().startswith("Row q5")
     assert requests == [] and errors == []
     page.close()
+
+
+def test_a_notebook_shows_a_run_as_its_report_in_a_frame(browser: Any, tmp_path: Path) -> None:
+    runs, _, _ = build()
+    fragment = runs[1]._repr_html_()
+    assert fragment.startswith("<iframe srcdoc=") and "<script>alert(1)" not in fragment
+    # a notebook page around it: the frame's charts show, its styles stay inside it
+    path = tmp_path / "notebook.html"
+    path.write_text(f"<html><body><h1 id='nb'>notebook</h1>{fragment}</body></html>")
+    page, requests, errors = _open(browser, path)
+    frame = page.frame_locator("iframe")
+    assert frame.locator('[data-chart="bars"]').count() == len(METRICS)
+    frame.locator('[data-chart="bars"]').first.wait_for(state="visible")
+    assert frame.locator("svg rect.bar").count() == len(METRICS)  # one run: a bar per metric
+    assert page.evaluate("getComputedStyle(document.getElementById('nb')).fontSize") != "22px"
+    assert requests == [] and errors == []
+    page.close()

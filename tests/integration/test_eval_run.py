@@ -171,6 +171,7 @@ def test_a_run_answers_every_row_and_repeat_through_the_gateway_and_keeps_everyt
     )
     assert job.summary.metrics["latency"].estimate.n == 6
     # the usage ledger has every call (an eval run pays like any caller)
+    assert world.gw.gateway.ledger.flush(timeout_s=20)  # rows are written in the background
     assert world.project.count() == 12
     # the registry keeps the run, its results and its lineage
     info = world.admin.registry.evals.get("evals", job.eval.id)

@@ -409,3 +409,12 @@ def test_intervals_are_cut_to_the_values_a_metric_can_take() -> None:
     assert cut.mean == wide.mean
     open_end = estimate(values, binary=False, bounds=(0.0, None))
     assert open_end.high == wide.high
+
+
+def test_a_differences_interval_is_cut_to_what_two_bounded_scores_can_differ_by() -> None:
+    base = {"a": [1.0], "b": [1.0]}
+    cand = {"a": [0.0], "b": [0.5]}
+    wide = compare(base, cand, metric="m", binary=False)
+    assert wide.low is not None and wide.low < -1.0  # a t-interval of two rows
+    cut = compare(base, cand, metric="m", binary=False, bounds=(0.0, 1.0))
+    assert (cut.low, cut.high, cut.diff) == (-1.0, 1.0, wide.diff)

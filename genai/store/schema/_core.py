@@ -212,8 +212,8 @@ class Feedback(Base):
 
 class ShadowResult(Base):
     """A shadow target's answer to a mirrored request, compared with what the caller got.
-    Never returned and never billed to the caller; texts are kept only when the project
-    enables prompt logging."""
+    Never returned and never billed to the caller; texts (the request's and both answers)
+    are kept only when the project enables prompt logging."""
 
     __tablename__ = "shadow_results"
 
@@ -229,6 +229,10 @@ class ShadowResult(Base):
     similarity: Mapped[float | None] = mapped_column(Float, nullable=True)
     primary_text: Mapped[str] = mapped_column(Text, default="")
     shadow_text: Mapped[str] = mapped_column(Text, default="")
+    #: the request the two answered, as the prompt log keeps it (after the request stages:
+    #: DLP's pseudonyms, never raw personal data): JSON of its ``messages``/``prompt``/
+    #: ``input``; kept, like the texts, only when the project enables prompt logging
+    prompt_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     shadow_tokens: Mapped[int] = mapped_column(Integer, default=0)
     shadow_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     shadow_latency_ms: Mapped[float] = mapped_column(Float, default=0.0)

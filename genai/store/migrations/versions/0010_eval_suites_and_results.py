@@ -1,6 +1,7 @@
 """evaluation: suite versions (a dataset version plus metrics and thresholds) and each eval
 run's per-row results, written as the run goes (resume) and found again by cache key;
-alias moves keep their evidence (the eval run of an eval-gated promotion)
+alias moves keep their evidence (the eval run of an eval-gated promotion); shadow results
+keep the request the two answers answered (``genai eval shadow`` judges them)
 
 Revision ID: 0010
 Revises: 0009
@@ -62,9 +63,15 @@ def upgrade() -> None:
     with op.batch_alter_table('alias_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('evidence', sa.String(length=64), nullable=True))
 
+    with op.batch_alter_table('shadow_results', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('prompt_text', sa.Text(), nullable=False, server_default=''))
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('shadow_results', schema=None) as batch_op:
+        batch_op.drop_column('prompt_text')
+
     with op.batch_alter_table('alias_events', schema=None) as batch_op:
         batch_op.drop_column('evidence')
 
