@@ -38,6 +38,7 @@ from eval._summary import RowResult, RunSummary
 from eval._target import split_target
 from eval._types import Answer, MetricValue
 from genai.errors import BackendError, GenAIError, NotFoundError, UsageError, ValidationError
+from genai.gateway import inprocess_policy
 from genai.registry import DeploymentRevision, EvalResultRecord, EvalRunInfo
 
 if TYPE_CHECKING:
@@ -205,17 +206,20 @@ def _tokenizer(
     client: Client, project: str, revision: DeploymentRevision, given: str | Path | None
 ) -> str:
     """The served model's tokenizer: ``given``, else the deployment's registered model's
-    directory, else a target's local ``options.model`` directory."""
+    directory, else a target's local ``options.model`` directory when it lies in the
+    operator's model roots (``GENAI_MODEL_ROOTS``: a path a project member wrote in a spec
+    is read on this machine only there, as the gateway reads one)."""
     if given is not None:
         path = Path(given).expanduser()
         return str(path.resolve()) if path.exists() else str(given)
     if revision.model is not None:
         with contextlib.suppress(NotFoundError, UsageError):
             return str(client.registry.models.local_path(project, revision.model))
+    roots = inprocess_policy(client.settings)
     for target in revision.spec.get("targets") or []:
         options = target.get("options") if isinstance(target, dict) else None
         model = options.get("model") if isinstance(options, dict) else None
-        if isinstance(model, str) and Path(model).is_dir():
+        if isinstance(model, str) and roots.contains(model) and Path(model).is_dir():
             return model
     raise UsageError(
         f"cannot tell which tokenizer {revision.ref} serves with (no registered model with "

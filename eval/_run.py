@@ -20,10 +20,10 @@ import contextlib
 import hashlib
 import json
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eval._aggregate import summarize
 from eval._load import find_run, load_run
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from genai.settings import Settings
 
 __all__ = ["EvalJob", "resume", "run"]
+
+T = TypeVar("T")
 
 _FLUSH_EVERY = 16
 _ALWAYS = ("latency", "cost", "tokens")
@@ -111,14 +113,23 @@ def run(
         config=config,
         status="running",
     )
-    return _execute(client, project, info, spec, version, api_key=api_key, progress=progress)
+    return _execute(
+        client, project, info, spec, version, gateway=gateway, api_key=api_key, progress=progress
+    )
 
 
 def resume(
-    client: Client, project: str, eval_id: str, *, api_key: str, progress: bool = False
+    client: Client,
+    project: str,
+    eval_id: str,
+    *,
+    gateway: str,
+    api_key: str,
+    progress: bool = False,
 ) -> EvalJob:
     """Go on with an interrupted or failed eval run: only the rows × repeats it has no
-    result for are asked."""
+    result for are asked, through ``gateway`` with ``api_key`` — the caller's own: the URL
+    the run was started with is whoever started it's, and the key must not follow it."""
     eval_id = eval_id.removeprefix("eval:")
     info = client.registry.evals.get(project, eval_id)
     if "suite" not in info.config:
@@ -135,7 +146,9 @@ def resume(
         {**version.definition, "name": version.name, "dataset": version.dataset}
     )
     spec = spec.model_copy(update={"repeats": int(info.config["repeats"])})
-    return _execute(client, project, info, spec, version, api_key=api_key, progress=progress)
+    return _execute(
+        client, project, info, spec, version, gateway=gateway, api_key=api_key, progress=progress
+    )
 
 
 def _execute(
@@ -145,6 +158,7 @@ def _execute(
     spec: Suite,
     version: SuiteVersion,
     *,
+    gateway: str,
     api_key: str,
     progress: bool,
 ) -> EvalJob:
@@ -155,13 +169,13 @@ def _execute(
     metrics = build_metrics(
         spec,
         settings=client.settings,
-        gateway=info.config["gateway"],
+        gateway=gateway,
         api_key=api_key,
         baseline=_answers(client, project, base_id) if base_id else None,
         baseline_id=base_id,
     )
     target = GatewayTarget(
-        base_url=info.config["gateway"],
+        base_url=gateway,
         api_key=api_key,
         model=info.config["target"],
         params=spec.params,
@@ -481,9 +495,8 @@ def flat_metrics(summary: RunSummary) -> dict[str, Any]:
 
 
 def _run_async(engine: _Engine, *, progress: bool) -> list[RowResult]:
-    """Run the engine on a loop of its own (in a thread when the caller's thread has one
-    running: a notebook). SIGTERM (a CI job cancelled, a pod stopped) and Ctrl-C cancel
-    it: the run ends as interrupted, resumable."""
+    """Run the engine to the end. SIGTERM (a CI job cancelled, a pod stopped) and Ctrl-C
+    cancel it: the run ends as interrupted, resumable."""
 
     async def main() -> list[RowResult]:
         task = asyncio.current_task()
@@ -492,9 +505,15 @@ def _run_async(engine: _Engine, *, progress: bool) -> list[RowResult]:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         return await engine.go(progress=progress)
 
+    return run_sync(main)
+
+
+def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to the end from sync code, on a loop of its own (in a thread when
+    the caller's thread has one running: a notebook)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(main())
+        return asyncio.run(make())
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, main()).result()
+        return pool.submit(asyncio.run, make()).result()

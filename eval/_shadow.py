@@ -23,19 +23,25 @@ the same prompt). ``genai eval report PRIMARY SHADOW`` renders the pair like any
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from eval._aggregate import compare_runs, summarize
 from eval._metric import Metric
 from eval._progress import EvalProgress
-from eval._run import EvalJob, build_metrics, check_key, flat_metrics, metric_fingerprint
+from eval._run import (
+    EvalJob,
+    build_metrics,
+    check_key,
+    flat_metrics,
+    metric_fingerprint,
+    run_sync,
+)
 from eval._scoring import score_all
 from eval._stats import Comparison
 from eval._suite import MetricSpec, Suite, rows_of
@@ -50,7 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ShadowJob", "shadow"]
 
-T = TypeVar("T")
 
 #: Why a recorded pair is not evaluated.
 LOGGING_OFF = "prompt_logging was off"
@@ -357,7 +362,7 @@ class _Runs:
             status="running",
         )
         try:
-            results = _sync(
+            results = run_sync(
                 lambda: _score(self.rows, answers, metrics, side=side, progress=self.progress)
             )
             fps = {m.name: _fp(spec, m, baseline) for m in metrics}
@@ -420,14 +425,3 @@ def _result(result: RowResult, side: str, fps: dict[str, str]) -> EvalResultReco
             for name, v in result.scores.items()
         },
     )
-
-
-def _sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to the end from sync code (in a thread when the caller's thread has
-    a loop running: a notebook)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, make()).result()

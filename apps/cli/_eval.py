@@ -99,6 +99,7 @@ def run_cmd(
 def resume_cmd(
     eval_id: str = typer.Argument(..., help="The interrupted eval run (its id, or eval:ID)."),
     project: str = ProjectOpt,
+    gateway: str = GatewayOpt,
     api_key: str = KeyOpt,
     report: Path | None = ReportOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -108,7 +109,14 @@ def resume_cmd(
     import eval as ev
 
     with client() as c:
-        job = ev.resume(c, project, eval_id, api_key=api_key, progress=not quiet and not as_json)
+        job = ev.resume(
+            c,
+            project,
+            eval_id,
+            gateway=gateway,
+            api_key=api_key,
+            progress=not quiet and not as_json,
+        )
         _present(c, project, job.summary, job.results, None, report, as_json)
 
 

@@ -70,6 +70,11 @@ class InProcessPolicy:
                     "of them, register it, or ask the operator to add its directory"
                 )
 
+    def contains(self, path: str) -> bool:
+        """Whether ``path`` (symlinks resolved) lies in one of the operator's model roots:
+        whether a path a project member wrote may be read on this machine."""
+        return self._inside(path)
+
     def _inside(self, value: str) -> bool:
         if value.strip().lower() in _BUNDLED:
             return True

@@ -143,7 +143,7 @@ def world(
         project.name,
         kw.pop("suite", suite),
         target=kw.pop("target", "qa"),
-        gateway=gw.v1,
+        gateway=kw.pop("gateway", gw.v1),
         api_key=kw.pop("api_key", project.key),
         **kw,
     )
@@ -274,7 +274,9 @@ def test_an_interrupted_run_resumes_without_redoing_finished_rows(
         assert 0 < len(kept) < 12
         asked = world.oracle.total
 
-        job = ev.resume(world.admin, "evals", runs[0].id, api_key=world.project.key)
+        job = ev.resume(
+            world.admin, "evals", runs[0].id, gateway=world.gw.v1, api_key=world.project.key
+        )
     finally:
         METRICS.unregister("interrupt")
 
@@ -341,7 +343,7 @@ def test_one_project_never_reaches_another(world: Any) -> None:
     with pytest.raises(NotFoundError):
         world.admin.registry.evals.results("other", job.eval.id)
     with pytest.raises(NotFoundError):
-        ev.resume(world.admin, "other", job.eval.id, api_key=other.key)
+        ev.resume(world.admin, "other", job.eval.id, gateway=world.gw.v1, api_key=other.key)
     assert world.oracle.total == 12
     with world.admin.store.session() as s:
         assert s.query(t.EvalResult).filter(t.EvalResult.project_id == other.id).count() == 0
@@ -415,3 +417,19 @@ def test_a_projects_own_tests_assert_on_an_eval_with_the_pytest_plugin(
     assert "did not pass its gate (fail)" in result.stdout
     assert "fail: token_f1 min 0.99" in result.stdout
     assert world.oracle.total == 12  # the second suite's answers came from the eval cache
+
+
+def test_a_resume_calls_the_resumers_gateway_not_the_url_the_run_was_started_with(
+    world: Any,
+) -> None:
+    from _servers import closed_port_url
+
+    elsewhere = closed_port_url()  # a URL a member put in a run (nothing listens there)
+    with pytest.raises(UsageError, match="cannot reach the gateway"):
+        world.run(gateway=elsewhere)
+    (failed,) = world.admin.registry.evals.list("evals", suite="capitals")
+    assert failed.status == "failed" and failed.config["gateway"] == elsewhere
+
+    job = ev.resume(world.admin, "evals", failed.id, gateway=world.gw.v1, api_key=world.project.key)
+
+    assert job.eval.status == "finished" and world.oracle.total == 12

@@ -195,7 +195,9 @@ def test_shadow_pairs_become_two_compared_runs_without_asking_upstream_again(
     again, base = ev.compare_with(world.admin, P, summary, drifting.primary.eval.id)
     assert base == drifting.primary.eval.id and len(again) == len(drifting.comparisons)
     with pytest.raises(Exception, match="cannot be resumed"):
-        ev.resume(world.admin, P, drifting.shadow.eval.id, api_key=world.project.key)
+        ev.resume(
+            world.admin, P, drifting.shadow.eval.id, gateway=world.gw.v1, api_key=world.project.key
+        )
 
 
 def test_a_judge_scores_both_runs_and_the_shadow_pairwise_through_the_gateway(

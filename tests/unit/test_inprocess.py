@@ -114,3 +114,15 @@ def test_genai_up_with_a_model_allows_transformers_on_that_directory(
     policy.check("transformers", {"model": str(allowed / "tiny")}, where="t")
     with pytest.raises(Forbidden):
         policy.check("vllm", {"model": str(allowed / "tiny")}, where="t")
+
+
+def test_contains_says_whether_a_members_path_lies_in_the_model_roots(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    (root / "tiny").mkdir(parents=True)
+    (tmp_path / "secrets").mkdir()
+    (root / "escape").symlink_to(tmp_path / "secrets")
+    policy = InProcessPolicy.of(["transformers"], [root])
+    assert policy.contains(str(root / "tiny"))
+    assert not policy.contains(str(tmp_path / "secrets"))
+    assert not policy.contains(str(root / "escape"))  # symlinks are resolved
+    assert not InProcessPolicy().contains(str(root / "tiny"))  # no roots: nothing
