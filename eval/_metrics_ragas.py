@@ -1,8 +1,9 @@
 """ragas 0.4.3's metrics, scored by a worker process in ragas's own environment.
 
 ragas needs ``instructor``, whose releases pin an openai/jiter/rich that clash with the
-project's, so ragas runs in a separate python (``GENAI_RAGAS_PYTHON``, the metric's
-``python`` option, or this one when ragas is importable here): one worker process per
+project's, so ragas runs in a separate python (``GENAI_RAGAS_PYTHON``, or this one when
+ragas is importable here — never one a suite names: a suite is a registry entry any
+member may write, and the worker runs with the caller's key): one worker process per
 run, shared by the run's ragas metrics, started on the first sample and closed when the
 run ends (:meth:`RagasMetric.aclose`).
 
@@ -92,7 +93,6 @@ class RagasMetric:
     def __init__(
         self,
         *,
-        python: str | None = None,
         name: str | None = None,
         env: MetricEnv | None = None,
         options: dict[str, Any] | None = None,
@@ -100,7 +100,7 @@ class RagasMetric:
         self.name = self.default_name if name is None else check_metric_name(name)
         self.options = dict(options or {})
         self._env = env  # the run's: its worker lives as long as the run's metrics
-        self._worker = shared_worker(env, ragas_python(python))
+        self._worker = shared_worker(env, ragas_python())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -143,7 +143,6 @@ class _JudgedMetric(RagasMetric):
         *,
         judge: str,
         max_tokens: int = 1024,
-        python: str | None = None,
         name: str | None = None,
         env: MetricEnv | None = None,
         options: dict[str, Any] | None = None,
@@ -152,7 +151,7 @@ class _JudgedMetric(RagasMetric):
 
         _count("max_tokens", max_tokens)
         options = {**(options or {}), "max_tokens": max_tokens}
-        super().__init__(python=python, name=name, env=env, options=options)
+        super().__init__(name=name, env=env, options=options)
         self.judge = judge
         _pick_judge(judge, env)  # a judge the suite names, or the error listing them
         if env is None or env.gateway is None or env.api_key is None:
@@ -198,7 +197,6 @@ class RagasAnswerRelevancy(_JudgedMetric):
         embeddings: str,
         strictness: int = 3,
         max_tokens: int = 1024,
-        python: str | None = None,
         name: str | None = None,
         env: MetricEnv | None = None,
     ) -> None:
@@ -212,7 +210,6 @@ class RagasAnswerRelevancy(_JudgedMetric):
         super().__init__(
             judge=judge,
             max_tokens=max_tokens,
-            python=python,
             name=name,
             env=env,
             options={"strictness": strictness},
@@ -253,7 +250,6 @@ class _NonLLMContexts(RagasMetric):
         self,
         *,
         threshold: float = 0.5,
-        python: str | None = None,
         name: str | None = None,
         env: MetricEnv | None = None,
     ) -> None:
@@ -264,7 +260,7 @@ class _NonLLMContexts(RagasMetric):
                 field="threshold",
             )
         options = {"threshold": float(threshold)}
-        super().__init__(python=python, name=name, env=env, options=options)
+        super().__init__(name=name, env=env, options=options)
 
     def missing(self, sample: Sample) -> str | None:
         if not sample.row.reference_contexts:
@@ -305,14 +301,13 @@ class RagasRouge(_AgainstReference):
         *,
         rouge_type: str = "rougeL",
         mode: str = "fmeasure",
-        python: str | None = None,
         name: str | None = None,
         env: MetricEnv | None = None,
     ) -> None:
         _choice("rouge_type", rouge_type, ("rouge1", "rougeL"))
         _choice("mode", mode, ("fmeasure", "precision", "recall"))
         options = {"rouge_type": rouge_type, "mode": mode}
-        super().__init__(python=python, name=name, env=env, options=options)
+        super().__init__(name=name, env=env, options=options)
 
 
 class RagasBleu(_AgainstReference):

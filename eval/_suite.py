@@ -79,6 +79,13 @@ class Threshold(BaseModel):
         return self
 
 
+#: Request fields the run sets itself, and the SDK's per-call options (headers, query,
+#: timeout): a suite (a registry entry any member writes) sets body fields only.
+_RUN_SETS = frozenset(
+    {"model", "messages", "stream", "n", "extra_headers", "extra_query", "extra_body", "timeout"}
+)
+
+
 class Suite(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -117,7 +124,7 @@ class Suite(BaseModel):
                     f"threshold on {th.metric!r}, which is not among the suite's metrics "
                     f"({', '.join(labels) or 'none'})"
                 )
-        banned = {"model", "messages", "stream", "n"} & set(self.params)
+        banned = _RUN_SETS & set(self.params)
         if banned:
             raise ValueError(f"params may not set {', '.join(sorted(banned))}: the run sets them")
         return self

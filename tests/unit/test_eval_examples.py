@@ -59,3 +59,15 @@ def test_the_pubmedqa_converter_writes_a_suite_whose_rows_load(tmp_path: Path) -
     assert rows[1].messages[-1].content.startswith("[1] A helped.\n[2] B did not.")
     assert rows[0].reference == "no" and rows[0].metadata["long_answer"] == "B does not."
     assert {m.label for m in suite.metrics} == {"decision", "answers_first"}
+
+
+def test_a_suite_sets_request_body_fields_only() -> None:
+    import pytest
+
+    from genai.errors import ValidationError
+
+    base = {"name": "s", "dataset": "dataset:d@1"}
+    for key in ("extra_headers", "timeout", "model"):
+        with pytest.raises(ValidationError, match=f"params may not set {key}"):
+            ev.load_suite({**base, "params": {key: {}}})
+    assert ev.load_suite({**base, "params": {"temperature": 0}}).params == {"temperature": 0}
