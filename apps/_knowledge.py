@@ -53,6 +53,7 @@ from genai.settings import Settings
 from genai.store import Store
 from genai.store import schema as t
 from genai.tenancy import Action
+from genai.validation import first_problem
 from prompts import PromptTemplate, PromptVersion
 from rag import (
     ChatOptions,
@@ -117,9 +118,7 @@ def bot_options(target: TargetSpec) -> BotOptions:
     try:
         return BotOptions.model_validate(target.options)
     except PydanticError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "options"
-        message = first["msg"].removeprefix("Value error, ")
+        where, message = first_problem(error, "options")
         raise ValidationError(
             f"target {target.name!r} ({BOT_BACKEND}): options.{where}: {message}",
             field=f"options.{where}",

@@ -65,6 +65,9 @@ class QuotaChange(_Body):
         description="Requests in progress at once per gateway process; the gateway's "
         "GENAI_GATEWAY_MAX_IN_FLIGHT_PER_PROJECT applies when lower.",
     )
+    gpus: Count32 | None = Field(
+        default=None, description="GPUs the project's Kubernetes deployments may request."
+    )
 
 
 # ------------------------------------------------------------------ projects

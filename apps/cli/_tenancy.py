@@ -258,6 +258,9 @@ def quota_set(
         help="Requests in progress at once per gateway process, or 'none' (the gateway's "
         "GENAI_GATEWAY_MAX_IN_FLIGHT_PER_PROJECT applies when lower).",
     ),
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="GPUs its Kubernetes deployments may request in all, or 'none'."
+    ),
 ) -> None:
     """Change the limits given; 'none' makes one unlimited."""
     changes = {
@@ -266,12 +269,13 @@ def quota_set(
         "budget_usd_per_month": _limit(budget_usd, float),
         "adapter_slots": _limit(adapter_slots, int),
         "max_in_flight": _limit(max_in_flight, int),
+        "gpus": _limit(gpus, int),
     }
     given = {k: v for k, v in changes.items() if v is not ...}
     if not given:
         raise ValidationError(
             "name a limit to set: --rpm, --tokens-per-day, --budget-usd, --adapter-slots, "
-            "--max-in-flight"
+            "--max-in-flight, --gpus"
         )
     with client() as c:
         limits = c.quotas.set(project, **given)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from genai.errors import ValidationError as GenAIValidationError
+from genai.validation import first_problem
 
 __all__ = [
     "BanditConfig",
@@ -173,9 +174,7 @@ def parse_spec(data: Any) -> DeploymentSpec:
     try:
         return DeploymentSpec.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        message = first["msg"].removeprefix("Value error, ")
+        where, message = first_problem(error)
         raise GenAIValidationError(
             f"invalid deployment spec at {where}: {message}", field=where
         ) from None

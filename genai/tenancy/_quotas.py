@@ -206,6 +206,7 @@ def load_limits(session: Session, project_id: int) -> QuotaLimits:
         budget_usd_per_month=row.budget_usd_per_month,
         adapter_slots=row.adapter_slots,
         max_in_flight=row.max_in_flight,
+        gpus=row.gpus,
     )
 
 
@@ -235,6 +236,7 @@ class Quotas:
         budget_usd_per_month: float | None = _UNSET,
         adapter_slots: int | None = _UNSET,
         max_in_flight: int | None = _UNSET,
+        gpus: int | None = _UNSET,
     ) -> QuotaLimits:
         """Change the limits named; ``None`` makes one unlimited, and the rest stay."""
         changes = {
@@ -245,6 +247,7 @@ class Quotas:
                 "budget_usd_per_month": budget_usd_per_month,
                 "adapter_slots": adapter_slots,
                 "max_in_flight": max_in_flight,
+                "gpus": gpus,
             }.items()
             if value is not _UNSET
         }

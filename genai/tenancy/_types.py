@@ -90,6 +90,12 @@ class QuotaLimits(_Record):
         description="Requests in progress at once, per gateway process; the gateway's own "
         "limit (GENAI_GATEWAY_MAX_IN_FLIGHT_PER_PROJECT) applies when lower.",
     )
+    gpus: int | None = Field(
+        default=None,
+        ge=0,
+        description="GPUs the project's Kubernetes deployments may request in all (every "
+        "replica at its maximum); the operator also writes it as a ResourceQuota.",
+    )
 
 
 class QuotaStatus(_Record):

@@ -5,12 +5,20 @@ OpenAI SDK pointed at a deployment).
 It serves what ``vllm serve --enable-lora`` serves: ``/v1/models`` (the base model and
 ``parent``-linked adapters), ``/v1/chat/completions`` and ``/v1/completions`` (JSON, and SSE
 with ``stream_options.include_usage``; tool calls when the request has ``tools``),
-``/tokenize``, and ``/v1/load_lora_adapter`` / ``/v1/unload_lora_adapter`` with vLLM's
-plain-text success bodies and JSON error bodies. A "token" here is a whitespace-separated
-word. Set ``fake.mode`` (one of :data:`MODES`) to make the generation routes misbehave;
-with ``fake.failures_left = n`` only the next ``n`` generation requests misbehave, and the
-ones after them are answered normally. ``fake.delay_s`` slows every answer down, and
-``fake.calls()`` counts the generation requests (``fake.requests`` keeps each one).
+``/tokenize``, ``/health``, ``/metrics`` (Prometheus text: the ``vllm:num_requests_running``
+and ``vllm:num_requests_waiting`` gauges, labelled ``model_name``), and
+``/v1/load_lora_adapter`` / ``/v1/unload_lora_adapter`` with vLLM's plain-text success
+bodies and JSON error bodies. Adapter paths are virtual by default (any ``/adapters/...``
+path loads); with ``check_lora_paths=True`` a load needs a real directory holding
+``adapter_config.json``, as vLLM does. ``fake.starts`` counts how many times the fake was
+served as a context manager (a test proves no restart happened). A "token" here is a
+whitespace-separated word. Set ``fake.mode`` (one of :data:`MODES`) to make the generation
+routes misbehave; with ``fake.failures_left = n`` only the next ``n`` generation requests
+misbehave, and the ones after them are answered normally. ``fake.delay_s`` slows every
+answer down, and ``fake.calls()`` counts the generation requests (``fake.requests`` keeps
+each one);
+``fake.running`` is how many are being answered now and ``fake.waiting`` the queue that
+``/metrics`` reports (set it).
 
     with FakeOpenAIServer(adapters={"support": "/adapters/support"}) as fake:
         client = openai.OpenAI(base_url=fake.url + "/v1", api_key="unused")
@@ -30,6 +38,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,6 +88,7 @@ class FakeOpenAIServer:
         other_bases: tuple[str, ...] = (),
         api_key: str | None = None,
         reply: str = "the answer is forty two",
+        check_lora_paths: bool = False,
     ) -> None:
         self.base_model = base_model
         self.max_model_len = max_model_len
@@ -86,6 +96,7 @@ class FakeOpenAIServer:
         self.other_bases = other_bases
         self.api_key = api_key
         self.reply = reply
+        self.check_lora_paths = check_lora_paths
         self.mode = "ok"
         self.retry_after = "7"
         self.hang_s = 1.0
@@ -96,6 +107,9 @@ class FakeOpenAIServer:
         self.list_models = True
         self.tokenize = True
         self.requests: list[Recorded] = []
+        self.starts = 0  # how many times ``with fake:`` served it
+        self.running = 0  # generation requests being answered now (the metrics gauge)
+        self.waiting = 0  # what /metrics reports as queued (the fake has no queue)
         self.url = ""  # http://127.0.0.1:PORT while served (a test serving it may set it)
         self.app = self._build()
         self._serving: contextlib.ExitStack | None = None
@@ -108,6 +122,7 @@ class FakeOpenAIServer:
         stack = contextlib.ExitStack()
         self.url = stack.enter_context(running_server(self.app))
         self._serving = stack
+        self.starts += 1
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -138,6 +153,8 @@ class FakeOpenAIServer:
 
     def _build(self) -> Any:
         api = FastAPI()
+        api.get("/health")(self._health)
+        api.get("/metrics")(self._metrics)
         api.get("/v1/models")(self._models)
         api.post("/v1/chat/completions")(self._chat)
         api.post("/v1/completions")(self._completions)
@@ -176,9 +193,35 @@ class FakeOpenAIServer:
                 replayed = True
                 return {"type": "http.request", "body": raw, "more_body": False}
 
-            return await api(scope, replay, send)
+            if scope["path"] not in _GENERATION:
+                return await api(scope, replay, send)
+            self.running += 1
+            try:
+                return await api(scope, replay, send)
+            finally:
+                self.running -= 1
 
         return app
+
+    async def _health(self) -> Response:
+        return Response(status_code=200)  # vLLM's: 200, empty body
+
+    async def _metrics(self) -> Response:
+        lines = []
+        for metric, value, about in (
+            (
+                "num_requests_running",
+                self.running,
+                "Number of requests in model execution batches.",
+            ),
+            ("num_requests_waiting", self.waiting, "Number of requests waiting to be processed."),
+        ):
+            lines += [
+                f"# HELP vllm:{metric} {about}",
+                f"# TYPE vllm:{metric} gauge",
+                f'vllm:{metric}{{engine="0",model_name="{self.base_model}"}} {float(value)}',
+            ]
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     async def _models(self) -> Response:
         if not self.list_models:
@@ -231,12 +274,17 @@ class FakeOpenAIServer:
                 "want to load the adapter in place, set 'load_inplace' to True.",
                 "InvalidUserInput",
             )
-        if not path.startswith("/adapters/"):
+        if not self._adapter_dir_ok(path):
             return _error(
                 400, f"Loading lora {name} failed: No adapter found for {path}", "BadRequestError"
             )
         self.adapters[name] = path
         return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+    def _adapter_dir_ok(self, path: str) -> bool:
+        if not self.check_lora_paths:
+            return path.startswith("/adapters/")
+        return (Path(path) / "adapter_config.json").is_file()
 
     async def _unload(self, request: Request) -> Response:
         name = (await request.json()).get("lora_name")

@@ -119,7 +119,7 @@ EXPECTED: dict[str, str] = {
         private_tree private_umask tighten
     """,
     "genai.validation": """
-        MAX_ID ascii_int check_metric_name check_project_name check_resource_name
+        MAX_ID ascii_int check_metric_name check_project_name check_resource_name first_problem
         check_user_name int_problem iso_date parse_id parse_iso_date
     """,
     "genai.dlp": """
@@ -130,6 +130,19 @@ EXPECTED: dict[str, str] = {
         SqlVault Vault WITHHELD blocked check_blocked effective_policy load_keys mask
         policy_from_options
         render restore_response token_text
+    """,
+    "genai.deploy": """
+        AGENT_PORT GROUP MANAGED_BY PLATFORM_IMAGE PLATFORM_SECRET POSTGRES_SECRET
+        URL_ENV VERSION VLLM_IMAGE VLLM_PORT AdapterAction AdapterRef AgentClient
+        Autoscaling ClientRegistry Condition EngineOptions GenAIDeploymentSpec
+        LoraOptions ObjectKey Observed Plan PlatformOptions PodState RegistryReader
+        RequiredSecret ResolvedAdapter ResolvedDeployment ResolvedModel
+        ResolvedRevision Resources Revision RevisionState SecretRef ShadowRevision
+        Traffic agent_app agent_url carry_out conditions_from crd desired_objects
+        dump_yaml fetch_artifact gateway_spec gpus_requested key_of kserve_manifests
+        label_value object_name operator_rules parse_k8s_spec platform_manifests
+        platform_secret reconcile required_secrets resolve serve_agent service_url
+        spec_schema structural write_kustomize
     """,
     "genai.gateway": """
         BanditConfig CacheFeedback CacheStage CachedAnswer CircuitConfig Circuits

@@ -196,7 +196,19 @@ def test_testing_kit_example_passes_under_pytest(tmp_path: Path) -> None:
     (code,) = _blocks("python", _section("The testing kit"))
     (tmp_path / "test_mine.py").write_text(code, encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"],
+        # -p no:kmock: the operator tests' kmock (in this environment, not a user's) ships a
+        # pytest plugin that needs pytest-asyncio
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:kmock",
+            "test_mine.py",
+        ],
         env=_env(tmp_path),
         capture_output=True,
         text=True,

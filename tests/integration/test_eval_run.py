@@ -404,6 +404,8 @@ def test_a_projects_own_tests_assert_on_an_eval_with_the_pytest_plugin(
             "no:cacheprovider",
             "-p",
             "no:randomly",
+            "-p",
+            "no:kmock",  # our dev environment's kmock plugin needs pytest-asyncio
             str(tests),
         ],
         cwd=tests,

@@ -137,6 +137,7 @@ class Quota(Base):
     budget_usd_per_month: Mapped[float | None] = mapped_column(Float, nullable=True)
     adapter_slots: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_in_flight: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ProjectSecret(Base):

@@ -1,0 +1,141 @@
+"""Kubernetes deployments: the ``GenAIDeployment`` spec, its CRD, and the pure reconciler.
+
+``parse_k8s_spec`` checks a spec; :func:`resolve` looks its references up in the project's
+registry (tenancy applies); :func:`reconcile` turns the result and what the cluster holds
+into a :class:`Plan` (objects to apply and delete, adapter loads, the gateway spec, the
+status); :func:`crd` is the CustomResourceDefinition, generated from the same spec. The
+kopf operator that carries plans out lives in ``apps`` (``genai k8s operator``).
+"""
+
+from genai.deploy._agent import agent_app, serve_agent
+from genai.deploy._agent_client import AgentClient, agent_url, carry_out
+from genai.deploy._crd import crd, spec_schema, structural
+from genai.deploy._fetch import fetch_artifact
+from genai.deploy._kserve import kserve_manifests
+from genai.deploy._objects import (
+    AGENT_PORT,
+    GROUP,
+    MANAGED_BY,
+    VERSION,
+    VLLM_PORT,
+    label_value,
+    object_name,
+    service_url,
+)
+from genai.deploy._platform import (
+    PLATFORM_SECRET,
+    POSTGRES_SECRET,
+    URL_ENV,
+    PlatformOptions,
+    RequiredSecret,
+    SecretRef,
+    dump_yaml,
+    operator_rules,
+    platform_manifests,
+    platform_secret,
+    required_secrets,
+    write_kustomize,
+)
+from genai.deploy._reconcile import (
+    AdapterAction,
+    Condition,
+    ObjectKey,
+    Observed,
+    Plan,
+    PodState,
+    RevisionState,
+    conditions_from,
+    desired_objects,
+    gateway_spec,
+    key_of,
+    reconcile,
+)
+from genai.deploy._resolve import (
+    PLATFORM_IMAGE,
+    ClientRegistry,
+    RegistryReader,
+    ResolvedAdapter,
+    ResolvedDeployment,
+    ResolvedModel,
+    ResolvedRevision,
+    gpus_requested,
+    resolve,
+)
+from genai.deploy._spec import (
+    VLLM_IMAGE,
+    AdapterRef,
+    Autoscaling,
+    EngineOptions,
+    GenAIDeploymentSpec,
+    LoraOptions,
+    Resources,
+    Revision,
+    ShadowRevision,
+    Traffic,
+    parse_k8s_spec,
+)
+
+__all__ = [
+    "AGENT_PORT",
+    "GROUP",
+    "MANAGED_BY",
+    "PLATFORM_IMAGE",
+    "PLATFORM_SECRET",
+    "POSTGRES_SECRET",
+    "URL_ENV",
+    "VERSION",
+    "VLLM_IMAGE",
+    "VLLM_PORT",
+    "AdapterAction",
+    "AdapterRef",
+    "AgentClient",
+    "Autoscaling",
+    "ClientRegistry",
+    "Condition",
+    "EngineOptions",
+    "GenAIDeploymentSpec",
+    "LoraOptions",
+    "ObjectKey",
+    "Observed",
+    "Plan",
+    "PlatformOptions",
+    "PodState",
+    "RegistryReader",
+    "RequiredSecret",
+    "ResolvedAdapter",
+    "ResolvedDeployment",
+    "ResolvedModel",
+    "ResolvedRevision",
+    "Resources",
+    "Revision",
+    "RevisionState",
+    "SecretRef",
+    "ShadowRevision",
+    "Traffic",
+    "agent_app",
+    "agent_url",
+    "carry_out",
+    "conditions_from",
+    "crd",
+    "desired_objects",
+    "dump_yaml",
+    "fetch_artifact",
+    "gateway_spec",
+    "gpus_requested",
+    "key_of",
+    "kserve_manifests",
+    "label_value",
+    "object_name",
+    "operator_rules",
+    "parse_k8s_spec",
+    "platform_manifests",
+    "platform_secret",
+    "reconcile",
+    "required_secrets",
+    "resolve",
+    "serve_agent",
+    "service_url",
+    "spec_schema",
+    "structural",
+    "write_kustomize",
+]
