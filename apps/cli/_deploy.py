@@ -39,6 +39,13 @@ def apply(
     from apps.deployments import apply_spec
 
     spec = load_spec(file)
+    if spec.get("kind") == "GenAIDeployment":
+        raise ValidationError(
+            f"{file} is a Kubernetes GenAIDeployment: `kubectl apply -f` it where the operator "
+            "runs (the operator registers this deployment's revisions as they get ready), or "
+            f"print its manifests with `genai k8s render {file} -p {project}`",
+            field="kind",
+        )
     with client() as c:
         revision = apply_spec(
             c, project, name, spec, description=description, model=model, adapter=adapter

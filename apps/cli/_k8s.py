@@ -94,6 +94,11 @@ def operator(
     ),
     image: str = typer.Option(PLATFORM_IMAGE, help="The platform image of the pods' agent."),
     gateway_namespace: str = typer.Option("genai-system", help="The gateway's namespace."),
+    allowed_image: list[str] = typer.Option(
+        ["vllm/vllm-openai:"],
+        "--allowed-image",
+        help="An image prefix resources may name for vLLM (repeat); default: vLLM's own.",
+    ),
     resync: float = typer.Option(30.0, help="Seconds between re-observations of each resource."),
     liveness: str | None = typer.Option(
         None, help="Serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz."
@@ -109,6 +114,7 @@ def operator(
                 artifacts_url=artifacts_url if artifacts_url is not None else _remote(c.settings),
                 platform_image=image,
                 gateway_namespace=gateway_namespace,
+                allowed_images=tuple(allowed_image),
             )
             op = Operator(kube, c, config)
             console.print(

@@ -69,7 +69,9 @@ def platform(
     postgres_storage: str = typer.Option("20Gi", help="PostgreSQL's volume."),
     chroma_storage: str = typer.Option("20Gi", help="Chroma's volume."),
     operator: bool = typer.Option(True, help="Run the GenAIDeployment operator (and its CRD)."),
-    admin: str | None = typer.Option(None, help="The first platform admin (genai init)."),
+    admin: str = typer.Option(
+        "platform-admin", help="The first platform admin (genai init); the operator acts as it."
+    ),
     out: Path | None = typer.Option(
         None, "--out", metavar="DIR", help="Write a kustomize base into DIR instead of printing."
     ),

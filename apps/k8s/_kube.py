@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from genai.deploy import GROUP, VERSION, ObjectKey, key_of
-from genai.errors import BackendError, NotFoundError
+from genai.errors import BackendError, ConfigError, NotFoundError
 
 __all__ = ["KINDS", "KubeApi", "KubeError"]
 
@@ -76,9 +76,15 @@ class KubeApi:
         try:
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context, client_configuration=cfg
-            )
+            try:
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=kubeconfig, context=context, client_configuration=cfg
+                )
+            except (config.ConfigException, OSError) as error:
+                raise ConfigError(
+                    f"no Kubernetes cluster to talk to: not in a pod, and no usable kubeconfig "
+                    f"({error}): pass --kubeconfig FILE (and --context), or set KUBECONFIG"
+                ) from None
         headers = {}
         token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
         if token:

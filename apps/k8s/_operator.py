@@ -41,6 +41,7 @@ from genai.deploy import (
     agent_url,
     carry_out,
     conditions_from,
+    gpus_requested,
     key_of,
     label_value,
     parse_k8s_spec,
@@ -71,6 +72,8 @@ class OperatorConfig:
     platform_image: str = PLATFORM_IMAGE
     gateway_namespace: str = "genai-system"
     agent_port: int = AGENT_PORT
+    #: image prefixes the operator runs (a resource names its vLLM image)
+    allowed_images: tuple[str, ...] = ("vllm/vllm-openai:",)
 
 
 class Operator:
@@ -132,6 +135,7 @@ class Operator:
         spec = parse_k8s_spec(body.get("spec"))
         namespace = str(meta.get("namespace") or "")
         await self._check_namespace(namespace, spec.project)
+        elsewhere = await self._gpus_elsewhere(namespace, str(meta.get("name") or ""), spec.project)
         return await asyncio.to_thread(
             resolve,
             ClientRegistry(self.client),
@@ -143,7 +147,24 @@ class Operator:
             artifacts_url=self.config.artifacts_url,
             platform_image=self.config.platform_image,
             gateway_namespace=self.config.gateway_namespace,
+            allowed_images=self.config.allowed_images,
+            gpus_elsewhere=elsewhere,
         )
+
+    async def _gpus_elsewhere(self, namespace: str, name: str, project: str) -> int:
+        """GPUs the project's other deployments (in its namespace) may use at full scale;
+        one whose spec does not parse counts for nothing (its own status says why)."""
+        total = 0
+        for item in await self.kube.list("GenAIDeployment", namespace):
+            if item.get("metadata", {}).get("name") == name:
+                continue
+            try:
+                other = parse_k8s_spec(item.get("spec"))
+            except GenAIError:
+                continue
+            if other.project == project:
+                total += gpus_requested(other)
+        return total
 
     async def _check_namespace(self, namespace: str, project: str) -> None:
         found = await self.kube.get("v1", "Namespace", "", namespace)

@@ -169,7 +169,7 @@ def _gateway_pod(options: PlatformOptions) -> dict[str, Any]:
         {"name": "home", "mountPath": "/var/lib/genai"},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    migrate = ["genai", "init"] + (["--admin", options.admin] if options.admin else [])
+    migrate = ["genai", "init", "--admin", options.admin]
     init = {
         # create or upgrade the schema; a replica that races another retries
         "name": "migrate",

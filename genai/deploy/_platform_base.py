@@ -155,7 +155,11 @@ class PlatformOptions(BaseModel):
         default=None, description="The artifact store's URL (s3://, gs://...); pod-local if None."
     )
     operator: bool = Field(default=True, description="Run the GenAIDeployment operator.")
-    admin: str | None = Field(default=None, description="The first platform admin (genai init).")
+    admin: str = Field(
+        default="platform-admin",
+        description="The first platform admin (genai init); the operator acts as this user "
+        "(it registers deployment revisions in every project).",
+    )
     postgres_image: str = POSTGRES_IMAGE
     redis_image: str = REDIS_IMAGE
     chroma_image: str = CHROMA_IMAGE

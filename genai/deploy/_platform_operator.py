@@ -93,6 +93,7 @@ def operator_objects(options: PlatformOptions, config_hash: str) -> list[Manifes
 def _deployment(options: PlatformOptions, config_hash: str) -> Manifest:
     env: list[dict[str, Any]] = [
         {"name": "GENAI_HOME", "value": "/var/lib/genai"},
+        {"name": "GENAI_USER", "value": options.admin},  # the admin `genai init` registered
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
     env += url_env(options)

@@ -11,6 +11,7 @@ reach. Everything after it (:func:`genai.deploy.reconcile`) is a pure function o
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -124,6 +125,8 @@ def resolve(
     generation: int = 1,
     platform_image: str = PLATFORM_IMAGE,
     gateway_namespace: str = "genai-system",
+    allowed_images: Sequence[str] | None = None,
+    gpus_elsewhere: int = 0,
 ) -> ResolvedDeployment:
     """Look up every reference of ``spec`` in its project's registry and check the whole;
     the first problem is a :class:`ValidationError` (or NotFoundError, QuotaExceeded) that
@@ -145,8 +148,9 @@ def resolve(
         if ref not in models:
             models[ref] = _model(registry, spec.project, ref, artifacts_url)
         revisions.append(_revision(registry, spec, revision, models[ref], artifacts_url))
+        _check_image(revisions[-1], allowed_images)
     quota = registry.quota(spec.project).limits.gpus
-    _check_gpus(spec, quota)
+    _check_gpus(spec, quota, gpus_elsewhere)
     return ResolvedDeployment(
         name=name,
         namespace=namespace,
@@ -161,20 +165,37 @@ def resolve(
     )
 
 
+def _check_image(revision: ResolvedRevision, allowed: Sequence[str] | None) -> None:
+    """An operator runs only the images its admin allows (by prefix): a resource's author
+    must not get an arbitrary container run by the operator's service account."""
+    if allowed is None or any(revision.image.startswith(prefix) for prefix in allowed):
+        return
+    raise ValidationError(
+        f"revision {revision.name!r}: image {revision.image!r} is not one this operator runs "
+        f"(allowed: {', '.join(allowed) or 'none'}): use one of those, or ask a platform "
+        "admin to allow it (genai k8s operator --allowed-image PREFIX)",
+        field="engine.image",
+    )
+
+
 def gpus_requested(spec: GenAIDeploymentSpec) -> int:
     """GPUs at full scale: every revision at its maximum replicas."""
     return len(spec.revisions) * spec.autoscaling.max_replicas * spec.resources.gpus
 
 
-def _check_gpus(spec: GenAIDeploymentSpec, quota: int | None) -> None:
+def _check_gpus(spec: GenAIDeploymentSpec, quota: int | None, elsewhere: int) -> None:
+    """The project's GPU quota covers all its deployments, each at full scale:
+    ``elsewhere`` is what its other deployments may use."""
     wanted = gpus_requested(spec)
-    if quota is not None and wanted > quota:
-        raise QuotaExceeded(
-            f"deployment asks for up to {wanted} GPUs ({len(spec.revisions)} revisions x "
-            f"{spec.autoscaling.max_replicas} replicas x {spec.resources.gpus} GPUs) and "
-            f"project {spec.project!r} may use {quota}: lower autoscaling.maxReplicas or "
-            "resources.gpus, or ask an owner to raise the quota (`genai quota set --gpus`)"
-        )
+    if quota is None or wanted + elsewhere <= quota:
+        return
+    others = f", its other deployments {elsewhere}," if elsewhere else ""
+    raise QuotaExceeded(
+        f"deployment asks for up to {wanted} GPUs ({len(spec.revisions)} revisions x "
+        f"{spec.autoscaling.max_replicas} replicas x {spec.resources.gpus} GPUs){others} and "
+        f"project {spec.project!r} may use {quota}: lower autoscaling.maxReplicas or "
+        "resources.gpus, or ask an owner to raise the quota (`genai quota set --gpus`)"
+    )
 
 
 def _namespace_problem(value: str) -> str | None:

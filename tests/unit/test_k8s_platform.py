@@ -139,7 +139,14 @@ def test_gateway_runs_n_workers_with_health_probes_as_non_root() -> None:
         {"secretRef": {"name": "genai-platform"}},
     ]
     assert container["resources"]["limits"] and container["resources"]["requests"]
-    assert pod["initContainers"][0]["command"] == ["genai", "init"]
+    assert pod["initContainers"][0]["command"] == ["genai", "init", "--admin", "platform-admin"]
+    operator = next(
+        m
+        for m in platform_manifests(PlatformOptions())
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == "genai-operator"
+    )
+    env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "GENAI_USER", "value": "platform-admin"} in env  # acts as that admin
 
 
 def test_in_cluster_postgres_password_comes_from_a_secret() -> None:
