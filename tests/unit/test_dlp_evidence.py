@@ -9,6 +9,8 @@ import pytest
 
 from genai.dlp._ner._evidence import CONTEXT_BOOST, WEAK_SCORE, judge
 from genai.dlp._ner._lexicon import LEXICON_PATH, build, common_words, is_common
+from genai.dlp._ner._techwords import TECH_PATH, is_technical, technical_words
+from genai.dlp._ner._techwords import build as build_tech
 
 MODEL = 0.95  # what the NER's calibration table gives a span
 
@@ -54,6 +56,15 @@ def test_arithmetic_is_not_an_address(text: str) -> None:
         ("Ask the Datasets-server team.", "Datasets-server", "PERSON"),
         ("The ShopWorks team answered.", "ShopWorks", "ORGANIZATION"),
         ("See the Guides, see Audio pages.", "Guides, see Audio", "PERSON"),
+        ("A Dataset is a class.", "A Dataset", "LOCATION"),  # an article and a common word
+        # names of software (the technical vocabulary), with common words and acronyms
+        ("Albumentations is a Python library.", "Albumentations", "ORGANIZATION"),
+        ("It runs on Apache Beam, a library.", "Apache Beam", "PERSON"),
+        ("Store it in Google Cloud Storage.", "Google Cloud Storage", "ORGANIZATION"),
+        ("Train the model in PyTorch.", "PyTorch", "LOCATION"),
+        ("Fetch the script from GitHub.", "GitHub", "LOCATION"),
+        ("Read it from the HF Google bucket.", "HF Google", "ORGANIZATION"),
+        ("The codes are 'de-DE', 'en-GB'.", "DE'", "ORGANIZATION"),  # quotes: an acronym
     ],
 )
 def test_ordinary_words_are_weak(text: str, value: str, label: str) -> None:
@@ -68,6 +79,13 @@ def test_a_context_word_lifts_a_weak_span_but_not_a_lower_case_one() -> None:
         "Summit Partners",
         boosted,
     )
+    # a word cut at the edge of the context window is not a context word ("met" of "method")
+    assert judged("Give the URI to the `from_sql()` method.", "URI", "PERSON") == (
+        "URI",
+        WEAK_SCORE,
+    )
+    # a software name too: "works at" makes a company of it
+    assert judged("She works at Google now.", "Google", "ORGANIZATION") == ("Google", boosted)
     # in a cased text a lower-case span stays weak, whatever is near ("column names")
     assert judged("The column names are called split.", "split", "PERSON") == (
         "split",
@@ -127,3 +145,19 @@ def test_the_lexicon_holds_common_words_not_names() -> None:
 def test_the_lexicon_build_drops_proper_nouns_plurals_and_possessives() -> None:
     source = ["rose", "Rose", "table", "tables", "Paris", "cat's", "storage", "Zürich"]
     assert build(source) == ["storage", "table"]
+
+
+def test_the_technical_vocabulary_names_software_not_people_or_places() -> None:
+    for word in ("pytorch", "Albumentations", "Kornia", "GitHub", "dask", "tokenizers"):
+        assert is_technical(word), word
+    # names and places (Faker's and our lists) and common words are not in it
+    for word in ("smith", "john", "maria", "paris", "timm", "berlin", "table", "storage"):
+        assert not is_technical(word), word
+    assert len(technical_words()) > 5_000
+    with gzip.open(TECH_PATH, "rt", encoding="utf-8") as file:
+        assert file.readline().startswith("# technical words")
+
+
+def test_the_technical_vocabulary_build_splits_names_and_drops_names_and_common_words() -> None:
+    projects = ["apache-beam", "google_cloud.storage", "py", "timm", "kornia", "Gradio"]
+    assert build_tech(projects, exclude={"Timm"}) == ["apache", "google", "gradio", "kornia"]

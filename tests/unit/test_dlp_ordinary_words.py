@@ -65,6 +65,8 @@ ORDINARY = [
     # technical text
     "Set `streaming=True` in load_dataset() to avoid downloading everything.",
     "Use Dataset.map() to tokenize the column names in batches.",
+    "Albumentations, imgaug and Kornia augment images; Dask runs it in parallel.",
+    "Store the shards in Google Cloud Storage and process them with Apache Beam.",
 ]
 
 
@@ -112,12 +114,11 @@ def corpus_sample(dlp: Dlp) -> list[tuple[str, list[str]]]:
 def test_a_pii_free_corpus_sample_is_almost_left_alone(
     corpus_sample: list[tuple[str, list[str]]],
 ) -> None:
-    # Measured: 6 of these 200 (product names the NER calls people or places: "Google
-    # Cloud Storage", "Apache Beam"); 3.5% of the whole corpus (README, DLP). Before the
+    # Measured: 1 of these 200 ("Dataset Card Creation Guide"); 0.75% of the whole corpus
+    # (README, DLP). Before the technical vocabulary: 6 (3.45%); before the
     # shape-and-context rules: 61%.
     assert len(corpus_sample) <= 8, corpus_sample
 
 
-@pytest.mark.xfail(strict=True, reason="target not met yet: 3.45% of the corpus changed (README)")
 def test_a_pii_free_corpus_sample_is_left_alone(corpus_sample: list[tuple[str, list[str]]]) -> None:
     assert len(corpus_sample) <= 2, corpus_sample  # at most 1%

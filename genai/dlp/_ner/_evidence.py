@@ -14,7 +14,8 @@ not tell these apart. :func:`judge` looks at the span's own shape and its neighb
   in a text that has capitals; and, unless a context word of the entity type is near
   (:data:`CONTEXT_BOOST` is added, as Presidio does for patterns): a lower-case word
   or part inside a capitalised span, a single letter, a span made only of common English
-  words (the lexicon of :mod:`._lexicon`) and acronyms, an acronym, a single word of an
+  words (the lexicon of :mod:`._lexicon`), names of software (the vocabulary of
+  :mod:`._techwords`: "Apache Beam", "PyTorch") and acronyms, an acronym, a single word of an
   all-lower-case text, a camelCase organisation; an address with no number, with only
   acronyms beside its number (``500MB``), or lower-case and made of common words only;
 * trimmed: lower-case words at the edges of a name in a cased text ("says Anna Berg",
@@ -32,6 +33,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from ._lexicon import is_common
+from ._techwords import is_technical
 
 __all__ = ["CONTEXT", "CONTEXT_BOOST", "WEAK_SCORE", "Judged", "judge"]
 
@@ -46,6 +48,7 @@ _PARTICLES = frozenset(
      "el", "al", "bin", "ibn", "y", "e", "of", "the", "and", "&", "st", "st.", "u.", "ul.",
      "dos", "das", "do", "zu", "am")
 )  # fmt: skip
+_ARTICLES = frozenset(("a", "an"))
 _WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 _CODE = re.compile(
     r"[`_={}\[\]@$%^~]"  # identifiers, markup, templates
@@ -142,8 +145,8 @@ def _weakness(
     if sum(ch.isalpha() for ch in "".join(names)) < 2:
         return "a letter"
     if english and names and all(_ordinary(w) for w in names):
-        return "common words only"
-    if cased and text != text.upper() and names and all(_ACRONYM.fullmatch(w) for w in names):
+        return "common or technical words only"
+    if cased and text != text.upper() and names and all(_acronym(w) for w in names):
         return "acronym"
     if english and not cased and len(names) == 1:
         return "one word of a lower-case text"
@@ -185,8 +188,21 @@ def _glued(text: str, start: int, end: int) -> bool:
 
 
 def _ordinary(word: str) -> bool:
-    """A common English word, a particle, or (beside such words) an acronym."""
-    return is_common(word) or word.lower() in _PARTICLES or bool(_ACRONYM.fullmatch(word))
+    """A common English word, an article or particle, a word that names software (the
+    vocabulary of :mod:`._techwords`), or (beside such words) an acronym."""
+    lower = word.lower()
+    return (
+        is_common(word)
+        or lower in _PARTICLES
+        or lower in _ARTICLES
+        or is_technical(word)
+        or _acronym(word)
+    )
+
+
+def _acronym(word: str) -> bool:
+    """An upper-case word of 2-5 letters (a plural too); quotes around it do not count."""
+    return bool(_ACRONYM.fullmatch(word.strip("'’")))
 
 
 def _lower_word(word: str) -> bool:
@@ -195,7 +211,25 @@ def _lower_word(word: str) -> bool:
 
 def _weak(text: str, start: int, end: int, label: str, reason: str) -> Judged:
     pattern = _CONTEXT_RE.get(label)
-    near = text[max(0, start - _BEFORE) : start] + " | " + text[end : end + _AFTER]
+    near = text[_window_start(text, start) : start] + " | " + text[end : _window_end(text, end)]
     if pattern is not None and pattern.search(near.lower()):
         return Judged(start, end, WEAK_SCORE + CONTEXT_BOOST, f"{reason}, with context")
     return Judged(start, end, WEAK_SCORE, reason)
+
+
+def _window_start(text: str, start: int) -> int:
+    """Where the context before a span begins: :data:`_BEFORE` characters back, less the
+    word that limit cuts (only whole words count: "me" of "name" is not a context word)."""
+    at = max(0, start - _BEFORE)
+    while 0 < at < start and text[at - 1].isalnum() and text[at].isalnum():
+        at += 1
+    return at
+
+
+def _window_end(text: str, end: int) -> int:
+    """Where the context after a span ends: :data:`_AFTER` characters on, less the word
+    that limit cuts ("met" of "method" is not a context word)."""
+    at = min(len(text), end + _AFTER)
+    while end < at < len(text) and text[at].isalnum() and text[at - 1].isalnum():
+        at -= 1
+    return at
