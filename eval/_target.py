@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import openai
 
 from eval._types import Answer, Citation, EvalRow
@@ -50,12 +51,21 @@ class GatewayTarget:
         self._params = dict(params or {})
         self._system = system
         self._gateway_cache = gateway_cache
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url.rstrip("/"),
-            api_key=api_key,
-            timeout=timeout_s,
-            max_retries=max_retries,
-        )
+        self._options: dict[str, Any] = {
+            "base_url": base_url.rstrip("/"),
+            "api_key": api_key,
+            "timeout": timeout_s,
+            "max_retries": max_retries,
+        }
+        self._made: openai.AsyncOpenAI | None = None
+
+    @property
+    def _client(self) -> openai.AsyncOpenAI:
+        """The SDK's client (one connection pool for the run), made on first use: a run
+        answered wholly from the eval's result cache never makes one."""
+        if self._made is None:
+            self._made = openai.AsyncOpenAI(**self._options)
+        return self._made
 
     def body(self, row: EvalRow) -> dict[str, Any]:
         """The request a row becomes (what the eval's result cache is keyed by)."""
@@ -90,9 +100,12 @@ class GatewayTarget:
         if self._gateway_cache and repeat == 0:
             headers = {}
         started = time.perf_counter()
-        try:
-            raw = await self._client.chat.completions.with_raw_response.create(
-                **dict(body), extra_headers=headers
+        try:  # the SDK's retries and errors, without its typed request and reply models
+            raw = await self._client.post(
+                "/chat/completions",
+                cast_to=httpx.Response,
+                body=dict(body),
+                options={"headers": headers},
             )
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise AuthenticationError(f"the gateway refused the API key: {_said(exc)}") from exc
@@ -101,42 +114,55 @@ class GatewayTarget:
         except openai.APIError as exc:
             return Answer(error=f"{type(exc).__name__}: {exc}")
         latency = (time.perf_counter() - started) * 1000
-        return _answer(raw.parse(), raw.headers, latency)
+        try:
+            reply = raw.json()
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            return Answer(error="the gateway's reply is not a chat completion (not a JSON object)")
+        return _answer(reply, raw.headers, latency)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._made is not None:
+            await self._made.close()
+            self._made = None
 
 
-def _answer(reply: Any, headers: Any, latency_ms: float) -> Answer:
-    choice = reply.choices[0] if reply.choices else None
-    extra = reply.model_extra or {}
+def _answer(reply: Mapping[str, Any], headers: Any, latency_ms: float) -> Answer:
+    """An :class:`Answer` of a chat completion (its JSON document) and its headers."""
+    choices = reply.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    choice = choice if isinstance(choice, dict) else {}
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
     citations = tuple(
         Citation(
             number=int(c.get("number", 0)),
             text=str(c.get("text", "")),
             source=str(c.get("source", "")),
         )
-        for c in extra.get("citations") or []
+        for c in reply.get("citations") or []
         if isinstance(c, dict)
     )
-    found = extra.get("genai")
+    found = reply.get("genai")
     ext: dict[str, Any] = found if isinstance(found, dict) else {}
     cost = headers.get("x-genai-cost-usd")
-    usage = reply.usage
+    usage = reply.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    finish = choice.get("finish_reason")
+    prompt_version, kb_version = ext.get("prompt_version"), ext.get("kb_version")
     return Answer(
-        output=(choice.message.content or "") if choice is not None else "",
+        output=content if isinstance(content, str) else "",
         contexts=tuple(c.text for c in citations),
         citations=citations,
         latency_ms=latency_ms,
-        prompt_tokens=usage.prompt_tokens if usage else 0,
-        completion_tokens=usage.completion_tokens if usage else 0,
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
         cost_usd=float(cost) if cost else None,
-        finish_reason=choice.finish_reason if choice is not None else None,
+        finish_reason=finish if isinstance(finish, str) else None,
         request_id=headers.get("x-request-id"),
-        prompt_version=ext.get("prompt_version")
-        if isinstance(ext.get("prompt_version"), str)
-        else None,
-        kb_version=ext.get("kb_version") if isinstance(ext.get("kb_version"), int) else None,
+        prompt_version=prompt_version if isinstance(prompt_version, str) else None,
+        kb_version=kb_version if isinstance(kb_version, int) else None,
     )
 
 

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from genai._names import check_resource_name
@@ -171,31 +171,45 @@ class Evals:
             return promoted
 
     def add_results(self, project: str, eval_id: str, results: Sequence[EvalResultRecord]) -> None:
-        """Keep results of a running eval run; a row × repeat written again replaces the
-        earlier one (a resumed run rewrites nothing it finished, but may retry a row)."""
+        """Keep results of a running eval run, in one transaction; a row × repeat written
+        again replaces the earlier one (a resumed run rewrites nothing it finished, but may
+        retry a row)."""
+        if not results:
+            return
+        latest = {(r.row_index, r.repeat): r for r in results}  # the last of a pair wins
         with self._ctx.store.session() as s:
             proj, row = self._writable(s, project, eval_id)
             if row.status != "running":
                 raise ConflictError(f"eval {eval_id} has ended as {row.status}: reopen it first")
-            for result in results:
-                found = s.scalars(
-                    select(t.EvalResult).where(
-                        t.EvalResult.eval_run_id == row.id,
-                        t.EvalResult.row_index == result.row_index,
-                        t.EvalResult.repeat == result.repeat,
-                    )
-                ).one_or_none()
+            indices = sorted({i for i, _ in latest})
+            existing: dict[tuple[int, int], t.EvalResult] = {}
+            for start in range(0, len(indices), 500):
+                query = select(t.EvalResult).where(
+                    t.EvalResult.eval_run_id == row.id,
+                    t.EvalResult.row_index.in_(indices[start : start + 500]),
+                )
+                existing |= {(r.row_index, r.repeat): r for r in s.scalars(query)}
+            new: builtins.list[dict[str, Any]] = []
+            for pair, result in latest.items():
+                found = existing.get(pair)
                 if found is None:
-                    found = t.EvalResult(
-                        project_id=proj.id,
-                        eval_run_id=row.id,
-                        row_index=result.row_index,
-                        repeat=result.repeat,
+                    new.append(
+                        {
+                            "project_id": proj.id,
+                            "eval_run_id": row.id,
+                            "row_index": result.row_index,
+                            "repeat": result.repeat,
+                            "cache_key": result.cache_key,
+                            "answer": dict(result.answer),
+                            "scores": dict(result.scores),
+                        }
                     )
-                    s.add(found)
-                found.cache_key = result.cache_key
-                found.answer = dict(result.answer)
-                found.scores = dict(result.scores)
+                else:
+                    found.cache_key = result.cache_key
+                    found.answer = dict(result.answer)
+                    found.scores = dict(result.scores)
+            if new:
+                s.execute(insert(t.EvalResult), new)
 
     def results(self, project: str, eval_id: str) -> builtins.list[EvalResultRecord]:
         """Every result of a run, by row and repeat."""
@@ -211,24 +225,28 @@ class Evals:
             return [_record(r) for r in s.scalars(query)]
 
     def cached(self, project: str, keys: Collection[str]) -> dict[str, EvalResultRecord]:
-        """The newest result of the project for each cache key found (any eval run)."""
+        """The newest result of the project for each cache key found (any eval run), failed
+        answers left out: one query for the newest ids, one for those rows."""
         out: dict[str, EvalResultRecord] = {}
         wanted = list(dict.fromkeys(keys))
+        error = t.EvalResult.answer["error"].as_string()
         with self._ctx.store.session() as s:
             me = self._ctx.me(s)
             proj = self._ctx.project(s, me, project, Action.REGISTRY_READ)
             for start in range(0, len(wanted), 500):
-                query = (
-                    select(t.EvalResult)
+                newest = (
+                    select(func.max(t.EvalResult.id))
                     .where(
                         t.EvalResult.project_id == proj.id,
                         t.EvalResult.cache_key.in_(wanted[start : start + 500]),
+                        or_(error.is_(None), error == ""),
                     )
-                    .order_by(t.EvalResult.id)
+                    .group_by(t.EvalResult.cache_key)
                 )
+                query = select(t.EvalResult).where(t.EvalResult.id.in_(newest))
                 for r in s.scalars(query):
                     if not r.answer.get("error"):
-                        out[r.cache_key] = _record(r)  # ascending ids: the newest wins
+                        out[r.cache_key] = _record(r)
         return out
 
     def finish(

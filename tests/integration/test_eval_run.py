@@ -205,6 +205,54 @@ def test_an_identical_rerun_is_answered_from_the_eval_cache_with_identical_score
     assert not any(r.answer.cached for r in fresh.results)
 
 
+def test_a_rerun_wholly_from_the_eval_cache_does_not_need_the_gateway(world: Any) -> None:
+    from _servers import closed_port_url
+
+    first = world.run()
+    again = world.run(gateway=closed_port_url())  # nothing listens: nothing is asked
+
+    assert again.eval.status == "finished" and all(r.answer.cached for r in again.results)
+    assert world.oracle.total == 12
+    stored = world.admin.registry.evals.results("evals", again.eval.id)
+    assert [(r.row_index, r.repeat) for r in stored] == [(i, k) for i in range(6) for k in (0, 1)]
+    assert again.summary.metrics["token_f1"].estimate == first.summary.metrics["token_f1"].estimate
+
+
+def test_the_eval_cache_reuses_the_newest_answer_that_did_not_fail(world: Any) -> None:
+    world.run()
+    world.oracle.failing = {"capital of Spain?"}
+    world.run(fresh=True)  # newer, but failed for one row: that row's older answer is reused
+    world.oracle.failing = set()
+
+    job = world.run()
+
+    assert world.oracle.total == 12 + 12
+    assert all(r.answer.cached and r.answer.error is None for r in job.results)
+
+
+def test_a_batch_of_results_inserts_new_rows_and_replaces_written_ones(world: Any) -> None:
+    from genai.registry import EvalResultRecord
+
+    evals = world.admin.registry.evals
+    run = evals.record("evals", "batch", metrics={}, status="running")
+
+    def rec(i: int, k: int, out: str) -> EvalResultRecord:
+        return EvalResultRecord(
+            row_index=i, repeat=k, cache_key=f"key-{i}-{k}", answer={"output": out}, scores={}
+        )
+
+    evals.add_results("evals", run.id, [rec(0, 0, "a"), rec(1, 0, "b")])
+    evals.add_results("evals", run.id, [rec(1, 0, "b2"), rec(2, 1, "c"), rec(2, 1, "c2")])
+
+    stored = evals.results("evals", run.id)
+    assert [(r.row_index, r.repeat, r.answer["output"]) for r in stored] == [
+        (0, 0, "a"),
+        (1, 0, "b2"),
+        (2, 1, "c2"),
+    ]
+    assert set(evals.cached("evals", ["key-1-0", "key-9-9"])) == {"key-1-0"}
+
+
 def test_more_repeats_ask_only_for_the_new_repeats(world: Any) -> None:
     world.run()
     job = world.run(repeats=3)

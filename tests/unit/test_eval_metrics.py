@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import re
 from typing import Any
 
@@ -97,6 +98,28 @@ def test_token_f1(output: str, reference: str, expected: float) -> None:
 def test_rouge_l(output: str, reference: str, expected: float) -> None:
     assert rouge_l(output, reference) == pytest.approx(expected)
     assert score(metric("rouge_l"), sample(output, reference)).value == pytest.approx(expected)
+
+
+def test_the_bit_parallel_lcs_agrees_with_the_dynamic_programme() -> None:
+    from eval._metrics_text import _lcs_length
+
+    def table(a: list[str], b: list[str]) -> int:
+        previous = [0] * (len(b) + 1)
+        for token in a:
+            current = [0]
+            for j, other in enumerate(b):
+                current.append(
+                    previous[j] + 1 if token == other else max(previous[j + 1], current[j])
+                )
+            previous = current
+        return previous[-1]
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        words = ["a", "b", "c", "d"][: rng.randint(1, 4)]
+        a = [rng.choice(words) for _ in range(rng.randint(0, 25))]
+        b = [rng.choice(words) for _ in range(rng.randint(0, 25))]
+        assert _lcs_length(a, b) == table(a, b), (a, b)
 
 
 @pytest.mark.parametrize(
