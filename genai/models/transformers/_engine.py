@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ import torch
 
 from genai.models._text import IncrementalDetokenizer, StopMatcher
 from genai.models._types import FinishReason, GenerationChunk, TokenLogprob, TopLogprob
-from genai.models.transformers._guided import Guide, masked
+from genai.models.transformers._guided import Guide, allowed_rows, masked
 from genai.models.transformers._lora import MultiLoRA
 from genai.models.transformers._sampling import RowSampler, pick_tokens
 
@@ -98,6 +98,10 @@ class Engine:
         self._controls: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
         self._batch: _Batch | None = None
         self._stop = threading.Event()
+        # the next step's token masks, computed while the model runs (llguidance and torch
+        # both release the GIL); the logits' width, known after the first step
+        self._masks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genai-masks")
+        self._width: int | None = None
         self._thread = threading.Thread(
             target=self._run, name="genai-transformers-engine", daemon=True
         )
@@ -111,6 +115,7 @@ class Engine:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self._masks.shutdown(wait=False)
 
     def submit(self, row: Row) -> None:
         self._pending.put(row)
@@ -268,6 +273,12 @@ class Engine:
                 return
             batch = self._batch
         started = time.monotonic()
+        guides = [r.guide for r in batch.rows]
+        ahead = (  # for one guided row a thread's hand-over costs more than its mask
+            self._masks.submit(allowed_rows, guides, self._width)
+            if self._width is not None and sum(g is not None for g in guides) > 1
+            else None
+        )
         batch.mask = torch.cat([batch.mask, torch.ones_like(batch.mask[:, :1])], dim=1)
         logits = self._forward(
             batch.tokens.unsqueeze(1),
@@ -277,13 +288,16 @@ class Engine:
             [r.adapter for r in batch.rows],
         )
         batch.positions = batch.positions + 1
-        self._take(batch, logits)
+        self._take(batch, logits, ahead.result() if ahead is not None else None)
         self._drop_finished()
         if self.on_step:
             self.on_step(len(batch.rows), time.monotonic() - started)
 
-    def _take(self, batch: _Batch, logits: torch.Tensor) -> None:
+    def _take(
+        self, batch: _Batch, logits: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> None:
         rows = batch.rows
+        self._width = logits.shape[1]
         # log-probabilities of the model's own distribution (before any format's mask), as
         # vLLM reports them by default
         scores = (
@@ -292,7 +306,7 @@ class Engine:
             else None
         )
         if any(r.guide is not None for r in rows):
-            logits = masked(logits, [r.guide for r in rows])
+            logits = masked(logits, [r.guide for r in rows], allowed)
         chosen = pick_tokens(logits, [r.sampler for r in rows])
         batch.tokens = torch.tensor(chosen, dtype=torch.long, device=self.device)
         for i, (row, token) in enumerate(zip(rows, chosen, strict=True)):

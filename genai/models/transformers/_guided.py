@@ -14,6 +14,7 @@ When the grammar can go no further the row stops.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -24,7 +25,7 @@ from genai.errors import MissingDependencyError, ValidationError
 from genai.models._tools import request_schema
 from genai.models._types import GenerationRequest
 
-__all__ = ["Guide", "Guides", "masked"]
+__all__ = ["Guide", "Guides", "allowed_rows", "masked"]
 
 
 class Guide:
@@ -59,15 +60,56 @@ class Guide:
         return bool(self._matcher.is_stopped())
 
 
-def masked(logits: torch.Tensor, guides: list[Guide | None]) -> torch.Tensor:
+def allowed_rows(guides: list[Guide | None], width: int) -> torch.Tensor:
+    """Which of ``width`` token ids each row may take next (rows × width booleans; a row
+    without a guide may take any). The guided rows' masks are computed together, by
+    llguidance's executor across threads without the GIL, and unpacked in one call; the
+    engine runs this while the model computes the step's logits."""
+    rows = [(i, g) for i, g in enumerate(guides) if g is not None]
+    if len(rows) == 1:
+        index, guide = rows[0]
+        allowed = torch.ones((len(guides), width), dtype=torch.bool)
+        allowed[index] = guide.allowed(width)
+        return allowed
+    if not rows:
+        return torch.ones((len(guides), width), dtype=torch.bool)
+    return torch.from_numpy(_batch_allowed(len(guides), width, rows))
+
+
+def masked(
+    logits: torch.Tensor, guides: list[Guide | None], allowed: torch.Tensor | None = None
+) -> torch.Tensor:
     """``logits`` (rows × vocabulary) with what each row's guide forbids at -inf, in one
-    operation for the batch (rows without a guide keep every token)."""
-    width = logits.shape[1]
-    allowed = torch.ones((len(guides), width), dtype=torch.bool)
-    for i, guide in enumerate(guides):
-        if guide is not None:
-            allowed[i] = guide.allowed(width)
+    operation for the batch; ``allowed`` is :func:`allowed_rows`'s answer when it was
+    computed ahead."""
+    if allowed is None or allowed.shape != logits.shape:
+        allowed = allowed_rows(guides, logits.shape[1])
     return logits.float().masked_fill(~allowed.to(logits.device), float("-inf"))
+
+
+def _batch_allowed(size: int, width: int, rows: list[tuple[int, Guide]]) -> np.ndarray:
+    from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask_par
+
+    vocab = rows[0][1]._vocab  # one engine, one tokenizer
+    bitmask = allocate_token_bitmask(len(rows), vocab)
+    fill_next_token_bitmask_par(
+        _executor(), [(g._matcher, k) for k, (_, g) in enumerate(rows)], bitmask
+    )
+    bits = np.unpackbits(bitmask.view(np.uint8), axis=1, bitorder="little")
+    allowed = np.ones((size, width), dtype=bool)
+    used = min(width, vocab)
+    index = np.fromiter((i for i, _ in rows), dtype=np.intp, count=len(rows))
+    allowed[index, :used] = bits[:, :used]
+    allowed[index, used:] = False  # ids past the tokenizer's vocabulary
+    return allowed
+
+
+@functools.cache
+def _executor() -> Any:
+    """llguidance's thread pool for masks (one per process, made on first use)."""
+    import llguidance
+
+    return llguidance.LLExecutor()
 
 
 class Guides:
