@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from apps.k8s._kube import KubeApi
+from apps.k8s._kube import KINDS, KubeApi
 from genai import Client
 from genai.deploy import (
     AGENT_PORT,
@@ -34,6 +34,7 @@ from genai.deploy import (
     PLATFORM_IMAGE,
     AgentClient,
     ClientRegistry,
+    ObjectKey,
     Observed,
     PodState,
     ResolvedDeployment,
@@ -188,11 +189,7 @@ class Operator:
         deployments: dict[str, dict[str, Any]] = {}
         for kind in OWNED_KINDS:
             for item in await self.kube.list(kind, ns, mine):
-                existing.add(
-                    key_of(
-                        {**item, "apiVersion": item.get("apiVersion") or _api(kind), "kind": kind}
-                    )
-                )
+                existing.add(_key(kind, item))
                 if kind == "Deployment":
                     deployments[item["metadata"]["labels"].get(f"{GROUP}/revision", "")] = item
         quota = {
@@ -200,7 +197,7 @@ class Operator:
             "app.kubernetes.io/managed-by": MANAGED_BY,
         }
         for item in await self.kube.list("ResourceQuota", ns, quota):  # gone with the quota
-            existing.add(key_of({**item, "apiVersion": "v1", "kind": "ResourceQuota"}))
+            existing.add(_key("ResourceQuota", item))
         pods = await self.kube.list("Pod", ns, {f"{GROUP}/deployment": name})
         revisions = {}
         for revision in resolved.revisions:
@@ -293,17 +290,12 @@ class Operator:
         mine = {f"{GROUP}/deployment": name, "app.kubernetes.io/managed-by": MANAGED_BY}
         for kind in OWNED_KINDS:
             for item in await self.kube.list(kind, ns, mine):
-                await self.kube.delete(
-                    key_of(
-                        {**item, "apiVersion": item.get("apiVersion") or _api(kind), "kind": kind}
-                    )
-                )
+                await self.kube.delete(_key(kind, item))
 
 
-def _api(kind: str) -> str:
-    from apps.k8s._kube import KINDS
-
-    return KINDS[kind][0]
+def _key(kind: str, item: Mapping[str, Any]) -> ObjectKey:
+    """A listed object's key (list items may omit their kind and apiVersion)."""
+    return key_of({**item, "apiVersion": item.get("apiVersion") or KINDS[kind][0], "kind": kind})
 
 
 def _digest(path: str) -> str:

@@ -47,7 +47,7 @@ from __future__ import annotations
 from typing import Any
 
 from genai.deploy._manifests import container_resources, engine_args, gpu_placement
-from genai.deploy._objects import GROUP, object_name
+from genai.deploy._objects import GROUP, number_text, object_name
 from genai.deploy._resolve import ResolvedDeployment, ResolvedRevision
 
 __all__ = ["KSERVE_API_VERSION", "kserve_manifests"]
@@ -93,15 +93,11 @@ def _annotations(resolved: ResolvedDeployment, revision: ResolvedRevision) -> di
     found = {
         f"{GROUP}/model": revision.model.label,
         f"{GROUP}/adapters": ",".join(a.label for a in revision.adapters),
-        f"{GROUP}/weight": _number(revision.weight),
+        f"{GROUP}/weight": number_text(revision.weight),
     }
     if revision.shadow_sample is not None:
-        found[f"{GROUP}/shadow-sample"] = _number(revision.shadow_sample)
+        found[f"{GROUP}/shadow-sample"] = number_text(revision.shadow_sample)
     return found
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _template(resolved: ResolvedDeployment, revision: ResolvedRevision) -> dict[str, Any]:

@@ -21,6 +21,7 @@ __all__ = [
     "label_value",
     "labels",
     "metadata",
+    "number_text",
     "object_name",
     "selector",
     "service_url",
@@ -32,6 +33,11 @@ MANAGED_BY = "genai-operator"
 VLLM_PORT = 8000
 AGENT_PORT = 8081
 Manifest = dict[str, Any]
+
+
+def number_text(value: float) -> str:
+    """A number as a manifest string: ``5`` for 5.0, ``0.25`` otherwise."""
+    return str(int(value)) if float(value).is_integer() else str(float(value))
 
 
 def object_name(deployment: ResolvedDeployment, revision: ResolvedRevision) -> str:

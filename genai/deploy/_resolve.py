@@ -24,6 +24,7 @@ from genai.deploy._spec import (
 )
 from genai.errors import NotFoundError, QuotaExceeded, ValidationError
 from genai.registry import AdapterVersion, ModelVersion
+from genai.registry._models import HF_ID
 from genai.tenancy import QuotaStatus
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ __all__ = [
 
 #: The platform's image: the pods' artifact fetcher (init container) and adapter agent.
 PLATFORM_IMAGE = "ghcr.io/genai-platform/genai:0.1.0"
-_HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REMOTE = re.compile(r"^(s3|gs|gcs|az|abfs|abfss|https?)://[^\s]+$")
 
 
@@ -215,7 +215,7 @@ def _model(registry: RegistryReader, project: str, ref: str, artifacts_url: str)
     if info.artifact:
         _need_store(artifacts_url, f"model {ref!r}")
         return ResolvedModel(label, info.name, "", "", info.artifact)
-    if _HF_ID.match(info.source):
+    if HF_ID.match(info.source):
         return ResolvedModel(label, info.name, info.source, info.revision, "")
     raise ValidationError(
         f"model {ref!r} ({label}) is {info.source!r}, which pods cannot load: register a "

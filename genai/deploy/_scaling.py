@@ -7,7 +7,14 @@ ServiceMonitor for the Prometheus operator.
 
 from __future__ import annotations
 
-from genai.deploy._objects import Manifest, labels, metadata, object_name, selector
+from genai.deploy._objects import (
+    Manifest,
+    labels,
+    metadata,
+    number_text,
+    object_name,
+    selector,
+)
 from genai.deploy._resolve import ResolvedDeployment, ResolvedRevision
 
 __all__ = ["hpa", "pdb", "scaled_object", "service_monitor"]
@@ -71,16 +78,12 @@ def scaled_object(deployment: ResolvedDeployment, revision: ResolvedRevision) ->
                     "metadata": {
                         "serverAddress": scaling.prometheus_url,
                         "query": query,
-                        "threshold": _keda_number(scaling.target),
+                        "threshold": number_text(scaling.target),
                     },
                 }
             ],
         },
     }
-
-
-def _keda_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def pdb(deployment: ResolvedDeployment, revision: ResolvedRevision) -> Manifest:

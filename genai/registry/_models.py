@@ -190,7 +190,7 @@ def _gguf_facts(source: ModelSource) -> dict[str, Any]:
     return facts
 
 
-_HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 PACKAGE_PREFIX = "pypi:"
 #: A model hosted behind an OpenAI-compatible API, by the vendor's model id.
 VENDOR_PREFIX = "openai:"
@@ -246,7 +246,7 @@ def model_source(source: str) -> ModelSource:
                 field="source",
             )
         return ModelSource(str(path.resolve()))
-    if _HF_ID.match(source) and not source.startswith((".", "/", "~")):
+    if HF_ID.match(source) and not source.startswith((".", "/", "~")):
         return ModelSource(source)
     raise ValidationError(
         f"model source {source!r} is neither an existing directory, a .gguf file, "
