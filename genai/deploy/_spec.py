@@ -55,6 +55,7 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 #: ``genai-<deployment>-<revision>`` fits in 63 characters.
 _LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,27}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+_ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _IMAGE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]{0,254}$")
 #: vLLM accepts only these LoRA ranks (--max-lora-rank).
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -86,6 +87,16 @@ class AdapterRef(_Spec):
         default=None,
         description="The name callers pick it by (model=DEPLOYMENT:NAME); default: its name.",
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> AdapterRef:
+        # it becomes vLLM's lora_name, the agent's URL path and the gateway's model suffix
+        if self.name is not None and not _ADAPTER_NAME.match(self.name):
+            raise ValueError(
+                f"adapter name {self.name!r}: use 1-100 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        return self
 
 
 class LoraOptions(_Spec):

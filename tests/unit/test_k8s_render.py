@@ -1020,3 +1020,11 @@ def test_kserve_pod_templates_are_valid_pod_specs_and_the_export_deterministic(c
         }
         for version in VERSIONS:
             kubernetes_validate.validate(pod, version, strict=True)
+
+
+@pytest.mark.parametrize("name", ["tone:v2", "../tone", "", "a b"])
+def test_an_adapter_name_that_would_break_the_model_id_or_a_path_is_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match="adapter name"):
+        parse_k8s_spec(
+            {"project": "p", "model": "m", "adapters": [{"ref": "tone@1", "name": name}]}
+        )
