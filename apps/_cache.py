@@ -289,6 +289,8 @@ class GatewayCache:
         options = _settings(request)
         if options is None or request.endpoint not in ("chat", "completions"):
             return None
+        if request.notes.uncacheable:
+            return None
         control = request.headers.get("x-genai-cache-control", "").lower()
         if "no-store" in control:
             return None

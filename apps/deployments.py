@@ -48,10 +48,12 @@ def apply_spec(
 ) -> DeploymentRevision:
     """A new revision of deployment ``name`` serving ``spec`` (checked with ``parse_spec``,
     and its upstream keys with :func:`check_credentials`)."""
+    from apps._agent_target import AgentPolicy, check_agent_targets
     from apps._knowledge import check_bot_targets
 
     parsed = parse_spec(spec)
     check_bot_targets(parsed)
+    check_agent_targets(parsed, name, AgentPolicy.from_env())
     check_inprocess(client.settings, parsed)
     check_credentials(client, project, parsed)
     return client.registry.deployments.create(
@@ -69,6 +71,7 @@ def check_inprocess(settings: Settings, spec: DeploymentSpec) -> None:
     process that the operator does not allow, or load files from outside its model roots
     (:class:`genai.gateway.InProcessPolicy`). The gateway checks again before it builds
     one: this is the early half, under the settings this client runs with."""
+    from apps._agent_target import AGENT_BACKEND
     from apps._knowledge import BOT_BACKEND, bot_options
 
     policy = inprocess_policy(settings)
@@ -79,7 +82,7 @@ def check_inprocess(settings: Settings, spec: DeploymentSpec) -> None:
             if llm.url is None:
                 where = f"target {target.name!r} (its LLM)"
                 policy.check(llm.backend or "extractive", llm.options, where=where)
-        elif target.backend is not None:
+        elif target.backend is not None and target.backend != AGENT_BACKEND:
             policy.check(target.backend, target.options, where=f"target {target.name!r}")
 
 

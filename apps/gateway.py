@@ -22,7 +22,7 @@ from genai.pool import FairPool
 from genai.settings import Settings
 from genai.store import Store
 
-__all__ = ["create_app", "options_from_env"]
+__all__ = ["bind_agents", "create_app", "options_from_env"]
 
 
 def options_from_env() -> GatewayOptions:
@@ -141,7 +141,8 @@ def stages_for(
     pool: FairPool | None = None,
     embedder: Embedder | None = None,
 ) -> Stages:
-    """The stages this platform runs: prompts, DLP, the cache, and knowledge bots as targets.
+    """The stages this platform runs: prompts, DLP, the cache, and knowledge bots and agents
+    as targets.
 
     The prompt stage comes first, so DLP and the cache key see the rendered messages and
     ``request.prompt_version``; DLP comes last among the request stages and first among the
@@ -158,6 +159,7 @@ def stages_for(
     gateway's own embeddings, and extractive answers). ``embedder`` is the process's one
     embedding model, which the cache and the knowledge bots share (and the gateway's
     ``/v1/embeddings``): one copy in memory, not three."""
+    from apps._agent_target import AgentTarget
     from apps._cache import cache_stage
     from apps._dlp import dlp_stages
     from apps._knowledge import KnowledgeBot
@@ -186,7 +188,8 @@ def stages_for(
         targets={
             KnowledgeBot.name: KnowledgeBot(
                 settings, store, prompts=prompts, pool=pool, embedder=embedder
-            )
+            ),
+            AgentTarget.name: AgentTarget(settings, store),
         },
         pool=pool,
         embedder=embedder,
@@ -241,4 +244,15 @@ def create_app() -> FastAPI:
     gateway = create_gateway(settings, stages=stages, options=options, store=store)
     from apps.admin import mount_admin
 
-    return create_gateway_app(gateway, settings=settings, embedder=embedder, admin=mount_admin)
+    app = create_gateway_app(gateway, settings=settings, embedder=embedder, admin=mount_admin)
+    bind_agents(stages, app)
+    return app
+
+
+def bind_agents(stages: Stages, app: FastAPI) -> None:
+    """Hosted agents call the gateway back in process, through its ASGI app."""
+    from apps._agent_target import AgentTarget
+
+    target = stages.targets.get(AgentTarget.name)
+    if isinstance(target, AgentTarget):
+        target.bind(app)

@@ -32,6 +32,12 @@ ProjectOpt = typer.Option(
     ..., "--project", "-p", envvar="GENAI_PROJECT", help="The AI Project (or GENAI_PROJECT)."
 )
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
+GatewayOpt = typer.Option(
+    "http://127.0.0.1:4000/v1",
+    "--gateway",
+    envvar="GENAI_GATEWAY_URL",
+    help="The gateway's /v1 URL (or GENAI_GATEWAY_URL).",
+)
 
 
 @app.callback()
@@ -84,6 +90,7 @@ def whoami() -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``genai`` script: one line per error, non-zero exit."""
+    import apps.cli._agents  # registers `genai agent`
     import apps.cli._cache  # registers `genai cache`
     import apps.cli._dlp  # registers `genai dlp`
     import apps.cli._eval_lm  # registers `genai eval lm-eval`

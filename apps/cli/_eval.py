@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from apps.cli._app import JsonOpt, ProjectOpt, app, client
+from apps.cli._app import GatewayOpt, JsonOpt, ProjectOpt, app, client
 from apps.cli._output import console, err, print_json
 from genai.errors import GenAIError
 
@@ -27,12 +27,6 @@ eval_app = typer.Typer(
 )
 app.add_typer(eval_app, name="eval")
 
-GatewayOpt = typer.Option(
-    "http://127.0.0.1:4000/v1",
-    "--gateway",
-    envvar="GENAI_GATEWAY_URL",
-    help="The gateway's /v1 URL (or GENAI_GATEWAY_URL).",
-)
 KeyOpt = typer.Option(
     ...,
     "--api-key",

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from apps.cli._app import JsonOpt, ProjectOpt, client
-from apps.cli._eval import GatewayOpt, KeyOpt, eval_app
+from apps.cli._app import GatewayOpt, JsonOpt, ProjectOpt, client
+from apps.cli._eval import KeyOpt, eval_app
 from apps.cli._output import console, print_json
 
 if TYPE_CHECKING:

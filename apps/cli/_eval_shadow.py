@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from apps.cli._app import JsonOpt, ProjectOpt, client
-from apps.cli._eval import GatewayOpt, KeyOpt, ReportOpt, _show_comparisons, _show_summary, eval_app
+from apps.cli._app import GatewayOpt, JsonOpt, ProjectOpt, client
+from apps.cli._eval import KeyOpt, ReportOpt, _show_comparisons, _show_summary, eval_app
 from apps.cli._output import console, err, print_json
 
 if TYPE_CHECKING:

@@ -303,6 +303,7 @@ class Gateway:
                 deployment=deployment,
                 adapter=adapter or None,
                 session_id=http.headers.get("x-genai-session"),
+                credential=bearer(http),
                 headers={
                     k: v
                     for k, v in http.headers.items()

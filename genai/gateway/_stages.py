@@ -82,6 +82,9 @@ class StageNotes:
     #: knowledge targets → cache, ledger: the knowledge-base versions the answer draws on
     #: (``kb-name@version``, sorted, joined by ``;``; the cache partitions by it)
     kb_version: str = ""
+    #: a target → cache: why its answer must never be cached nor served from the cache (an
+    #: agent's answer: its tools act, and each run is its own); "" lets the cache decide
+    uncacheable: str = ""
 
 
 class PerRequest(Generic[T]):
@@ -116,6 +119,9 @@ class GatewayRequest:
     session_id: str | None = None  # the caller's conversation (x-genai-session header)
     headers: dict[str, str] = field(default_factory=dict)
     notes: StageNotes = field(default_factory=StageNotes)  # what stages tell each other
+    # the caller's bearer key, for a target that calls the gateway back as the caller (a
+    # hosted agent's model calls): never logged, never sent upstream
+    credential: str = field(default="", repr=False)
 
     @property
     def stream(self) -> bool:

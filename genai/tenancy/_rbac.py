@@ -87,6 +87,7 @@ class Action(StrEnum):
     SECRET_READ = "secret:read"  # the names of project secrets (values are never read back)
     SECRET_WRITE = "secret:write"  # set or delete a project secret
     MODEL_INVOKE = "model:invoke"
+    AGENT_APPROVE = "agent:approve"  # decide an agent's tool call that waits for approval
 
 
 _VIEWER = frozenset(
@@ -112,6 +113,7 @@ _MAINTAINER = _DEVELOPER | {
     Action.DEPLOYMENT_WRITE,
     Action.SECRET_WRITE,
     Action.KB_DELETE,
+    Action.AGENT_APPROVE,
     Action.MEMBER_MANAGE,
     Action.KEY_REVOKE,
     Action.AUDIT_READ,

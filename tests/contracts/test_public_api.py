@@ -181,7 +181,8 @@ EXPECTED: dict[str, str] = {
         upgrade
     """,
     "genai.store.schema": """
-        Adapter Alias AliasEvent ApiKey AuditEvent Base CacheCounter CacheEntry CacheHit
+        Adapter AgentApproval AgentCheckpoint AgentCheckpointWrite AgentRun AgentStep
+        AgentToolCall Alias AliasEvent ApiKey AuditEvent Base CacheCounter CacheEntry CacheHit
         Counter Dataset Deployment DlpVaultEntry EvalResult EvalRun EvalSuite Feedback KbAnswer
         KbDocument
         KnowledgeBase LineageEdge Membership Model Principal Project ProjectSecret
@@ -249,7 +250,11 @@ EXPECTED: dict[str, str] = {
         Method Problem ValidationReport VendorFineTuneJob detect_format load_config prepare
         resume train validate validate_rows
     """,
-    "agents": "",
+    "agents": """
+        HANDOFF_PREFIX PLATFORM_TOOLS STOP_STATUSES Agent AgentEvent AgentRunner ApprovalInfo
+        Budget MCPServer ModelTurn PlatformTool RunInfo StepInfo StoreCheckpointer StreamAssembler Tool ToolCallRequest
+        ToolOutcome agent_from_dict function_tool load_agent parse_message tool
+    """,
 }
 
 

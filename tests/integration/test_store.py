@@ -378,6 +378,23 @@ def _fill_project(admin: Any, project: str) -> None:
         s.add(
             t.StoredResponse(project_id=pid, response_id="resp_1", deployment="chat", response={})
         )
+        # an agent run, its checkpoint, trace, tool call and approval
+        run = t.AgentRun(
+            project_id=pid, run_id=f"run_{project}", agent="a", status="running", created_by="x"
+        )
+        s.add(run)
+        s.flush()
+        common = {"project_id": pid, "thread_id": run.run_id, "checkpoint_id": "c1", "type": "j"}
+        s.add(t.AgentCheckpoint(**common, checkpoint=b"{}", metadata_type="j", metadata_blob=b""))
+        s.add(t.AgentCheckpointWrite(**common, task_id="t", idx=0, channel="c", value=b""))
+        s.add(
+            t.AgentStep(
+                project_id=pid, run_pk=run.id, index=0, kind="model", name="m", agent="a",
+                status="ok",
+            )
+        )
+        s.add(t.AgentToolCall(project_id=pid, run_pk=run.id, call_id="c", tool="f", status="ok"))
+        s.add(t.AgentApproval(project_id=pid, run_pk=run.id, call_id="c", tool="f"))
 
 
 def test_deleting_a_project_deletes_everything_of_it_but_keeps_the_audit_log(platform: Any) -> None:

@@ -36,6 +36,7 @@ EXPECTED_TABLE = """
     secret:read           x  x  x  x
     secret:write          -  -  x  x
     model:invoke          -  x  x  x
+    agent:approve         -  -  x  x
 """
 ROLE_COLUMNS = (Role.VIEWER, Role.DEVELOPER, Role.MAINTAINER, Role.OWNER)
 

@@ -15,6 +15,14 @@ Alembic migrations under ``migrations/versions`` must produce exactly these tabl
 compares them.
 """
 
+from genai.store.schema._agents import (
+    AgentApproval,
+    AgentCheckpoint,
+    AgentCheckpointWrite,
+    AgentRun,
+    AgentStep,
+    AgentToolCall,
+)
 from genai.store.schema._base import Base, utcnow
 from genai.store.schema._capabilities import (
     CacheCounter,
@@ -54,6 +62,12 @@ from genai.store.schema._responses import StoredResponse
 
 __all__ = [
     "Adapter",
+    "AgentApproval",
+    "AgentCheckpoint",
+    "AgentCheckpointWrite",
+    "AgentRun",
+    "AgentStep",
+    "AgentToolCall",
     "Alias",
     "AliasEvent",
     "ApiKey",

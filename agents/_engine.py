@@ -1,0 +1,525 @@
+"""The agent loop as a LangGraph graph: ``model`` (one chat completion through the gateway)
+and ``tools`` (the calls the model asked for), checkpointed after every step in the
+platform's store, so a run whose process died goes on from its last step.
+
+    START → model ─(tool calls)→ tools ─→ model … ─(an answer, or a budget reached)→ END
+
+The budget is checked before every model call and before a turn's tool calls run: a run
+stops at the first limit reached with that limit as its status, never a step later. A tool
+that needs a person's approval pauses the run (LangGraph's ``interrupt``); the decision
+lives in the store, so an approval given after a restart resumes it the same way.
+
+Replaying a step after a crash repeats no side effect: every tool call's outcome is kept by
+call id before the step's checkpoint; a replayed step takes it from there, and a
+side-effecting call claimed but never finished is reported to the model as of unknown
+outcome instead of run again (at most once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import operator
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from agents._agent import Agent, Budget
+from agents._records import RunRecords, StepInfo
+from agents._tools import Tool, ToolOutcome
+from agents._wire import ModelTurn, ToolCallRequest, parse_message
+
+__all__ = ["STOP_STATUSES", "Engine", "RunState"]
+
+#: The statuses a run ends with when its budget stops it.
+STOP_STATUSES = (
+    "max_steps",
+    "max_tool_calls",
+    "max_tokens",
+    "max_cost",
+    "max_wall_time",
+    "loop_detected",
+)
+_OUTCOMES = ("ok", "invalid_arguments", "error", "timeout")
+_TRACE_CHARS = 2000  # what a trace keeps of a text, an argument list or a result
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """What a run tells a listener as it goes (a hosted agent streams these): the model's
+    ``text``, a ``tool_call`` it asked for, a ``tool_result``, a ``handoff``. A step
+    replayed after a crash or an approval is not told again."""
+
+    kind: str  # text | tool_call | tool_result | handoff
+    agent: str
+    name: str = ""
+    call_id: str = ""
+    arguments: str = ""
+    content: str = ""
+    status: str = ""
+
+
+class RunState(TypedDict, total=False):
+    """What a run's checkpoint holds (LangGraph's state)."""
+
+    messages: Annotated[list[dict[str, Any]], operator.add]
+    agent: str
+    steps: int
+    tokens: int
+    cost_usd: float
+    elapsed_s: float
+    tool_total: int
+    tool_counts: dict[str, int]
+    signatures: dict[str, int]
+    pending: list[dict[str, str]]
+    trace: int
+    status: str
+    detail: str
+    output: str
+
+
+@dataclass
+class Engine:
+    """One run's graph and what its nodes use: the team of agents, the budget, the
+    gateway's client (an ``openai.AsyncOpenAI`` with the project's key), the run's rows,
+    and a clock (seconds; injected in tests)."""
+
+    run_id: str
+    team: Mapping[str, Agent]
+    budget: Budget
+    client: Any  # openai.AsyncOpenAI
+    records: RunRecords
+    clock: Callable[[], float]
+    session: str | None = None
+    base_elapsed: float = 0.0
+    started: float = field(default=0.0)
+    on_event: Callable[[AgentEvent], Awaitable[None]] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    async def _emit(self, event: AgentEvent) -> None:
+        if self.on_event is not None:
+            await self.on_event(event)
+
+    def graph(self, checkpointer: Any) -> Any:
+        from langgraph.graph import END, START, StateGraph
+
+        graph = StateGraph(RunState)
+        graph.add_node("model", self._model)
+        graph.add_node("tools", self._tools)
+        graph.add_edge(START, "model")
+        graph.add_conditional_edges("model", _after_model, {"tools": "tools", END: END})
+        graph.add_conditional_edges("tools", _after_tools, {"model": "model", END: END})
+        return graph.compile(checkpointer=checkpointer)
+
+    def recursion_limit(self) -> int:
+        """LangGraph's superstep limit, above what the budget allows (the budget ends a run
+        first, with its own status)."""
+        return 2 * self.budget.max_steps + 10
+
+    def elapsed(self) -> float:
+        return self.base_elapsed + (self.clock() - self.started)
+
+    # ---------------------------------------------------------------- model
+
+    async def _model(self, state: RunState) -> dict[str, Any]:
+        if state.get("status"):
+            return {}
+        stop = self._budget_stop(state)
+        if stop is not None:
+            return stop
+        agent = self.team[state.get("agent") or next(iter(self.team))]
+        messages = list(state.get("messages", []))
+        if agent.instructions:
+            messages.insert(0, {"role": "system", "content": agent.instructions})
+        request: dict[str, Any] = {"model": agent.model, "messages": messages, **agent.params}
+        specs = agent.tool_specs()
+        if specs:
+            request["tools"] = specs
+        headers = dict(self.headers)
+        if self.session:
+            headers["x-genai-session"] = self.session
+        index = state.get("trace", 0)
+        began = self.clock()
+        try:
+            turn, cost, request_id = await self._call(request, headers)
+        except _CallFailed as failure:
+            await self._step(
+                index,
+                "model",
+                agent.model,
+                agent.name,
+                failure.status,
+                {"error": failure.message},
+                began,
+            )
+            return {
+                "status": failure.status,
+                "detail": failure.message,
+                "trace": index + 1,
+                "elapsed_s": self.elapsed(),
+            }
+        detail = {
+            "request_id": request_id,
+            "prompt_tokens": turn.prompt_tokens,
+            "completion_tokens": turn.completion_tokens,
+            "cost_usd": cost,
+            "finish_reason": turn.finish_reason,
+            "text": _cut(turn.text),
+            "tool_calls": [
+                {"id": c.id, "name": c.name, "arguments": _cut(c.arguments)}
+                for c in turn.tool_calls
+            ],
+        }
+        await self._step(index, "model", agent.model, agent.name, "ok", detail, began)
+        if turn.text:
+            await self._emit(AgentEvent("text", agent.name, content=turn.text))
+        for call in turn.tool_calls:
+            await self._emit(
+                AgentEvent("tool_call", agent.name, call.name, call.id, call.arguments)
+            )
+        update: dict[str, Any] = {
+            "messages": [turn.assistant_message()],
+            "steps": state.get("steps", 0) + 1,
+            "tokens": state.get("tokens", 0) + turn.prompt_tokens + turn.completion_tokens,
+            "cost_usd": state.get("cost_usd", 0.0) + cost,
+            "trace": index + 1,
+            "elapsed_s": self.elapsed(),
+        }
+        if turn.tool_calls:
+            update["pending"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in turn.tool_calls
+            ]
+        else:
+            update.update(status="completed", detail="", output=turn.text, pending=[])
+        return update
+
+    async def _call(
+        self, request: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[ModelTurn, float, str | None]:
+        import openai
+
+        remaining = self._remaining_wall()
+        options: dict[str, Any] = {"extra_headers": headers}
+        if remaining is not None:
+            options["timeout"] = max(remaining, 0.001)
+        try:
+            raw = await self.client.chat.completions.with_raw_response.create(**request, **options)
+        except openai.APITimeoutError:
+            if remaining is not None:
+                raise _CallFailed("max_wall_time", _wall_message(self.budget)) from None
+            raise _CallFailed(
+                "failed", f"the model {request['model']!r} did not answer in time"
+            ) from None
+        except openai.APIStatusError as error:
+            raise _CallFailed("failed", _status_message(request, error)) from None
+        except openai.APIConnectionError as error:
+            raise _CallFailed("failed", f"the gateway could not be reached: {error}") from None
+        body = json.loads(raw.content)
+        turn = parse_message(body)
+        try:
+            cost = float(raw.headers.get("x-genai-cost-usd") or 0.0)
+        except ValueError:
+            cost = 0.0
+        return turn, cost, raw.headers.get("x-request-id")
+
+    # ---------------------------------------------------------------- tools
+
+    async def _tools(self, state: RunState) -> dict[str, Any]:
+        from langgraph.types import interrupt
+
+        agent = self.team[state.get("agent") or next(iter(self.team))]
+        calls = [
+            ToolCallRequest(c["id"], c["name"], c["arguments"]) for c in state.get("pending", [])
+        ]
+        counts = dict(state.get("tool_counts", {}))
+        signatures = dict(state.get("signatures", {}))
+        total = state.get("tool_total", 0)
+        stop = self._tool_budget(calls, counts, signatures, total)
+        if stop is not None:
+            return {**stop, "elapsed_s": self.elapsed()}
+        for call in calls:
+            counts[call.name] = counts.get(call.name, 0) + 1
+            key = _signature(call)
+            signatures[key] = signatures.get(key, 0) + 1
+        total += len(calls)
+        while True:  # a resumed approval re-checks the store: decisions live there
+            plans = [await self._plan(agent, call) for call in calls]
+            waiting = [p for p in plans if p.waiting]
+            if not waiting:
+                break
+            await asyncio.gather(*(self._execute(p) for p in plans if p.runnable))
+            interrupt({"approvals": [p.call.id for p in waiting]})
+        outcomes = await asyncio.gather(*(self._execute(p) for p in plans))
+        index = state.get("trace", 0)
+        messages, next_agent = [], agent.name
+        for offset, (plan, outcome) in enumerate(zip(plans, outcomes, strict=True)):
+            if plan.handoff is not None and next_agent == agent.name:
+                next_agent = plan.handoff
+            messages.append(
+                {"role": "tool", "tool_call_id": plan.call.id, "content": outcome.content}
+            )
+            detail = {
+                "id": plan.call.id,
+                "arguments": _cut(plan.call.arguments),
+                "result": _cut(outcome.content),
+            }
+            kind = "handoff" if plan.handoff is not None else "tool"
+            await self._step(
+                index + offset, kind, plan.call.name, agent.name, outcome.status, detail, None
+            )
+            event = "handoff" if plan.handoff is not None else "tool_result"
+            await self._emit(
+                AgentEvent(
+                    event,
+                    agent.name,
+                    plan.call.name,
+                    plan.call.id,
+                    content=outcome.content,
+                    status=outcome.status,
+                )
+            )
+        update: dict[str, Any] = {
+            "messages": messages,
+            "agent": next_agent,
+            "tool_counts": counts,
+            "signatures": signatures,
+            "tool_total": total,
+            "pending": [],
+            "trace": index + len(plans),
+            "elapsed_s": self.elapsed(),
+        }
+        return update
+
+    async def _plan(self, agent: Agent, call: ToolCallRequest) -> _Plan:
+        handoff = agent.handoff(call.name)
+        if handoff is not None:
+            return _Plan(
+                call, None, handoff=handoff, fixed=ToolOutcome("ok", f"Transferred to {handoff}.")
+            )
+        found = agent.tool(call.name)
+        if found is None:
+            names = ", ".join(t["function"]["name"] for t in agent.tool_specs()) or "none"
+            message = f"unknown tool {call.name!r}: this agent's tools are {names}"
+            return _Plan(call, None, fixed=ToolOutcome("invalid_arguments", message))
+        done = await asyncio.to_thread(self.records.tool_call, self.run_id, call.id)
+        if done is not None and done.status != "started":
+            status = done.status if done.status in _OUTCOMES else "error"
+            return _Plan(call, found, fixed=ToolOutcome(status, done.result))  # type: ignore[arg-type]
+        if done is not None:  # claimed before a crash, never finished: never run twice
+            message = (
+                f"the outcome of this call of {call.name!r} is unknown: the run stopped while "
+                "it ran, and a side-effecting tool is not run twice; check before retrying"
+            )
+            return _Plan(call, found, fixed=ToolOutcome("error", message), record_as="unknown")
+        arguments = call.parsed() or {}
+        if found.requires_approval:
+            approval = await asyncio.to_thread(
+                self.records.ask_approval, self.run_id, call.id, call.name, arguments
+            )
+            if approval.status == "pending":
+                return _Plan(call, found, waiting=True)
+            if approval.status == "rejected":
+                reason = f": {approval.reason}" if approval.reason else ""
+                message = f"a person rejected this call of {call.name!r}{reason}; do not retry it"
+                return _Plan(call, found, fixed=ToolOutcome("error", message), record_as="rejected")
+            if approval.edited_arguments is not None:
+                return _Plan(call, found, arguments=json.dumps(approval.edited_arguments))
+        return _Plan(call, found)
+
+    async def _execute(self, plan: _Plan) -> ToolOutcome:
+        if plan.fixed is not None:
+            if plan.record_as is not None:
+                await asyncio.to_thread(
+                    self.records.finish_tool_call,
+                    self.run_id,
+                    plan.call.id,
+                    plan.call.name,
+                    plan.call.parsed() or {},
+                    status=plan.record_as,
+                    result=plan.fixed.content,
+                )
+            return plan.fixed
+        assert plan.tool is not None and not plan.waiting
+        tool = plan.tool
+        arguments = plan.arguments if plan.arguments is not None else plan.call.arguments
+        as_object = _object(arguments)
+        if tool.side_effects:
+            claimed = await asyncio.to_thread(
+                self.records.start_tool_call, self.run_id, plan.call.id, tool.name, as_object
+            )
+            if not claimed:
+                return ToolOutcome(
+                    "error", f"the call of {tool.name!r} already ran; it is not run twice"
+                )
+        remaining = self._remaining_wall()
+        if remaining is not None and remaining < tool.timeout_s:
+            tool = dataclasses.replace(tool, timeout_s=max(remaining, 0.001))
+        outcome = await tool.invoke(arguments)
+        await asyncio.to_thread(
+            self.records.finish_tool_call,
+            self.run_id,
+            plan.call.id,
+            tool.name,
+            as_object,
+            status=outcome.status,
+            result=outcome.content,
+        )
+        plan.fixed = outcome
+        return outcome
+
+    # ---------------------------------------------------------------- budget
+
+    def _remaining_wall(self) -> float | None:
+        if self.budget.max_wall_s is None:
+            return None
+        return self.budget.max_wall_s - self.elapsed()
+
+    def _budget_stop(self, state: RunState) -> dict[str, Any] | None:
+        b = self.budget
+        checks = (
+            (
+                state.get("steps", 0) >= b.max_steps,
+                "max_steps",
+                f"the run made {state.get('steps', 0)} model calls: "
+                f"its budget allows {b.max_steps}",
+            ),
+            (
+                b.max_tokens is not None and state.get("tokens", 0) >= b.max_tokens,
+                "max_tokens",
+                f"the run used {state.get('tokens', 0)} tokens: its budget allows {b.max_tokens}",
+            ),
+            (
+                b.max_cost_usd is not None and state.get("cost_usd", 0.0) >= b.max_cost_usd,
+                "max_cost",
+                f"the run cost ${state.get('cost_usd', 0.0):.6f}: "
+                f"its budget allows ${b.max_cost_usd}",
+            ),
+            (
+                b.max_wall_s is not None and self.elapsed() >= b.max_wall_s,
+                "max_wall_time",
+                _wall_message(b),
+            ),
+        )
+        for reached, status, message in checks:
+            if reached:
+                return {"status": status, "detail": message, "elapsed_s": self.elapsed()}
+        return None
+
+    def _tool_budget(
+        self,
+        calls: list[ToolCallRequest],
+        counts: dict[str, int],
+        signatures: dict[str, int],
+        total: int,
+    ) -> dict[str, Any] | None:
+        b = self.budget
+        counts, signatures = dict(counts), dict(signatures)
+        for call in calls:
+            total += 1
+            counts[call.name] = counts.get(call.name, 0) + 1
+            key = _signature(call)
+            signatures[key] = signatures.get(key, 0) + 1
+            cap = b.max_calls_per_tool.get(call.name)
+            if b.max_tool_calls is not None and total > b.max_tool_calls:
+                return _stop(
+                    "max_tool_calls",
+                    f"the run asked for {total} tool calls: its budget allows {b.max_tool_calls}",
+                )
+            if cap is not None and counts[call.name] > cap:
+                return _stop(
+                    "max_tool_calls",
+                    f"the run asked for {counts[call.name]} calls of {call.name!r}: "
+                    f"its budget allows {cap}",
+                )
+            if signatures[key] >= b.loop_limit:
+                return _stop(
+                    "loop_detected",
+                    f"the model called {call.name!r} with the same arguments "
+                    f"{signatures[key]} times (loop_limit {b.loop_limit})",
+                )
+        return None
+
+    async def _step(
+        self,
+        index: int,
+        kind: str,
+        name: str,
+        agent: str,
+        status: str,
+        detail: dict[str, Any],
+        began: float | None,
+    ) -> None:
+        latency = 0.0 if began is None else (self.clock() - began) * 1000
+        step = StepInfo(index, kind, name, agent, status, detail, latency)
+        await asyncio.to_thread(self.records.record_step, self.run_id, step)
+
+
+@dataclass
+class _Plan:
+    call: ToolCallRequest
+    tool: Tool | None
+    handoff: str | None = None
+    fixed: ToolOutcome | None = None
+    waiting: bool = False
+    arguments: str | None = None
+    record_as: str | None = None
+
+    @property
+    def runnable(self) -> bool:
+        return not self.waiting and self.fixed is None
+
+
+class _CallFailed(Exception):
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _after_model(state: RunState) -> str:
+    from langgraph.graph import END
+
+    return END if state.get("status") or not state.get("pending") else "tools"
+
+
+def _after_tools(state: RunState) -> str:
+    from langgraph.graph import END
+
+    return END if state.get("status") else "model"
+
+
+def _stop(status: str, message: str) -> dict[str, Any]:
+    return {"status": status, "detail": message}
+
+
+def _signature(call: ToolCallRequest) -> str:
+    parsed = call.parsed()
+    text = json.dumps(parsed, sort_keys=True) if parsed is not None else call.arguments.strip()
+    return f"{call.name}\x00{text}"
+
+
+def _object(arguments: str) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return {"_raw": arguments[:_TRACE_CHARS]}
+    return value if isinstance(value, dict) else {"_raw": arguments[:_TRACE_CHARS]}
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _TRACE_CHARS else text[:_TRACE_CHARS] + f"… [{len(text)} chars]"
+
+
+def _wall_message(budget: Budget) -> str:
+    return f"the run worked {budget.max_wall_s} s: its budget's max_wall_s"
+
+
+def _status_message(request: dict[str, Any], error: Any) -> str:
+    message = error.message if hasattr(error, "message") else str(error)
+    if "tools" in request and error.status_code == 400 and "tool" in str(message).lower():
+        return (
+            f"the model {request['model']!r} refused the request's tools ({message}): give the "
+            "agent a deployment whose model supports tool calling"
+        )
+    return f"the gateway answered {error.status_code} for model {request['model']!r}: {message}"

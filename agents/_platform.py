@@ -1,0 +1,170 @@
+"""Platform tools: what an agent may ask the platform itself, always as the caller.
+
+    tools:
+      - platform: kb_search        # a knowledge base of the project, with citations
+        kb: docs
+      - platform: deployments      # the project's deployments and their targets
+      - platform: adapters         # registered adapters and what they were trained from
+      - platform: eval_runs        # eval runs with their scores
+      - platform: lineage          # what a registry entry came from and what used it
+      - platform: usage            # requests, tokens and cost by model and day
+
+Each tool is built for one run from the caller's :class:`genai.Client`, so it can read only
+what the caller may read (``registry:read`` / ``usage:read`` of the run's project): another
+project's knowledge bases, runs or usage are not found, exactly as through the API. All of
+them only read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+from agents._tools import Tool, function_tool
+from genai.errors import ValidationError
+
+if TYPE_CHECKING:
+    from genai import Client
+
+__all__ = ["PLATFORM_TOOLS", "PlatformTool", "platform_tools"]
+
+
+@dataclass(frozen=True)
+class PlatformTool:
+    """A platform tool an agent names (``kind``) with its options (``kb`` for kb_search)."""
+
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in PLATFORM_TOOLS:
+            raise ValidationError(
+                f"unknown platform tool {self.kind!r}: use one of {', '.join(PLATFORM_TOOLS)}",
+                field="platform",
+            )
+        allowed = {"kb", "k"} if self.kind == "kb_search" else set()
+        unknown = set(self.options) - allowed
+        if unknown:
+            raise ValidationError(
+                f"platform tool {self.kind!r} takes no option {sorted(unknown)[0]!r}",
+                field="platform",
+            )
+        if self.kind == "kb_search" and not isinstance(self.options.get("kb"), str):
+            raise ValidationError("platform tool kb_search needs kb: NAME", field="platform")
+
+
+def platform_tools(client: Client, project: str, specs: list[PlatformTool]) -> list[Tool]:
+    """The tools of ``specs`` bound to ``client`` (the caller) in ``project``."""
+    return [PLATFORM_TOOLS[spec.kind](client, project, spec.options) for spec in specs]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _kb_search(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
+    from rag import KnowledgeBases
+
+    name = str(options["kb"])
+    k = int(options.get("k", 4))
+
+    async def kb_search(query: str) -> str:
+        """Search the knowledge base for passages about a question; cite them as [n].
+
+        Args:
+            query: What to look for, in words.
+        """
+
+        def run() -> list[dict[str, Any]]:
+            chunks = KnowledgeBases(client).get(project, name).retrieve(query, k=k)
+            return [
+                {"n": n, "source": c.metadata.citation, "text": c.text}
+                for n, c in enumerate(chunks, 1)
+            ]
+
+        return _json(await asyncio.to_thread(run))
+
+    return function_tool(kb_search, description=f"Search the knowledge base {name!r}; cite [n].")
+
+
+def _deployments(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
+    def deployments() -> str:
+        """The project's deployments: their newest revision, targets and traffic."""
+        rows = client.registry.deployments.list(project)
+        return _json([_plain(row) for row in rows])
+
+    return function_tool(deployments)
+
+
+def _adapters(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
+    def adapters() -> str:
+        """The project's registered adapters: base model, version, training run, metrics."""
+        return _json([_plain(row) for row in client.registry.adapters.list(project)])
+
+    return function_tool(adapters)
+
+
+def _eval_runs(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
+    def eval_runs(limit: int = 10) -> str:
+        """The project's newest eval runs with their scores.
+
+        Args:
+            limit: How many, newest first.
+        """
+        return _json([_plain(row) for row in client.registry.evals.list(project)[:limit]])
+
+    return function_tool(eval_runs)
+
+
+def _lineage(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
+    def lineage(ref: str) -> str:
+        """What a registry entry came from and what used it (datasets, runs, adapters,
+        deployments, eval runs).
+
+        Args:
+            ref: The entry, e.g. "adapter:support@2" or "dataset:faq@1".
+        """
+        return _json(_plain(client.registry.lineage(project, ref)))
+
+    return function_tool(lineage)
+
+
+def _usage(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
+    def usage(days: int = 7) -> str:
+        """The project's requests, tokens and cost by model over the last days.
+
+        Args:
+            days: How many days back, today included.
+        """
+        since = date.today() - timedelta(days=max(days, 1) - 1)
+        return _json(_plain(client.usage.report(project, since=since)))
+
+    return function_tool(usage)
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+#: The platform tools by name (see the module's docstring).
+PLATFORM_TOOLS: dict[str, Callable[[Client, str, Mapping[str, Any]], Tool]] = {
+    "kb_search": _kb_search,
+    "deployments": _deployments,
+    "adapters": _adapters,
+    "eval_runs": _eval_runs,
+    "lineage": _lineage,
+    "usage": _usage,
+}

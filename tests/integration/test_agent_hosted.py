@@ -1,0 +1,198 @@
+"""Hosted agents: a deployment with ``backend: agent`` called by the openai SDK through the
+real gateway — whole and streamed answers, sessions, the ledger, refusals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from _clocks import wait_until
+from sqlalchemy import select
+
+from apps._agent_target import AgentPolicy, AgentTarget
+from apps.gateway import bind_agents
+from genai.gateway import GatewayOptions, Stages
+from genai.store import Store
+from genai.store import schema as t
+
+ALLOWED = AgentPolicy(python_modules=("_agent_tools",))
+
+
+def _call(name: str, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
+    return {
+        "tool_calls": [
+            {"id": call_id, "function": {"name": name, "arguments": json.dumps(arguments)}}
+        ]
+    }
+
+
+def _agent(model: str = "model", **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "helper",
+        "model": model,
+        "instructions": "Use the tools.",
+        "tools": [{"python": "_agent_tools:weather"}],
+        **extra,
+    }
+
+
+@pytest.fixture
+def hosted(project: Any, gateway_server: Any, settings: Any) -> Iterator[Any]:
+    store = Store(settings.resolved_database_url)
+    stages = Stages(targets={"agent": AgentTarget(settings, store, policy=ALLOWED)})
+    gw = gateway_server(settings, stages=stages, options=GatewayOptions(ledger_interval_s=0.05))
+    bind_agents(stages, gw.app)
+    yield gw
+    store.dispose()
+
+
+def _deploy(project: Any, replies: list[Any], agent: dict[str, Any] | None = None) -> None:
+    project.deploy(
+        {"targets": [{"name": "m", "backend": "fake", "options": {"replies": replies}}]},
+        name="model",
+    )
+    project.deploy(
+        {"targets": [{"name": "a", "backend": "agent", "options": {"agent": agent or _agent()}}]},
+        name="helper",
+    )
+
+
+def test_the_openai_sdk_calls_an_agent_and_every_model_call_is_a_ledger_row(
+    project: Any, hosted: Any
+) -> None:
+    _deploy(project, [_call("weather", {"city": "Paris"}, "c1"), "Sunny in Paris."])
+    client = openai.OpenAI(base_url=hosted.v1, api_key=project.key)
+    answer = client.chat.completions.create(
+        model="helper", messages=[{"role": "user", "content": "Weather in Paris?"}]
+    )
+    assert answer.choices[0].message.content == "Sunny in Paris."
+    run = (answer.model_extra or {})["agent_run"]
+    assert (run["status"], run["steps"]) == ("completed", 2)
+    wait_until(lambda: project.count() == 3, 10)
+    rows = project.rows()
+    assert sorted(r.model for r in rows) == ["helper", "model", "model"]
+    assert [r.prompt_tokens + r.completion_tokens for r in rows if r.model == "helper"] == [0]
+
+
+def test_a_streamed_agent_sends_text_deltas_and_tool_events(project: Any, hosted: Any) -> None:
+    _deploy(project, [_call("weather", {"city": "Oslo"}, "c1"), "Sunny in Oslo."])
+    body = {"model": "helper", "stream": True, "messages": [{"role": "user", "content": "Oslo?"}]}
+    headers = {"authorization": f"Bearer {project.key}"}
+    chunks = []
+    with httpx.stream(
+        "POST", hosted.v1 + "/chat/completions", json=body, headers=headers, timeout=30
+    ) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunks.append(json.loads(line[6:]))
+    events = [c["agent_event"] for c in chunks if "agent_event" in c]
+    assert [(e["type"], e.get("name")) for e in events] == [
+        ("tool_call", "weather"),
+        ("tool_result", "weather"),
+    ]
+    assert events[1]["content"] == "sunny in Oslo"
+    text = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")
+    )
+    assert text == "Sunny in Oslo."
+    assert chunks[-1]["agent_run"]["status"] == "completed"
+
+
+def test_a_session_goes_on_from_its_last_run(project: Any, hosted: Any) -> None:
+    _deploy(project, ["Hello Ada.", "Your name is Ada."])
+    client = openai.OpenAI(base_url=hosted.v1, api_key=project.key)
+    session = {"x-genai-session": "conversation-1"}
+    client.chat.completions.create(
+        model="helper", messages=[{"role": "user", "content": "I am Ada."}], extra_headers=session
+    )
+    second = client.chat.completions.create(
+        model="helper", messages=[{"role": "user", "content": "Who am I?"}], extra_headers=session
+    )
+    assert second.choices[0].message.content == "Your name is Ada."
+    with project.admin.store.session() as s:
+        runs = s.scalars(select(t.AgentRun).order_by(t.AgentRun.id)).all()
+    assert [m["content"] for m in runs[1].input] == ["I am Ada.", "Hello Ada.", "Who am I?"]
+
+
+def test_a_tool_module_the_operator_did_not_allow_is_refused(project: Any, hosted: Any) -> None:
+    agent = _agent(tools=[{"python": "os:system"}])
+    _deploy(project, ["never"], agent=agent)
+    client = openai.OpenAI(base_url=hosted.v1, api_key=project.key, max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="GENAI_AGENT_TOOL_MODULES"):
+        client.chat.completions.create(model="helper", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_agents_calling_agents_in_a_loop_are_stopped(project: Any, hosted: Any) -> None:
+    project.deploy(
+        {
+            "targets": [
+                {"name": "a", "backend": "agent", "options": {"agent": _agent(model="loop-b")}}
+            ]
+        },
+        name="loop-a",
+    )
+    project.deploy(
+        {
+            "targets": [
+                {"name": "a", "backend": "agent", "options": {"agent": _agent(model="loop-a")}}
+            ]
+        },
+        name="loop-b",
+    )
+    client = openai.OpenAI(base_url=hosted.v1, api_key=project.key, max_retries=0)
+    with pytest.raises(openai.APIStatusError, match="deep") as caught:
+        client.chat.completions.create(model="loop-a", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 502
+
+
+def test_an_agents_answer_is_never_cached(project: Any, settings: Any, gateway_server: Any) -> None:
+    from apps._cache import GatewayCache
+    from cache import ProjectCaches, SemanticCache
+    from genai.testing import FakeEmbedder
+    from genai.vectors import InMemoryVectorStore
+
+    _deploy(project, ["first", "second"])
+    plain = {"targets": [{"name": "m", "backend": "fake", "options": {"replies": ["a", "b"]}}]}
+    project.deploy(plain, name="plain")
+    for deployment in ("helper", "plain"):
+        ProjectCaches(project.admin).enable(project.name, deployment)
+    store = Store(settings.resolved_database_url)
+    cache = SemanticCache(InMemoryVectorStore(), FakeEmbedder(words=True), store=store)
+    stages = Stages(
+        targets={"agent": AgentTarget(settings, store, policy=ALLOWED)},
+        cache=GatewayCache(cache, store=store, revision_ttl_s=0.0),
+    )
+    gw = gateway_server(settings, stages=stages)
+    bind_agents(stages, gw.app)
+    client = openai.OpenAI(base_url=gw.v1, api_key=project.key)
+    messages: Any = [{"role": "user", "content": "same question"}]
+    answers = []
+    for deployment in ("plain", "helper", "plain", "helper"):
+        raw = client.chat.completions.with_raw_response.create(model=deployment, messages=messages)
+        answers.append(
+            (deployment, raw.parse().choices[0].message.content, raw.headers.get("x-genai-cache"))
+        )
+        if deployment == "plain":  # the control: the cache does store and answer
+            wait_until(lambda: _entries(store, project.id) >= 1, 10)
+    assert answers == [
+        ("plain", "a", "miss"),
+        ("helper", "first", "miss"),
+        ("plain", "a", "hit"),
+        ("helper", "second", "miss"),
+    ]
+    assert _entries(store, project.id) == 1  # the agent's answers were not stored
+    cache.close()
+    store.dispose()
+
+
+def _entries(store: Store, project_id: int) -> int:
+    from sqlalchemy import func
+
+    with store.session() as s:
+        query = select(func.count()).where(t.CacheEntry.project_id == project_id)
+        return int(s.scalar(query) or 0)

@@ -1,0 +1,278 @@
+"""Agent runs through the real gateway: a scripted model (the ``fake`` backend) behind it,
+tools, budgets that hold, approvals across a restart, project isolation, a ledger row per
+model call."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from _clocks import wait_until
+
+import agents
+import genai
+from genai.errors import Forbidden, NotFoundError, ValidationError
+from genai.testing import ManualClock
+
+
+def _call(name: str, arguments: dict[str, Any] | str, call_id: str) -> dict[str, Any]:
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return {"tool_calls": [{"id": call_id, "function": {"name": name, "arguments": text}}]}
+
+
+@agents.tool
+def weather(city: str) -> str:
+    """The weather in a city.
+
+    Args:
+        city: The city's name.
+    """
+    return f"sunny in {city}"
+
+
+class World:
+    """A gateway, project ``gateway`` with a developer key, and a runner acting as it."""
+
+    def __init__(self, project: Any, gateway: Any, settings: Any) -> None:
+        self.project, self.gateway, self.settings = project, gateway, settings
+        self.client = genai.connect(settings, api_key=project.key)
+
+    def deploy(self, replies: list[Any], *, name: str = "bot", **target: Any) -> None:
+        spec = {"name": "model", "backend": "fake", "options": {"replies": replies}, **target}
+        self.project.deploy({"targets": [spec]}, name=name)
+
+    def runner(self, client: Any = None, **kwargs: Any) -> agents.AgentRunner:
+        return agents.AgentRunner(
+            client or self.client,
+            "gateway",
+            gateway=self.gateway.v1,
+            api_key=self.project.key,
+            **kwargs,
+        )
+
+
+@pytest.fixture
+def world(project: Any, gateway_server: Any, settings: Any) -> Any:
+    gw = gateway_server(settings)
+    w = World(project, gw, settings)
+    yield w
+    w.client.close()
+
+
+def test_a_tool_call_and_an_answer_each_a_ledger_row(world: World) -> None:
+    world.deploy([_call("weather", {"city": "Paris"}, "c1"), "It is sunny in Paris."])
+    agent = agents.Agent(name="helper", model="bot", instructions="Use the tools.", tools=[weather])
+    run = world.runner().run(agent, "Weather in Paris?")
+    assert (run.status, run.output, run.steps) == ("completed", "It is sunny in Paris.", 2)
+    steps = world.runner().steps(run.run_id)
+    assert [(s.kind, s.name, s.status) for s in steps] == [
+        ("model", "bot", "ok"),
+        ("tool", "weather", "ok"),
+        ("model", "bot", "ok"),
+    ]
+    assert steps[1].detail["result"] == "sunny in Paris"
+    assert steps[0].detail["request_id"]
+    wait_until(lambda: world.project.count() == 2, 10)  # a ledger row per model call
+    assert run.tokens > 0
+
+
+def test_bad_arguments_and_unknown_tools_go_back_to_the_model(world: World) -> None:
+    world.deploy(
+        [
+            _call("weather", {"town": "Paris"}, "c1"),
+            _call("weather", "{not json", "c2"),
+            _call("teleport", {}, "c3"),
+            "Sorry.",
+        ]
+    )
+    agent = agents.Agent(name="helper", model="bot", tools=[weather])
+    run = world.runner().run(agent, "Weather?")
+    assert run.status == "completed"
+    statuses = [(s.name, s.status) for s in world.runner().steps(run.run_id) if s.kind == "tool"]
+    assert statuses == [
+        ("weather", "invalid_arguments"),
+        ("weather", "invalid_arguments"),
+        ("teleport", "invalid_arguments"),
+    ]
+    result = world.runner().steps(run.run_id)[5].detail["result"]
+    assert "unknown tool 'teleport'" in result and "weather" in result
+
+
+@pytest.mark.slow
+def test_a_looping_model_stops_at_exactly_max_steps_every_time(world: World) -> None:
+    runs, steps = 50, 3
+    world.deploy([_call("weather", {"city": f"c{i}"}, f"c{i}") for i in range(runs * steps)])
+    agent = agents.Agent(
+        name="looper", model="bot", tools=[weather], budget=agents.Budget(max_steps=steps)
+    )
+    runner = world.runner()
+    outcomes = [runner.run(agent, "go") for _ in range(runs)]
+    assert {(r.status, r.steps) for r in outcomes} == {("max_steps", steps)}
+    assert "3 model calls" in outcomes[0].detail
+
+
+def test_the_same_call_again_and_again_is_a_loop(world: World) -> None:
+    world.deploy([_call("weather", {"city": "Oslo"}, f"c{i}") for i in range(10)])
+    agent = agents.Agent(
+        name="looper", model="bot", tools=[weather], budget=agents.Budget(loop_limit=3)
+    )
+    run = world.runner().run(agent, "go")
+    assert (run.status, run.steps) == ("loop_detected", 3)
+    tools = [s for s in world.runner().steps(run.run_id) if s.kind == "tool"]
+    assert len(tools) == 2  # the third identical call never ran
+
+
+def test_token_cost_and_tool_call_budgets(world: World) -> None:
+    replies = [_call("weather", {"city": f"c{i}"}, f"c{i}") for i in range(40)]
+    price = {"input_per_1m": 1_000_000.0, "output_per_1m": 0.0}  # $1 per prompt token
+    world.deploy(replies, price=price)
+    runner = world.runner()
+    by_tokens = runner.run(
+        agents.Agent(name="a", model="bot", tools=[weather], budget=agents.Budget(max_tokens=1)),
+        "go",
+    )
+    assert (by_tokens.status, by_tokens.steps) == ("max_tokens", 1)
+    by_cost = runner.run(
+        agents.Agent(
+            name="a", model="bot", tools=[weather], budget=agents.Budget(max_cost_usd=1.0)
+        ),
+        "go",
+    )
+    assert (by_cost.status, by_cost.steps) == ("max_cost", 1) and by_cost.cost_usd >= 1.0
+    by_calls = runner.run(
+        agents.Agent(
+            name="a",
+            model="bot",
+            tools=[weather],
+            budget=agents.Budget(max_calls_per_tool={"weather": 2}),
+        ),
+        "go",
+    )
+    assert (by_calls.status, by_calls.steps) == ("max_tool_calls", 3)
+    assert "'weather'" in by_calls.detail
+    zero = runner.run(agents.Agent(name="a", model="bot", budget=agents.Budget(max_steps=0)), "go")
+    assert (zero.status, zero.steps) == ("max_steps", 0)
+
+
+def test_the_wall_time_budget_counts_the_runs_own_clock(world: World) -> None:
+    clock = ManualClock()
+
+    @agents.tool
+    def slow(n: int) -> str:
+        """Takes ten seconds of the run's clock."""
+        clock.advance(10)
+        return "done"
+
+    world.deploy([_call("slow", {"n": i}, f"c{i}") for i in range(10)])
+    agent = agents.Agent(name="a", model="bot", tools=[slow], budget=agents.Budget(max_wall_s=25))
+    run = world.runner(clock=clock).run(agent, "go")
+    assert (run.status, run.steps) == ("max_wall_time", 3)
+
+
+def test_approve_reject_and_edit_also_after_a_restart(world: World, settings: Any) -> None:
+    sent: list[dict[str, Any]] = []
+
+    @agents.tool(requires_approval=True, side_effects=True)
+    def refund(order: str, amount: float) -> str:
+        """Refund an order."""
+        sent.append({"order": order, "amount": amount})
+        return f"refunded {amount} on {order}"
+
+    world.deploy(
+        [
+            _call("refund", {"order": "A1", "amount": 500}, "r1"),
+            _call("refund", {"order": "A2", "amount": 5}, "r2"),
+            "Done.",
+        ]
+    )
+    agent = agents.Agent(name="support", model="bot", tools=[refund])
+    run = world.runner().run(agent, "refund both")
+    assert run.status == "awaiting_approval" and sent == []
+    pending = world.runner().approvals()
+    assert [(a.run_id, a.call_id, a.arguments) for a in pending] == [
+        (run.run_id, "r1", {"order": "A1", "amount": 500})
+    ]
+    with pytest.raises(Forbidden, match="maintainer"):  # a developer may not approve
+        world.runner().approve(run.run_id, "r1")
+    with genai.connect(settings, user="admin") as admin:
+        world.runner(admin).approve(run.run_id, "r1", arguments={"order": "A1", "amount": 50})
+    run = world.runner().resume(run.run_id, agent)  # a new runner: as after a restart
+    assert run.status == "awaiting_approval" and sent == [{"order": "A1", "amount": 50}]
+    with genai.connect(settings, user="admin") as admin:
+        world.runner(admin).reject(run.run_id, "r2", reason="too small to bother")
+        with pytest.raises(Exception, match="already rejected"):
+            world.runner(admin).approve(run.run_id, "r2")
+    run = world.runner().resume(run.run_id, agent)
+    assert (run.status, run.output) == ("completed", "Done.")
+    assert sent == [{"order": "A1", "amount": 50}]
+    results = [s.detail["result"] for s in world.runner().steps(run.run_id) if s.kind == "tool"]
+    assert results[0] == "refunded 50.0 on A1" and "too small to bother" in results[1]
+
+
+def test_another_project_sees_no_run_and_decides_nothing(world: World, settings: Any) -> None:
+    from _gateway_harness import new_project
+
+    world.deploy([_call("weather", {"city": "Oslo"}, "c1"), "ok"])
+    run = world.runner().run(agents.Agent(name="a", model="bot", tools=[weather]), "go")
+    with genai.connect(settings, user="admin") as admin:
+        other = new_project(admin, "other")
+    with genai.connect(settings, api_key=other.key) as client:
+        runner = agents.AgentRunner(client, "other", gateway=world.gateway.v1, api_key=other.key)
+        with pytest.raises(NotFoundError, match="not found"):
+            runner.get(run.run_id)
+        assert runner.runs() == [] and runner.approvals(status=None) == []
+        with pytest.raises(NotFoundError):
+            runner.resume(run.run_id, agents.Agent(name="a", model="bot"))
+        spoofed = agents.AgentRunner(client, "gateway", gateway=world.gateway.v1, api_key=other.key)
+        with pytest.raises(NotFoundError, match="project 'gateway' not found"):
+            spoofed.runs()
+
+
+def test_a_key_of_another_project_is_refused(world: World, settings: Any) -> None:
+    from _gateway_harness import new_project
+
+    with genai.connect(settings, user="admin") as admin:
+        other = new_project(admin, "other")
+        runner = agents.AgentRunner(admin, "gateway", gateway=world.gateway.v1, api_key=other.key)
+        with pytest.raises(Exception, match="not a key of project 'gateway'"):
+            runner.run(agents.Agent(name="a", model="bot"), "hi")
+
+
+def test_a_model_without_tool_support_ends_the_run_with_a_clear_status(world: World) -> None:
+    world.project.deploy({"targets": [{"name": "model", "backend": "extractive"}]}, name="quotes")
+    run = world.runner().run(agents.Agent(name="a", model="quotes", tools=[weather]), "hi")
+    assert run.status == "failed"
+    assert "tools" in run.detail and "quotes" in run.detail
+
+
+def test_handoffs_pass_the_conversation_and_share_one_budget(world: World) -> None:
+    world.deploy(
+        [
+            _call("transfer_to_billing", {}, "h1"),
+            _call("transfer_to_triage", {}, "h2"),
+            _call("transfer_to_billing", {}, "h3"),
+            "never",
+        ]
+    )
+    billing = agents.Agent(name="billing", model="bot", handoffs=["triage"])
+    triage = agents.Agent(
+        name="triage", model="bot", handoffs=[billing], budget=agents.Budget(max_steps=3)
+    )
+    run = world.runner().run(triage, "I was charged twice")
+    assert (run.status, run.steps) == ("max_steps", 3)
+    steps = world.runner().steps(run.run_id)
+    assert [s.agent for s in steps if s.kind == "model"] == ["triage", "billing", "triage"]
+
+
+def test_bad_agents_are_refused_before_any_call() -> None:
+    with pytest.raises(ValidationError, match="invalid agent name"):
+        agents.Agent(name="a b", model="bot")
+    with pytest.raises(ValidationError, match="names no model"):
+        agents.Agent(name="a", model=" ")
+    with pytest.raises(ValidationError, match="two tools named 'weather'"):
+        agents.Agent(name="a", model="bot", tools=[weather, weather])
+    with pytest.raises(ValidationError, match="not an agent of"):
+        agents.Agent(name="a", model="bot", handoffs=["ghost"]).team()
+    with pytest.raises(ValidationError, match="0 or more"):
+        agents.Budget(max_steps=-1)
