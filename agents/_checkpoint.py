@@ -60,7 +60,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from genai.errors import ConflictError, ValidationError
@@ -176,6 +176,21 @@ class StoreCheckpointer(BaseCheckpointSaver[str]):
             "metadata_type": metadata_kind,
             "metadata_blob": metadata_blob,
         }
+        fresh = {
+            "project_id": self.project_id,
+            "thread_id": thread_id,
+            "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint_id,
+            "created_at": t.utcnow(),
+            **values,
+        }
+        try:  # a new checkpoint: one INSERT (the common case, on every step)
+            with self.store.session() as s:
+                s.execute(insert(_CP), [fresh])
+        except ConflictError:
+            pass  # kept before (LangGraph saves one again) or another project's: below
+        else:
+            return _saved(thread_id, checkpoint_ns, checkpoint_id)
         with self.store.session() as s:
             row = s.get(_CP, (thread_id, checkpoint_ns, checkpoint_id))
             if row is None:
@@ -193,13 +208,7 @@ class StoreCheckpointer(BaseCheckpointSaver[str]):
             else:
                 for name, value in values.items():
                     setattr(row, name, value)
-        return {
-            "configurable": {
-                "thread_id": thread_id,
-                "checkpoint_ns": checkpoint_ns,
-                "checkpoint_id": checkpoint_id,
-            }
-        }
+        return _saved(thread_id, checkpoint_ns, checkpoint_id)
 
     def put_writes(
         self,
@@ -221,6 +230,28 @@ class StoreCheckpointer(BaseCheckpointSaver[str]):
             kind, blob = self.serde.dumps_typed(value)
             new[idx] = (channel, kind, blob)
         if not new:
+            return
+        fresh = [
+            {
+                "project_id": self.project_id,
+                "thread_id": thread_id,
+                "checkpoint_ns": checkpoint_ns,
+                "checkpoint_id": checkpoint_id,
+                "task_id": task_id,
+                "idx": idx,
+                "channel": channel,
+                "type": kind,
+                "value": blob,
+                "task_path": task_path,
+            }
+            for idx, (channel, kind, blob) in new.items()
+        ]
+        try:  # none kept yet (the common case): one INSERT
+            with self.store.session() as s:
+                s.execute(insert(_W), fresh)
+        except ConflictError:
+            pass  # some kept before: merged below, as LangGraph wants
+        else:
             return
         with self.store.session() as s:
             existing = {
@@ -414,3 +445,13 @@ def _check_lengths(thread_id: str, checkpoint_ns: str) -> None:
 
 def _clash(thread_id: str) -> str:
     return f"checkpoint thread {thread_id!r} belongs to another project"
+
+
+def _saved(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }

@@ -9,10 +9,11 @@ stops at the first limit reached with that limit as its status, never a step lat
 that needs a person's approval pauses the run (LangGraph's ``interrupt``); the decision
 lives in the store, so an approval given after a restart resumes it the same way.
 
-Replaying a step after a crash repeats no side effect: every tool call's outcome is kept by
-call id before the step's checkpoint; a replayed step takes it from there, and a
-side-effecting call claimed but never finished is reported to the model as of unknown
-outcome instead of run again (at most once).
+Replaying a step after a crash repeats no side effect: a side-effecting tool call is claimed
+by its call id before it runs and its outcome kept when it ends (an approved or rejected
+call's too); a replayed step takes the outcome from there, and a call claimed but never
+finished is reported to the model as of unknown outcome instead of run again (at most
+once). Tools without side effects are simply run again by a replayed step.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import dataclasses
 import json
 import operator
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
 from agents._agent import Agent, Budget
-from agents._records import RunRecords, StepInfo
+from agents._records import RunRecords, StepInfo, ToolCallRecord
 from agents._tools import Tool, ToolOutcome
 from agents._wire import ModelTurn, ToolCallRequest, parse_message
 
@@ -74,6 +76,7 @@ class RunState(TypedDict, total=False):
     signatures: dict[str, int]
     pending: list[dict[str, str]]
     trace: int
+    log: Annotated[list[dict[str, Any]], operator.add]  # the trace, written at the run's end
     status: str
     detail: str
     output: str
@@ -102,15 +105,11 @@ class Engine:
             await self.on_event(event)
 
     def graph(self, checkpointer: Any) -> Any:
-        from langgraph.graph import END, START, StateGraph
-
-        graph = StateGraph(RunState)
-        graph.add_node("model", self._model)
-        graph.add_node("tools", self._tools)
-        graph.add_edge(START, "model")
-        graph.add_conditional_edges("model", _after_model, {"tools": "tools", END: END})
-        graph.add_conditional_edges("tools", _after_tools, {"model": "model", END: END})
-        return graph.compile(checkpointer=checkpointer)
+        """The compiled graph with ``checkpointer``, its nodes running this engine's steps
+        (the graph is compiled once per process; a run's engine reaches its nodes through
+        a context variable set here, in the task that runs the graph)."""
+        _ENGINE.set(self)
+        return _compiled().copy(update={"checkpointer": checkpointer})
 
     def recursion_limit(self) -> int:
         """LangGraph's superstep limit, above what the budget allows (the budget ends a run
@@ -144,7 +143,7 @@ class Engine:
         try:
             turn, cost, request_id = await self._call(request, headers)
         except _CallFailed as failure:
-            await self._step(
+            step = self._step(
                 index,
                 "model",
                 agent.model,
@@ -157,6 +156,7 @@ class Engine:
                 "status": failure.status,
                 "detail": failure.message,
                 "trace": index + 1,
+                "log": [step],
                 "elapsed_s": self.elapsed(),
             }
         detail = {
@@ -171,7 +171,7 @@ class Engine:
                 for c in turn.tool_calls
             ],
         }
-        await self._step(index, "model", agent.model, agent.name, "ok", detail, began)
+        step = self._step(index, "model", agent.model, agent.name, "ok", detail, began)
         if turn.text:
             await self._emit(AgentEvent("text", agent.name, content=turn.text))
         for call in turn.tool_calls:
@@ -184,6 +184,7 @@ class Engine:
             "tokens": state.get("tokens", 0) + turn.prompt_tokens + turn.completion_tokens,
             "cost_usd": state.get("cost_usd", 0.0) + cost,
             "trace": index + 1,
+            "log": [step],
             "elapsed_s": self.elapsed(),
         }
         if turn.tool_calls:
@@ -197,14 +198,17 @@ class Engine:
     async def _call(
         self, request: dict[str, Any], headers: dict[str, str]
     ) -> tuple[ModelTurn, float, str | None]:
+        import httpx
         import openai
 
         remaining = self._remaining_wall()
-        options: dict[str, Any] = {"extra_headers": headers}
+        options: dict[str, Any] = {"headers": headers}
         if remaining is not None:
             options["timeout"] = max(remaining, 0.001)
-        try:
-            raw = await self.client.chat.completions.with_raw_response.create(**request, **options)
+        try:  # the SDK's retries and errors, without its typed request models' transform
+            raw = await self.client.post(
+                "/chat/completions", cast_to=httpx.Response, body=request, options=options
+            )
         except openai.APITimeoutError:
             if remaining is not None:
                 raise _CallFailed("max_wall_time", _wall_message(self.budget)) from None
@@ -244,7 +248,11 @@ class Engine:
             signatures[key] = signatures.get(key, 0) + 1
         total += len(calls)
         while True:  # a resumed approval re-checks the store: decisions live there
-            plans = [await self._plan(agent, call) for call in calls]
+            kept = [c.id for c in calls if _kept(agent.tool(c.name))]
+            done = (
+                await asyncio.to_thread(self.records.tool_calls, self.run_id, kept) if kept else {}
+            )
+            plans = [await self._plan(agent, call, done.get(call.id)) for call in calls]
             waiting = [p for p in plans if p.waiting]
             if not waiting:
                 break
@@ -252,7 +260,7 @@ class Engine:
             interrupt({"approvals": [p.call.id for p in waiting]})
         outcomes = await asyncio.gather(*(self._execute(p) for p in plans))
         index = state.get("trace", 0)
-        messages, next_agent = [], agent.name
+        messages, next_agent, steps = [], agent.name, []
         for offset, (plan, outcome) in enumerate(zip(plans, outcomes, strict=True)):
             if plan.handoff is not None and next_agent == agent.name:
                 next_agent = plan.handoff
@@ -265,8 +273,10 @@ class Engine:
                 "result": _cut(outcome.content),
             }
             kind = "handoff" if plan.handoff is not None else "tool"
-            await self._step(
-                index + offset, kind, plan.call.name, agent.name, outcome.status, detail, None
+            steps.append(
+                _step_dict(
+                    index + offset, kind, plan.call.name, agent.name, outcome.status, detail, 0.0
+                )
             )
             event = "handoff" if plan.handoff is not None else "tool_result"
             await self._emit(
@@ -280,6 +290,7 @@ class Engine:
                 )
             )
         update: dict[str, Any] = {
+            "log": steps,
             "messages": messages,
             "agent": next_agent,
             "tool_counts": counts,
@@ -291,7 +302,9 @@ class Engine:
         }
         return update
 
-    async def _plan(self, agent: Agent, call: ToolCallRequest) -> _Plan:
+    async def _plan(
+        self, agent: Agent, call: ToolCallRequest, done: ToolCallRecord | None
+    ) -> _Plan:
         handoff = agent.handoff(call.name)
         if handoff is not None:
             return _Plan(
@@ -302,7 +315,6 @@ class Engine:
             names = ", ".join(t["function"]["name"] for t in agent.tool_specs()) or "none"
             message = f"unknown tool {call.name!r}: this agent's tools are {names}"
             return _Plan(call, None, fixed=ToolOutcome("invalid_arguments", message))
-        done = await asyncio.to_thread(self.records.tool_call, self.run_id, call.id)
         if done is not None and done.status != "started":
             status = done.status if done.status in _OUTCOMES else "error"
             return _Plan(call, found, fixed=ToolOutcome(status, done.result))  # type: ignore[arg-type]
@@ -356,15 +368,16 @@ class Engine:
         if remaining is not None and remaining < tool.timeout_s:
             tool = dataclasses.replace(tool, timeout_s=max(remaining, 0.001))
         outcome = await tool.invoke(arguments)
-        await asyncio.to_thread(
-            self.records.finish_tool_call,
-            self.run_id,
-            plan.call.id,
-            tool.name,
-            as_object,
-            status=outcome.status,
-            result=outcome.content,
-        )
+        if tool.side_effects or plan.arguments is not None:  # what a replay must not redo
+            await asyncio.to_thread(
+                self.records.finish_tool_call,
+                self.run_id,
+                plan.call.id,
+                tool.name,
+                as_object,
+                status=outcome.status,
+                result=outcome.content,
+            )
         plan.fixed = outcome
         return outcome
 
@@ -440,7 +453,7 @@ class Engine:
                 )
         return None
 
-    async def _step(
+    def _step(
         self,
         index: int,
         kind: str,
@@ -449,10 +462,9 @@ class Engine:
         status: str,
         detail: dict[str, Any],
         began: float | None,
-    ) -> None:
+    ) -> dict[str, Any]:
         latency = 0.0 if began is None else (self.clock() - began) * 1000
-        step = StepInfo(index, kind, name, agent, status, detail, latency)
-        await asyncio.to_thread(self.records.record_step, self.run_id, step)
+        return _step_dict(index, kind, name, agent, status, detail, latency)
 
 
 @dataclass
@@ -477,6 +489,37 @@ class _CallFailed(Exception):
         self.message = message
 
 
+_ENGINE: ContextVar[Engine] = ContextVar("genai_agent_engine")
+_GRAPH: list[Any] = []  # the compiled graph, made on first use
+
+
+def _compiled() -> Any:
+    if not _GRAPH:
+        from langgraph.graph import END, START, StateGraph
+
+        graph = StateGraph(RunState)
+        graph.add_node("model", _model_node)
+        graph.add_node("tools", _tools_node)
+        graph.add_edge(START, "model")
+        graph.add_conditional_edges("model", _after_model, {"tools": "tools", END: END})
+        graph.add_conditional_edges("tools", _after_tools, {"model": "model", END: END})
+        _GRAPH.append(graph.compile())
+    return _GRAPH[0]
+
+
+async def _model_node(state: RunState) -> dict[str, Any]:
+    return await _ENGINE.get()._model(state)
+
+
+async def _tools_node(state: RunState) -> dict[str, Any]:
+    return await _ENGINE.get()._tools(state)
+
+
+def _kept(tool: Tool | None) -> bool:
+    """Whether a tool's calls have their outcome kept (a replay must not redo them)."""
+    return tool is not None and (tool.side_effects or tool.requires_approval)
+
+
 def _after_model(state: RunState) -> str:
     from langgraph.graph import END
 
@@ -487,6 +530,32 @@ def _after_tools(state: RunState) -> str:
     from langgraph.graph import END
 
     return END if state.get("status") else "model"
+
+
+def _step_dict(
+    index: int,
+    kind: str,
+    name: str,
+    agent: str,
+    status: str,
+    detail: dict[str, Any],
+    latency_ms: float,
+) -> dict[str, Any]:
+    """A trace entry as the run's state keeps it (see :func:`trace_of`)."""
+    return {
+        "index": index,
+        "kind": kind,
+        "name": name,
+        "agent": agent,
+        "status": status,
+        "detail": detail,
+        "latency_ms": latency_ms,
+    }
+
+
+def trace_of(state: Mapping[str, Any]) -> list[StepInfo]:
+    """The trace a run's state holds, as the store keeps it."""
+    return [StepInfo(**entry) for entry in state.get("log", [])]
 
 
 def _stop(status: str, message: str) -> dict[str, Any]:

@@ -8,13 +8,12 @@ step is keyed by its index, a tool call by its id.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert, select
 
 from genai.errors import ConflictError, NotFoundError
 from genai.store import Store
@@ -91,6 +90,7 @@ class RunRecords:
         self._store = store
         self.project_id = project_id
         self.project = project
+        self._pks: dict[str, int] = {}
 
     # ---------------------------------------------------------------- runs
 
@@ -131,6 +131,16 @@ class RunRecords:
             s.flush()
             return self._info(row)
 
+    def finish(self, run_id: str, trace: Sequence[StepInfo], **fields: Any) -> RunInfo:
+        """Write the run's trace and how it ended, in one transaction."""
+        with self._store.session() as s:
+            self._write_steps(s, run_id, trace)
+            row = self._row(s, run_id)
+            for name, value in fields.items():
+                setattr(row, name, value)
+            s.flush()
+            return self._info(row)
+
     def runs(self, *, limit: int = 50, status: str | None = None) -> list[RunInfo]:
         with self._store.session() as s:
             query = select(t.AgentRun).where(t.AgentRun.project_id == self.project_id)
@@ -152,34 +162,44 @@ class RunRecords:
 
     # ---------------------------------------------------------------- trace
 
-    def record_step(self, run_id: str, step: StepInfo) -> None:
-        """Write trace entry ``step.index`` (again, when a resumed step repeats it)."""
+    def record_steps(self, run_id: str, steps: Sequence[StepInfo]) -> None:
+        """Write trace entries (again, when a resumed run repeats them)."""
         with self._store.session() as s:
-            run = self._row(s, run_id)
-            s.execute(
-                delete(t.AgentStep).where(
-                    t.AgentStep.run_pk == run.id, t.AgentStep.index == step.index
-                )
+            self._write_steps(s, run_id, steps)
+
+    def _write_steps(self, s: Any, run_id: str, steps: Sequence[StepInfo]) -> None:
+        if not steps:
+            return
+        pk = self._pk(s, run_id)
+        s.execute(
+            delete(t.AgentStep).where(
+                t.AgentStep.run_pk == pk, t.AgentStep.index.in_([x.index for x in steps])
             )
-            s.add(
-                t.AgentStep(
-                    project_id=self.project_id,
-                    run_pk=run.id,
-                    index=step.index,
-                    kind=step.kind,
-                    name=step.name,
-                    agent=step.agent,
-                    status=step.status,
-                    detail=dict(step.detail),
-                    latency_ms=step.latency_ms,
-                )
-            )
+        )
+        s.execute(
+            insert(t.AgentStep),
+            [
+                {
+                    "project_id": self.project_id,
+                    "run_pk": pk,
+                    "index": step.index,
+                    "kind": step.kind,
+                    "name": step.name,
+                    "agent": step.agent,
+                    "status": step.status,
+                    "detail": dict(step.detail),
+                    "latency_ms": step.latency_ms,
+                    "created_at": t.utcnow(),
+                }
+                for step in steps
+            ],
+        )
 
     def steps(self, run_id: str) -> list[StepInfo]:
         with self._store.session() as s:
-            run = self._row(s, run_id)
+            pk = self._pk(s, run_id)
             rows = s.scalars(
-                select(t.AgentStep).where(t.AgentStep.run_pk == run.id).order_by(t.AgentStep.index)
+                select(t.AgentStep).where(t.AgentStep.run_pk == pk).order_by(t.AgentStep.index)
             )
             return [
                 StepInfo(r.index, r.kind, r.name, r.agent, r.status, r.detail, r.latency_ms)
@@ -188,9 +208,20 @@ class RunRecords:
 
     # ---------------------------------------------------------------- tool calls
 
+    def tool_calls(self, run_id: str, call_ids: Sequence[str]) -> dict[str, ToolCallRecord]:
+        """The kept outcomes of these calls of the run, by call id."""
+        with self._store.session() as s:
+            rows = s.scalars(
+                select(t.AgentToolCall).where(
+                    t.AgentToolCall.run_pk == self._pk(s, run_id),
+                    t.AgentToolCall.call_id.in_(list(call_ids)),
+                )
+            )
+            return {r.call_id: ToolCallRecord(r.call_id, r.tool, r.status, r.result) for r in rows}
+
     def tool_call(self, run_id: str, call_id: str) -> ToolCallRecord | None:
         with self._store.session() as s:
-            row = self._call_row(s, self._row(s, run_id).id, call_id)
+            row = self._call_row(s, self._pk(s, run_id), call_id)
             return (
                 None
                 if row is None
@@ -204,18 +235,17 @@ class RunRecords:
         this run before a crash), and the tool must not run again."""
         try:
             with self._store.session() as s:
-                run = self._row(s, run_id)
                 s.add(
                     t.AgentToolCall(
                         project_id=self.project_id,
-                        run_pk=run.id,
+                        run_pk=self._pk(s, run_id),
                         call_id=call_id,
                         tool=tool,
                         arguments=dict(arguments),
                         status="started",
                     )
                 )
-        except IntegrityError:
+        except ConflictError:  # the store's word for the unique (run, call) already taken
             return False
         return True
 
@@ -230,12 +260,12 @@ class RunRecords:
         result: str,
     ) -> None:
         with self._store.session() as s:
-            run = self._row(s, run_id)
-            row = self._call_row(s, run.id, call_id)
+            pk = self._pk(s, run_id)
+            row = self._call_row(s, pk, call_id)
             if row is None:
                 row = t.AgentToolCall(
                     project_id=self.project_id,
-                    run_pk=run.id,
+                    run_pk=pk,
                     call_id=call_id,
                     tool=tool,
                     arguments=dict(arguments),
@@ -311,6 +341,20 @@ class RunRecords:
             return _approval(row, run_id)
 
     # ---------------------------------------------------------------- helpers
+
+    def _pk(self, s: Any, run_id: str) -> int:
+        """The run's row id (looked up once: a run never moves to another project)."""
+        pk = self._pks.get(run_id)
+        if pk is None:
+            pk = s.scalar(
+                select(t.AgentRun.id).where(
+                    t.AgentRun.project_id == self.project_id, t.AgentRun.run_id == run_id
+                )
+            )
+            if pk is None:
+                raise NotFoundError(f"agent run {run_id!r} not found in project {self.project!r}")
+            self._pks[run_id] = pk
+        return pk
 
     def _row(self, s: Any, run_id: str) -> t.AgentRun:
         row = s.scalars(

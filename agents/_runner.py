@@ -22,15 +22,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import secrets
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from agents._agent import Agent
 from agents._checkpoint import StoreCheckpointer
-from agents._engine import AgentEvent, Engine, RunState
+from agents._engine import AgentEvent, Engine, RunState, trace_of
 from agents._records import ApprovalInfo, RunInfo, RunRecords, StepInfo
 from genai.errors import GenAIError, NotFoundError, UsageError, ValidationError
 from genai.tenancy import Action
@@ -42,6 +44,7 @@ __all__ = ["AgentRunner"]
 
 Input = str | Sequence[Mapping[str, Any]]
 Listener = Callable[[AgentEvent], Awaitable[None]]
+Durability = Literal["sync", "async", "exit"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class AgentRunner:
     ``gateway`` is the gateway's ``/v1`` URL; ``api_key`` a key of ``project``;
     ``clock`` the seconds the wall-time budget counts (injected in tests); ``http_client``
     an ``httpx.AsyncClient`` for the openai SDK (a test's transport, a proxy).
+    ``durability`` is LangGraph's: ``sync`` (the default) writes each step's checkpoint
+    before the next step starts, so a killed run resumes from its last step; ``async``
+    writes it while the next step runs (a crash may redo the last model call); ``exit``
+    only when the run stops or pauses. A side-effecting tool never runs twice in any mode:
+    its call is claimed in the store before it runs.
     """
 
     def __init__(
@@ -75,7 +83,15 @@ class AgentRunner:
         clock: Callable[[], float] = time.monotonic,
         http_client: Any = None,
         max_retries: int = 2,
+        durability: Durability = "sync",
     ) -> None:
+        if durability not in ("sync", "async", "exit"):
+            raise ValidationError(
+                f"durability {durability!r}: use sync (a checkpoint written before each next "
+                "step), async (written while the next step runs) or exit (at the end only)",
+                field="durability",
+            )
+        self._durability = durability
         self._client = client
         self.project = project
         self._gateway = gateway.rstrip("/")
@@ -177,11 +193,12 @@ class AgentRunner:
 
         checkpointer = StoreCheckpointer(self._client.store, project_id=run.records.project_id)
         config: dict[str, Any] = {"configurable": {"thread_id": run.run_id}}
+        http = self._http_client or openai.DefaultAsyncHttpxClient(verify=_ssl_context())
         async with openai.AsyncOpenAI(
             base_url=self._gateway,
             api_key=self._api_key,
             max_retries=self._max_retries,
-            http_client=self._http_client,
+            http_client=http,
         ) as client:
             engine = Engine(
                 run_id=run.run_id,
@@ -197,22 +214,26 @@ class AgentRunner:
             graph = engine.graph(checkpointer)
             config["recursion_limit"] = engine.recursion_limit()
             start: Any = state
+            values: RunState | None = None
             if state is None:
                 snapshot = await graph.aget_state(config)
                 engine.base_elapsed = float(snapshot.values.get("elapsed_s", 0.0))
                 interrupted = any(task.interrupts for task in snapshot.tasks)
-                start = Command(resume=True) if interrupted and snapshot.next else None
-                await asyncio.to_thread(run.records.update, run.run_id, status="running")
+                start = Command(resume=True) if interrupted else None
+                if not snapshot.next:  # it ended before its row said so: nothing to run
+                    values = snapshot.values
+                else:
+                    await asyncio.to_thread(run.records.update, run.run_id, status="running")
             engine.started = self._clock()
-            await graph.ainvoke(start, config, durability="sync")
-            final = await graph.aget_state(config)
-        values: RunState = final.values
-        waiting = any(task.interrupts for task in final.tasks)
+            if values is None:
+                values = await graph.ainvoke(start, config, durability=self._durability)
+        waiting = "__interrupt__" in values  # LangGraph's word for a run that paused
         status = "awaiting_approval" if waiting else values.get("status") or "failed"
         detail = values.get("detail", "") if not waiting else "a tool call waits for approval"
         return await asyncio.to_thread(
-            run.records.update,
+            run.records.finish,
             run.run_id,
+            trace_of(values),
             status=status,
             detail=detail,
             output=values.get("output"),
@@ -318,6 +339,15 @@ class AgentRunner:
                 "project the agent runs in (`genai key create --project ...`)"
             ) from None
         self._checked_key = True
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context for every run's client: building one loads the CA bundle (~30 ms),
+    which a client made per run would otherwise pay each time."""
+    import httpx
+
+    return httpx.create_ssl_context()
 
 
 async def _connect_mcp(

@@ -77,6 +77,7 @@ QUESTION = "Add up the numbers, one step at a time."
 console = Console(stderr=True)
 
 FLOOR, OURS = "floor (bare openai SDK loop)", "ours (agents.AgentRunner, SQLite)"
+OURS_EXIT = "ours, durability=exit (SQLite)"
 FLOOR_PG, OURS_PG = "floor via the PostgreSQL gateway", "ours (agents.AgentRunner, PostgreSQL)"
 PEER_FLOOR, OPENAI_AGENTS, PYDANTIC_AI = "floor (peers' venv)", "openai-agents", "pydantic-ai"
 
@@ -259,13 +260,19 @@ class Floor:
 
 
 class Ours:
-    def __init__(self, platform: Platform, contender: str, steps: int) -> None:
+    def __init__(
+        self, platform: Platform, contender: str, steps: int, durability: str = "sync"
+    ) -> None:
         import agents
         import genai
 
         self.client = genai.connect(platform.settings, api_key=platform.key)
         self.runner = agents.AgentRunner(
-            self.client, PROJECT, gateway=platform.url, api_key=platform.key
+            self.client,
+            PROJECT,
+            gateway=platform.url,
+            api_key=platform.key,
+            durability=durability,  # type: ignore[arg-type]
         )
         self.agent = agents.Agent(
             name="adder",
@@ -700,7 +707,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="agent-bench-"))
     total = args.warmup + args.runs
     replies = script(total, args.steps)
-    sqlite_names = [FLOOR, OURS]
+    sqlite_names = [FLOOR, OURS, OURS_EXIT]
     peers = not args.no_peers and not args.profile
     if peers:
         sqlite_names += [PEER_FLOOR, OPENAI_AGENTS, PYDANTIC_AI]
@@ -757,6 +764,10 @@ def main() -> None:
         ours = Ours(sqlite, OURS, args.steps)
         runners[OURS], floors[OURS] = ours, FLOOR
         closers.append(ours.close)
+        if OURS_EXIT in sqlite.deployments:
+            ours_exit = Ours(sqlite, OURS_EXIT, args.steps, durability="exit")
+            runners[OURS_EXIT], floors[OURS_EXIT] = ours_exit, FLOOR
+            closers.append(ours_exit.close)
         if len(platforms) > 1:
             pg = platforms[1]
             pg_floor, pg_ours = Floor(pg, FLOOR_PG, args.steps), Ours(pg, OURS_PG, args.steps)
