@@ -252,8 +252,9 @@ EXPECTED: dict[str, str] = {
     """,
     "agents": """
         HANDOFF_PREFIX PLATFORM_TOOLS STOP_STATUSES Agent AgentEvent AgentRunner ApprovalInfo
-        Budget MCPServer ModelTurn PlatformTool RunInfo StepInfo StoreCheckpointer StreamAssembler Tool ToolCallRequest
-        ToolOutcome agent_from_dict function_tool load_agent parse_message tool
+        Budget MCPServer ModelTurn PlatformTool RunInfo StepInfo StoreCheckpointer
+        StreamAssembler Tool ToolCallRequest ToolOutcome agent_from_dict function_tool
+        load_agent parse_message tool
     """,
 }
 
