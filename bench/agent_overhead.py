@@ -14,7 +14,7 @@ interleave. Contenders:
 - ours: ``agents.AgentRunner(...).run(agent, question)``: a durable run (LangGraph, the
   run, its checkpoints and trace in the platform's store; SQLite, and with --postgres also
   a second platform and gateway on PostgreSQL, measured against a floor through that
-  gateway);
+  gateway); and the same with ``durability="exit"`` (a checkpoint only when the run stops);
 - openai-agents (``Runner.run`` with ``OpenAIChatCompletionsModel``, tracing off) and
   pydantic-ai (``Agent`` with ``OpenAIChatModel``), both pointed at the same gateway. They
   are installed in their own venv, bench/.venvs/agent-peers (created when missing: the
@@ -881,8 +881,10 @@ def main() -> None:
         "Client CPU = the contender's process CPU (all threads) during the run / S; for "
         "ours it includes its SQLite writes, not the PostgreSQL server's work.",
         "ours: `AgentRunner.run` (the sync API: an event loop and an AsyncOpenAI client per "
-        "run), durable (run record, a checkpoint per step, a trace row per model and tool "
-        "call, in the platform's store). floor: sync `openai.OpenAI` made once. Peers: one "
+        "run), durable (LangGraph's durability=sync: each step's checkpoint written before "
+        "the next, the run's row and its trace at the end, in the platform's store); "
+        "`durability=exit` writes the checkpoint only when the run stops (a side-effecting "
+        "tool is still claimed before it runs). floor: sync `openai.OpenAI` made once. Peers: one "
         "process in their own venv, one event loop, a client made once per contender; "
         "openai-agents `Runner.run` with `OpenAIChatCompletionsModel` and tracing disabled, "
         "pydantic-ai `Agent.run` with `OpenAIChatModel`; `floor (peers' venv)` is the bare "

@@ -204,14 +204,19 @@ def approvals_list(
 @approvals_app.command("approve")
 def approvals_approve(
     run_id: str = typer.Argument(...),
-    call_id: str = typer.Argument(...),
+    call_id: str | None = typer.Argument(None, help="The call (default: every one waiting)."),
     project: str = ProjectOpt,
     reason: str = typer.Option("", "--reason"),
 ) -> None:
-    """Approve the call as the model asked for it; `genai agent resume` goes on."""
+    """Approve calls as the model asked for them; `genai agent resume` goes on."""
     with client() as c:
-        a = _runner(c, project, "", "").approve(run_id, call_id, reason=reason)
-    console.print(f"[green]✓[/] {a.call_id} {a.tool} approved")
+        runner = _runner(c, project, "", "")
+        calls = [call_id] if call_id else [a.call_id for a in runner.approvals(run_id=run_id)]
+        if not calls:
+            raise ValidationError(f"no call of agent run {run_id!r} waits for approval")
+        for call in calls:
+            a = runner.approve(run_id, call, reason=reason)
+            console.print(f"[green]✓[/] {a.call_id} {a.tool} approved")
 
 
 @approvals_app.command("reject")
