@@ -35,8 +35,9 @@ from genai.errors import ValidationError
 
 __all__ = ["HANDOFF_PREFIX", "Agent", "Budget"]
 
-#: Handoff tools are named ``transfer_to_<agent>``.
+#: Handoff tools are named ``transfer_to_<agent>``; sub-agents are asked through ``ask_<agent>``.
 HANDOFF_PREFIX = "transfer_to_"
+ASK_PREFIX = "ask_"
 _AGENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,50}")  # it becomes part of a tool name
 
 
@@ -105,6 +106,9 @@ class Agent:
     (``temperature``, ``max_tokens``...); ``budget`` is the run's when this agent starts it.
     ``mcp_servers`` add their tools (listed when a run starts, closed when it stops);
     ``platform_tools`` read the platform as the run's caller (:mod:`agents._platform`);
+    ``agents`` are sub-agents this one asks as tools (``ask_<name>`` with a ``request``):
+    each answers from its own conversation and the run's one budget, and the answer
+    comes back as the tool's result (a supervisor);
     ``members`` are further agents of the team that handoffs given by name may name (how a
     YAML team of agents that hand back and forth is built)."""
 
@@ -118,6 +122,7 @@ class Agent:
     description: str = ""
     mcp_servers: Sequence[MCPServer] = ()
     platform_tools: Sequence[PlatformTool] = ()
+    agents: Sequence[Agent] = ()
     members: Sequence[Agent] = ()
 
     def __post_init__(self) -> None:
@@ -136,8 +141,10 @@ class Agent:
         object.__setattr__(self, "handoffs", tuple(self.handoffs))
         object.__setattr__(self, "mcp_servers", tuple(self.mcp_servers))
         object.__setattr__(self, "platform_tools", tuple(self.platform_tools))
+        object.__setattr__(self, "agents", tuple(self.agents))
         object.__setattr__(self, "members", tuple(self.members))
         names = [t.name for t in self.tools] + [HANDOFF_PREFIX + n for n in self.handoff_names]
+        names += [ASK_PREFIX + a.name for a in self.agents]
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
             raise ValidationError(
@@ -169,9 +176,35 @@ class Agent:
                 return other
         return None
 
+    def subagent(self, tool_name: str) -> str | None:
+        """The sub-agent an ``ask_<name>`` tool asks, if it is one."""
+        for other in self.agents:
+            if ASK_PREFIX + other.name == tool_name:
+                return other.name
+        return None
+
     def tool_specs(self) -> list[dict[str, Any]]:
-        """The OpenAI ``tools`` of a request of this agent: its tools, then its handoffs."""
+        """The OpenAI ``tools`` of a request of this agent: its tools, its sub-agents, then
+        its handoffs."""
         specs = [t.spec() for t in self.tools]
+        for sub in self.agents:
+            specs.append(
+                {
+                    "type": "function",
+                    "function": {
+                        "name": ASK_PREFIX + sub.name,
+                        "description": f"Ask {sub.description or 'agent ' + sub.name}; "
+                        "it answers from its own tools.",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {
+                                "request": {"type": "string", "description": "What to ask."}
+                            },
+                            "required": ["request"],
+                        },
+                    },
+                }
+            )
         for other in self.handoffs:
             name = other if isinstance(other, str) else other.name
             about = (None if isinstance(other, str) else other.description) or f"agent {name}"
@@ -188,8 +221,8 @@ class Agent:
         return specs
 
     def team(self) -> dict[str, Agent]:
-        """Every agent reachable through handoffs, by name (this one included); two
-        different agents with one name are an error."""
+        """Every agent reachable through handoffs and sub-agents, by name (this one
+        included); two different agents with one name are an error."""
         found: dict[str, Agent] = {}
         for agent in _walk(self):
             seen = found.get(agent.name)
@@ -218,6 +251,7 @@ class Agent:
             "instructions": self.instructions,
             "tools": [t.name for t in self.tools],
             "handoffs": self.handoff_names,
+            "agents": [a.name for a in self.agents],
             "mcp_servers": [server.name for server in self.mcp_servers],
             "platform_tools": [tool.kind for tool in self.platform_tools],
             "budget": self.budget.as_dict(),
@@ -234,4 +268,5 @@ def _walk(root: Agent) -> Iterator[Agent]:
         seen.add(id(agent))
         yield agent
         stack.extend(h for h in agent.handoffs if not isinstance(h, str))
+        stack.extend(agent.agents)
         stack.extend(agent.members)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import operator
 from collections.abc import Awaitable, Callable, Mapping
@@ -99,6 +100,8 @@ class Engine:
     started: float = field(default=0.0)
     on_event: Callable[[AgentEvent], Awaitable[None]] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    checkpointer: Any = None  # sub-agents' runs are checkpointed with it too
+    durability: str = "sync"
 
     async def _emit(self, event: AgentEvent) -> None:
         if self.on_event is not None:
@@ -109,6 +112,7 @@ class Engine:
         (the graph is compiled once per process; a run's engine reaches its nodes through
         a context variable set here, in the task that runs the graph)."""
         _ENGINE.set(self)
+        self.checkpointer = checkpointer
         return _compiled().copy(update={"checkpointer": checkpointer})
 
     def recursion_limit(self) -> int:
@@ -258,7 +262,23 @@ class Engine:
                 break
             await asyncio.gather(*(self._execute(p) for p in plans if p.runnable))
             interrupt({"approvals": [p.call.id for p in waiting]})
-        outcomes = await asyncio.gather(*(self._execute(p) for p in plans))
+        ran = iter(await asyncio.gather(*(self._execute(p) for p in plans if not p.subagent)))
+        asked = _Asked(
+            steps=state.get("steps", 0),
+            tokens=state.get("tokens", 0),
+            cost_usd=state.get("cost_usd", 0.0),
+            tool_total=total,
+        )
+        outcomes = []
+        for plan in plans:  # sub-agents one at a time, on the one budget
+            if plan.subagent is None:
+                outcomes.append(next(ran))
+            elif asked.stop is not None:
+                outcomes.append(ToolOutcome("error", "not asked: the run's budget is spent"))
+            else:
+                while (outcome := await self._ask(plan, asked)) is None:
+                    interrupt({"approvals": f"sub-agent {plan.subagent} waits for approval"})
+                outcomes.append(outcome)
         index = state.get("trace", 0)
         messages, next_agent, steps = [], agent.name, []
         for offset, (plan, outcome) in enumerate(zip(plans, outcomes, strict=True)):
@@ -272,7 +292,7 @@ class Engine:
                 "arguments": _cut(plan.call.arguments),
                 "result": _cut(outcome.content),
             }
-            kind = "handoff" if plan.handoff is not None else "tool"
+            kind = "handoff" if plan.handoff else "agent" if plan.subagent else "tool"
             steps.append(
                 _step_dict(
                     index + offset, kind, plan.call.name, agent.name, outcome.status, detail, 0.0
@@ -289,22 +309,97 @@ class Engine:
                     status=outcome.status,
                 )
             )
+        for number, entry in enumerate(asked.log):  # the sub-agents' own steps
+            steps.append({**entry, "index": index + len(plans) + number})
         update: dict[str, Any] = {
             "log": steps,
             "messages": messages,
             "agent": next_agent,
             "tool_counts": counts,
             "signatures": signatures,
-            "tool_total": total,
+            "tool_total": asked.tool_total,
+            "steps": asked.steps,
+            "tokens": asked.tokens,
+            "cost_usd": asked.cost_usd,
             "pending": [],
-            "trace": index + len(plans),
+            "trace": index + len(plans) + len(asked.log),
             "elapsed_s": self.elapsed(),
         }
+        if asked.stop is not None:  # a sub-agent reached the run's one budget
+            update.update(asked.stop)
         return update
+
+    async def _ask(self, plan: _Plan, asked: _Asked) -> ToolOutcome | None:
+        """Run (or go on with) the sub-agent a call asks, on what is left of the budget, in
+        a thread of its own checkpointed beside the run's; None while it waits for an
+        approval. Its counters and steps are added to ``asked``."""
+        from langgraph.types import Command
+
+        assert plan.subagent is not None
+        request = str((plan.call.parsed() or {}).get("request") or plan.call.arguments)
+        b = self.budget
+        nested = Engine(
+            run_id=self.run_id,
+            team=self.team,
+            budget=Budget(
+                max_steps=max(b.max_steps - asked.steps, 0),
+                max_tool_calls=_left(b.max_tool_calls, asked.tool_total),
+                max_calls_per_tool=b.max_calls_per_tool,
+                max_tokens=_left(b.max_tokens, asked.tokens),
+                max_cost_usd=_left(b.max_cost_usd, asked.cost_usd),
+                max_wall_s=b.max_wall_s,
+                loop_limit=b.loop_limit,
+            ),
+            client=self.client,
+            records=self.records,
+            clock=self.clock,
+            session=self.session,
+            base_elapsed=self.elapsed(),
+            started=self.clock(),
+            on_event=self.on_event,
+            headers=self.headers,
+            durability=self.durability,
+        )
+        digest = hashlib.sha256(plan.call.id.encode()).hexdigest()[:16]
+        config: dict[str, Any] = {
+            "configurable": {"thread_id": f"{self.run_id}:{digest}"},
+            "recursion_limit": nested.recursion_limit(),
+        }
+        token = _ENGINE.set(nested)
+        try:
+            graph = nested.graph(self.checkpointer)
+            snapshot = await graph.aget_state(config)
+            if not snapshot.values:  # a new question
+                start: Any = {
+                    "messages": [{"role": "user", "content": request}],
+                    "agent": plan.subagent,
+                }
+                values = await graph.ainvoke(start, config, durability=self.durability)
+            elif snapshot.next:  # paused for an approval, or cut off by a crash
+                interrupted = any(task.interrupts for task in snapshot.tasks)
+                start = Command(resume=True) if interrupted else None
+                values = await graph.ainvoke(start, config, durability=self.durability)
+            else:
+                values = snapshot.values
+        finally:
+            _ENGINE.reset(token)
+        if "__interrupt__" in values:
+            return None
+        asked.add(values)
+        status, detail = values.get("status") or "failed", values.get("detail", "")
+        if status == "completed":
+            return ToolOutcome("ok", values.get("output") or "")
+        if status in STOP_STATUSES:
+            asked.stop = {"status": status, "detail": f"sub-agent {plan.subagent}: {detail}"}
+            return ToolOutcome("error", f"sub-agent {plan.subagent} stopped: {detail}")
+        return ToolOutcome("error", f"sub-agent {plan.subagent} failed: {detail}")
 
     async def _plan(
         self, agent: Agent, call: ToolCallRequest, done: ToolCallRecord | None
     ) -> _Plan:
+        sub = agent.subagent(call.name)
+        if sub is not None:
+            return _Plan(call, None, subagent=sub)
         handoff = agent.handoff(call.name)
         if handoff is not None:
             return _Plan(
@@ -468,6 +563,32 @@ class Engine:
 
 
 @dataclass
+class _Asked:
+    """The run's counters as a turn's sub-agents use them up, and their steps."""
+
+    steps: int
+    tokens: int
+    cost_usd: float
+    tool_total: int
+    log: list[dict[str, Any]] = field(default_factory=list)
+    stop: dict[str, Any] | None = None
+
+    def add(self, values: Mapping[str, Any]) -> None:
+        self.steps += values.get("steps", 0)
+        self.tokens += values.get("tokens", 0)
+        self.cost_usd += values.get("cost_usd", 0.0)
+        self.tool_total += values.get("tool_total", 0)
+        self.log.extend(values.get("log", []))
+
+
+def _left(limit: float | None, used: float) -> Any:
+    if limit is None:
+        return None
+    left = limit - used
+    return max(left, 0) if isinstance(limit, int) and isinstance(used, int) else max(left, 0.0)
+
+
+@dataclass
 class _Plan:
     call: ToolCallRequest
     tool: Tool | None
@@ -476,10 +597,11 @@ class _Plan:
     waiting: bool = False
     arguments: str | None = None
     record_as: str | None = None
+    subagent: str | None = None
 
     @property
     def runnable(self) -> bool:
-        return not self.waiting and self.fixed is None
+        return not self.waiting and self.fixed is None and self.subagent is None
 
 
 class _CallFailed(Exception):

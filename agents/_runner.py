@@ -120,9 +120,12 @@ class AgentRunner:
         continue_session: bool = False,
         on_event: Listener | None = None,
         headers: Mapping[str, str] | None = None,
+        hosted_by: str | None = None,
     ) -> RunInfo:
         """Run ``agent`` on ``input`` (a question, or OpenAI chat messages) until it answers,
         reaches its budget, fails, or waits for an approval; returns the run as stored.
+        ``hosted_by`` names the deployment that hosts the agent (kept with the run: a
+        paused hosted run is resumed from that deployment's definition).
 
         ``session`` names the conversation (sent to the gateway as ``x-genai-session``:
         DLP keeps its pseudonyms per session); with ``continue_session`` the run goes on
@@ -139,7 +142,7 @@ class AgentRunner:
             records.create,
             run_id=run_id,
             agent=agent.name,
-            definition=agent.describe(),
+            definition={**agent.describe(), "deployment": hosted_by},
             input=messages,
             session=session,
             created_by=me,
@@ -210,6 +213,7 @@ class AgentRunner:
                 session=run.session,
                 headers=run.headers,
                 on_event=run.on_event,
+                durability=self._durability,
             )
             graph = engine.graph(checkpointer)
             config["recursion_limit"] = engine.recursion_limit()

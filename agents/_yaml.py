@@ -12,11 +12,13 @@
       - mcp: {name: files, command: python, args: [files_server.py]}
       - mcp: {name: search, url: "http://127.0.0.1:8931/mcp"}
       - {platform: kb_search, kb: docs}   # platform tools read as the caller
-    handoffs: [billing]
+    handoffs: [billing]                # pass the conversation on (transfer_to_billing)
+    asks: [researcher]                 # ask as a tool (ask_researcher), answer yourself
     budget: {max_steps: 8, max_cost_usd: 0.05}
     params: {temperature: 0}
     agents:                            # the rest of the team, same shape
       - {name: billing, model: chat, instructions: "You handle refunds.", handoffs: [support]}
+      - {name: researcher, model: chat, tools: [{platform: kb_search, kb: docs}]}
 
 ``python:`` tools are imported with the file's directory first on ``sys.path`` (as pytest
 finds a test's helpers). Loading a file runs that module's code: load only files you would
@@ -89,6 +91,7 @@ class _AgentSpec(_Strict):
     description: str = ""
     tools: list[_ToolRef] = Field(default_factory=list)
     handoffs: list[str] = Field(default_factory=list)
+    asks: list[str] = Field(default_factory=list)
     budget: _Budget = Field(default_factory=_Budget)
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -136,12 +139,33 @@ def agent_from_dict(
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:
         raise ValidationError(f"two agents are named {duplicate!r}: names must be unique")
-    built = {a.name: _build(a, base, policy) for a in [spec, *spec.agents]}
+    built = _with_subagents(
+        {a.name: a for a in [spec, *spec.agents]},
+        {a.name: _build(a, base, policy) for a in [spec, *spec.agents]},
+    )
     # handoffs are names: the rest of the team hangs on the root as its members
     others = [a for n, a in built.items() if n != spec.name]
     root = dataclasses.replace(built[spec.name], members=others)
     root.team()  # every handoff names an agent of the file
     return root
+
+
+def _with_subagents(specs: dict[str, _AgentSpec], built: dict[str, Agent]) -> dict[str, Agent]:
+    """The agents with the sub-agents they ask (``asks``) attached, those first: a cycle
+    of agents asking each other could never end, so it is refused."""
+    done: dict[str, Agent] = {n: a for n, a in built.items() if not specs[n].asks}
+    while len(done) < len(built):
+        ready = [n for n in built if n not in done and all(x in done for x in specs[n].asks)]
+        if not ready:
+            waiting = sorted(n for n in built if n not in done)
+            unknown = sorted({x for n in waiting for x in specs[n].asks} - set(built))
+            if unknown:
+                raise ValidationError(f"agent asks {unknown[0]!r}, which the file does not define")
+            raise ValidationError(f"agents {waiting} ask each other in a cycle: it could never end")
+        for name in ready:
+            asked = [done[x] for x in specs[name].asks]
+            done[name] = dataclasses.replace(built[name], agents=asked)
+    return done
 
 
 @dataclass(frozen=True)

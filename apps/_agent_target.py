@@ -54,7 +54,14 @@ from genai.store import Store
 if TYPE_CHECKING:
     from agents import Agent, AgentEvent, RunInfo
 
-__all__ = ["AGENT_BACKEND", "MAX_DEPTH", "AgentTarget", "check_agent_targets"]
+__all__ = [
+    "AGENT_BACKEND",
+    "MAX_DEPTH",
+    "AgentPolicy",
+    "AgentTarget",
+    "check_agent_targets",
+    "deployed_agent",
+]
 
 AGENT_BACKEND = "agent"
 MAX_DEPTH = 3  # an agent's model may be another agent, at most this deep
@@ -96,6 +103,22 @@ def hosted_agent(target: TargetSpec, policy: AgentPolicy) -> Agent:
         )
     return agent_from_dict(
         definition, python_modules=policy.python_modules, mcp_stdio=policy.mcp_stdio
+    )
+
+
+def deployed_agent(client: Client, project: str, deployment: str) -> Agent:
+    """The agent a deployment's newest revision hosts (its first agent target), under
+    the operator's policy of this process (``GENAI_AGENT_TOOL_MODULES``...)."""
+    from genai.gateway import parse_spec
+
+    revision = client.registry.deployments.get(project, deployment)
+    spec = parse_spec(revision.spec)
+    for target in [*spec.targets, *spec.fallbacks]:
+        if target.backend == AGENT_BACKEND:
+            return hosted_agent(target, AgentPolicy.from_env())
+    raise ValidationError(
+        f"deployment {deployment!r} hosts no agent (no target with backend: agent)",
+        field="deployment",
     )
 
 
@@ -192,6 +215,7 @@ class AgentTarget:
                 continue_session=session is not None and _only_new(messages),
                 on_event=listener,
                 headers={_DEPTH_HEADER: str(depth + 1)},
+                hosted_by=request.deployment,
             )
 
 

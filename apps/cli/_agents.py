@@ -71,18 +71,33 @@ def run_cmd(
 @agent_app.command("resume")
 def resume_cmd(
     run_id: str = typer.Argument(..., help="The run (run_…)."),
-    file: Path = typer.Argument(..., help="The agent's YAML file, as the run started it."),
+    file: Path | None = typer.Argument(
+        None, help="The agent's YAML file, as the run started it (a hosted run: none)."
+    ),
     project: str = ProjectOpt,
     gateway: str = GatewayOpt,
     api_key: str = KeyOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Go on with a run that waited for approvals or whose process died."""
+    """Go on with a run that waited for approvals or whose process died. A hosted agent's
+    run goes on with its deployment's agent, its model calls made with this key."""
     from agents import load_agent
+    from apps._agent_target import deployed_agent
 
-    agent = load_agent(file)
     with client() as c:
-        run = _runner(c, project, gateway, api_key).resume(run_id, agent)
+        runner = _runner(c, project, gateway, api_key)
+        if file is not None:
+            agent = load_agent(file)
+        else:
+            hosted_by = runner.get(run_id).definition.get("deployment")
+            if not hosted_by:
+                raise ValidationError(
+                    f"agent run {run_id!r} was not started by a hosted agent: give the "
+                    "agent's YAML file",
+                    field="file",
+                )
+            agent = deployed_agent(c, project, str(hosted_by))
+        run = runner.resume(run_id, agent)
         _present(c, project, run, as_json)
 
 

@@ -196,3 +196,30 @@ def _entries(store: Store, project_id: int) -> int:
     with store.session() as s:
         query = select(func.count()).where(t.CacheEntry.project_id == project_id)
         return int(s.scalar(query) or 0)
+
+
+def test_a_hosted_run_that_waits_for_approval_goes_on_from_its_deployment(
+    project: Any, hosted: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import genai
+    from agents import AgentRunner
+    from apps._agent_target import deployed_agent
+
+    tool = {"python": "_agent_tools:weather", "requires_approval": True}
+    _deploy(
+        project, [_call("weather", {"city": "Rome"}, "c1"), "Sunny in Rome."], _agent(tools=[tool])
+    )
+    client = openai.OpenAI(base_url=hosted.v1, api_key=project.key)
+    answer = client.chat.completions.create(
+        model="helper", messages=[{"role": "user", "content": "Rome?"}]
+    )
+    run = (answer.model_extra or {})["agent_run"]
+    assert run["status"] == "awaiting_approval"
+    assert answer.choices[0].message.content == f"(waiting for approval: run {run['id']})"
+    monkeypatch.setenv("GENAI_AGENT_TOOL_MODULES", "_agent_tools")  # this process's policy
+    with genai.connect(settings, user="admin") as admin:
+        runner = AgentRunner(admin, project.name, gateway=hosted.v1, api_key=project.key)
+        runner.approve(run["id"], "c1")
+        assert runner.get(run["id"]).definition["deployment"] == "helper"
+        done = runner.resume(run["id"], deployed_agent(admin, project.name, "helper"))
+    assert (done.status, done.output) == ("completed", "Sunny in Rome.")

@@ -276,3 +276,75 @@ def test_bad_agents_are_refused_before_any_call() -> None:
         agents.Agent(name="a", model="bot", handoffs=["ghost"]).team()
     with pytest.raises(ValidationError, match="0 or more"):
         agents.Budget(max_steps=-1)
+
+
+def test_a_supervisor_asks_sub_agents_as_tools_on_one_budget(world: World) -> None:
+    world.deploy(
+        [
+            _call("ask_researcher", {"request": "weather in Oslo?"}, "s1"),
+            _call("weather", {"city": "Oslo"}, "r1"),  # the researcher's own turn
+            "Oslo: sunny.",  # the researcher's answer
+            "The researcher says Oslo is sunny.",  # the supervisor's
+        ]
+    )
+    researcher = agents.Agent(name="researcher", model="bot", tools=[weather])
+    boss = agents.Agent(name="boss", model="bot", agents=[researcher])
+    run = world.runner().run(boss, "How is Oslo?")
+    assert (run.status, run.output, run.steps) == (
+        "completed",
+        "The researcher says Oslo is sunny.",
+        4,  # the supervisor's two model calls and the researcher's two
+    )
+    steps = world.runner().steps(run.run_id)
+    assert [(s.kind, s.agent, s.name) for s in steps] == [
+        ("model", "boss", "bot"),
+        ("agent", "boss", "ask_researcher"),
+        ("model", "researcher", "bot"),
+        ("tool", "researcher", "weather"),
+        ("model", "researcher", "bot"),
+        ("model", "boss", "bot"),
+    ]
+    assert steps[1].detail["result"] == "Oslo: sunny."
+    wait_until(lambda: world.project.count() == 4, 10)
+
+
+def test_a_sub_agent_spends_the_supervisors_budget(world: World) -> None:
+    world.deploy(
+        [_call("ask_looper", {"request": "go"}, "s1")]
+        + [_call("weather", {"city": f"c{i}"}, f"r{i}") for i in range(10)]
+    )
+    looper = agents.Agent(name="looper", model="bot", tools=[weather])
+    boss = agents.Agent(
+        name="boss", model="bot", agents=[looper], budget=agents.Budget(max_steps=4)
+    )
+    run = world.runner().run(boss, "go")
+    assert (run.status, run.steps) == ("max_steps", 4)  # 1 of the boss, 3 of the looper
+    assert "sub-agent looper" in run.detail
+
+
+def test_a_sub_agents_approval_pauses_the_whole_run(world: World, settings: Any) -> None:
+    sent: list[str] = []
+
+    @agents.tool(requires_approval=True, side_effects=True)
+    def send(text: str) -> str:
+        """Send a message."""
+        sent.append(text)
+        return "sent"
+
+    world.deploy(
+        [
+            _call("ask_mailer", {"request": "send hi"}, "s1"),
+            _call("send", {"text": "hi"}, "m1"),
+            "Sent it.",
+            "Done: the mailer sent it.",
+        ]
+    )
+    mailer = agents.Agent(name="mailer", model="bot", tools=[send])
+    boss = agents.Agent(name="boss", model="bot", agents=[mailer])
+    run = world.runner().run(boss, "send hi")
+    assert run.status == "awaiting_approval" and sent == []
+    assert [a.call_id for a in world.runner().approvals()] == ["m1"]
+    with genai.connect(settings, user="admin") as admin:
+        world.runner(admin).approve(run.run_id, "m1")
+    run = world.runner().resume(run.run_id, boss)
+    assert (run.status, run.output, sent) == ("completed", "Done: the mailer sent it.", ["hi"])

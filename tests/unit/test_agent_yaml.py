@@ -109,3 +109,30 @@ def test_a_file_that_is_not_a_mapping_or_not_yaml(tmp_path: Path) -> None:
         agents.load_agent(tmp_path / "bad.yaml")
     with pytest.raises(ValidationError, match="cannot read"):
         agents.load_agent(tmp_path / "missing.yaml")
+
+
+def test_sub_agents_by_name_and_no_cycles() -> None:
+    team = agents.agent_from_dict(
+        {
+            "name": "boss",
+            "model": "m",
+            "asks": ["writer"],
+            "agents": [
+                {"name": "writer", "model": "m", "asks": ["researcher"]},
+                {"name": "researcher", "model": "m"},
+            ],
+        }
+    )
+    assert [a.name for a in team.agents] == ["writer"]
+    assert [a.name for a in team.agents[0].agents] == ["researcher"]
+    assert [s["function"]["name"] for s in team.tool_specs()] == ["ask_writer"]
+    cycle = {
+        "name": "a",
+        "model": "m",
+        "asks": ["b"],
+        "agents": [{"name": "b", "model": "m", "asks": ["a"]}],
+    }
+    with pytest.raises(ValidationError, match="cycle"):
+        agents.agent_from_dict(cycle)
+    with pytest.raises(ValidationError, match="does not define"):
+        agents.agent_from_dict({"name": "a", "model": "m", "asks": ["ghost"]})
