@@ -32,6 +32,7 @@ from agents._agent import Agent, Budget
 from agents._records import RunRecords, StepInfo, ToolCallRecord
 from agents._tools import Tool, ToolOutcome
 from agents._wire import ModelTurn, ToolCallRequest, parse_message
+from genai.gateway import span
 
 __all__ = ["STOP_STATUSES", "Engine", "RunState"]
 
@@ -144,8 +145,15 @@ class Engine:
             headers["x-genai-session"] = self.session
         index = state.get("trace", 0)
         began = self.clock()
+        attributes = {"genai.agent_run": self.run_id, "genai.agent": agent.name}
         try:
-            turn, cost, request_id = await self._call(request, headers)
+            with span("agent.model", {**attributes, "genai.deployment": agent.model}) as traced:
+                turn, cost, request_id = await self._call(request, headers)
+                if traced is not None:
+                    traced.set_attribute("genai.request_id", request_id or "")
+                    traced.set_attribute(
+                        "genai.tokens", turn.prompt_tokens + turn.completion_tokens
+                    )
         except _CallFailed as failure:
             step = self._step(
                 index,
@@ -462,7 +470,11 @@ class Engine:
         remaining = self._remaining_wall()
         if remaining is not None and remaining < tool.timeout_s:
             tool = dataclasses.replace(tool, timeout_s=max(remaining, 0.001))
-        outcome = await tool.invoke(arguments)
+        attributes = {"genai.agent_run": self.run_id, "genai.tool": tool.name}
+        with span("agent.tool", attributes) as traced:
+            outcome = await tool.invoke(arguments)
+            if traced is not None:
+                traced.set_attribute("genai.status", outcome.status)
         if tool.side_effects or plan.arguments is not None:  # what a replay must not redo
             await asyncio.to_thread(
                 self.records.finish_tool_call,

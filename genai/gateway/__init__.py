@@ -34,7 +34,7 @@ from genai.gateway._credentials import (
 from genai.gateway._gateway import Gateway
 from genai.gateway._inprocess import InProcessPolicy, inprocess_policy
 from genai.gateway._journal import Journal
-from genai.gateway._observe import GatewayMetrics
+from genai.gateway._observe import GatewayMetrics, span
 from genai.gateway._openapi import error_responses
 from genai.gateway._options import GatewayOptions, Stages
 from genai.gateway._spec import (
@@ -106,6 +106,7 @@ __all__ = [
     "refuse_duplicate_keys",
     "retarget",
     "secret_not_set",
+    "span",
     "suggested_secret_name",
 ]
 

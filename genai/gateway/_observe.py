@@ -112,6 +112,9 @@ def _tracer() -> Any:
 
 @contextlib.contextmanager
 def span(name: str, attributes: dict[str, Any]) -> Iterator[Any]:
+    """An OpenTelemetry span (yielded) while tracing is on (``GENAI_OTEL`` or an OTLP
+    endpoint is set, and the SDK installed), else nothing (None): no trace leaves the
+    process unless its operator configured where to."""
     tracer = _tracer()
     if tracer is None:
         yield None

@@ -152,7 +152,7 @@ EXPECTED: dict[str, str] = {
         ShadowConfig StageNotes Stages StreamFilter TargetSpec TargetStage TrafficChange
         UpstreamCredentials cpu_pool create_gateway create_gateway_app env_not_allowed
         error_responses inprocess_policy parse_spec refuse_duplicate_keys retarget
-        secret_not_set suggested_secret_name
+        secret_not_set span suggested_secret_name
     """,
     "genai.models": """
         BUNDLED_EMBEDDING_MODEL ChatMessage ContextPassage DEFAULT_EMBEDDER EMBEDDERS

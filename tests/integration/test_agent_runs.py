@@ -348,3 +348,72 @@ def test_a_sub_agents_approval_pauses_the_whole_run(world: World, settings: Any)
         world.runner(admin).approve(run.run_id, "m1")
     run = world.runner().resume(run.run_id, boss)
     assert (run.status, run.output, sent) == ("completed", "Done: the mailer sent it.", ["hi"])
+
+
+def test_platform_tools_read_the_callers_project_only(world: World, settings: Any) -> None:
+    import asyncio
+
+    from _gateway_harness import new_project
+
+    from agents import PlatformTool
+    from agents._platform import platform_tools
+
+    world.deploy(["hi"])
+    with genai.connect(settings, user="admin") as admin:
+        other = new_project(admin, "other")
+        other.deploy({"targets": [{"name": "m", "backend": "fake"}]}, name="secret-bot")
+    specs = [PlatformTool(kind) for kind in ("deployments", "adapters", "eval_runs", "usage")]
+    tools = {t.name: t for t in platform_tools(world.client, "gateway", specs)}
+    deployments = asyncio.run(tools["deployments"].invoke({}))
+    assert deployments.status == "ok"
+    assert '"bot"' in deployments.content and "secret-bot" not in deployments.content
+    for name in ("adapters", "eval_runs", "usage"):
+        assert asyncio.run(tools[name].invoke({})).status == "ok", name
+    lineage = platform_tools(world.client, "gateway", [PlatformTool("lineage")])[0]
+    missing = asyncio.run(lineage.invoke({"ref": "deployment:secret-bot@1"}))
+    assert missing.status == "error" and "not found" in missing.content
+    # another project's tools: a key of `gateway` reads nothing of `other`
+    foreign = platform_tools(world.client, "other", [PlatformTool("deployments")])[0]
+    refused = asyncio.run(foreign.invoke({}))
+    assert refused.status == "error" and "not found" in refused.content
+    with pytest.raises(ValidationError, match="unknown platform tool"):
+        PlatformTool("shell")
+
+
+def test_spans_only_when_tracing_is_configured(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, sdk_trace.TracerProvider):
+        provider = sdk_trace.TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        world.deploy(
+            [_call("weather", {"city": "Oslo"}, f"c{i}") if i % 2 == 0 else "ok" for i in range(4)]
+        )
+        agent = agents.Agent(name="a", model="bot", tools=[weather])
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+        monkeypatch.delenv("GENAI_OTEL", raising=False)
+        quiet = world.runner().run(agent, "go")
+        monkeypatch.setenv("GENAI_OTEL", "1")
+        traced = world.runner().run(agent, "go")
+
+        def of(run_id: str) -> list[str]:
+            return [
+                s.name
+                for s in exporter.get_finished_spans()
+                if (s.attributes or {}).get("genai.agent_run") == run_id
+            ]
+
+        assert of(quiet.run_id) == []  # nothing unless GENAI_OTEL or an OTLP endpoint is set
+        assert of(traced.run_id) == ["agent.model", "agent.tool", "agent.model"]
+    finally:
+        exporter.shutdown()
+        exporter.clear()
