@@ -234,10 +234,11 @@ class AgentRunner:
         waiting = "__interrupt__" in values  # LangGraph's word for a run that paused
         status = "awaiting_approval" if waiting else values.get("status") or "failed"
         detail = values.get("detail", "") if not waiting else "a tool call waits for approval"
+        trace = await asyncio.to_thread(self._scrubbed, trace_of(values))
         return await asyncio.to_thread(
             run.records.finish,
             run.run_id,
-            trace_of(values),
+            trace,
             status=status,
             detail=detail,
             output=values.get("output"),
@@ -263,6 +264,31 @@ class AgentRunner:
             else member
             for name, member in team.items()
         }
+
+    def _scrubbed(self, trace: list[StepInfo]) -> list[StepInfo]:
+        """The trace as people may read it: under the project's DLP policy (its own, or
+        the platform's default) every personal datum in a text, an argument list or a
+        result is redacted (``<EMAIL_ADDRESS>``); without a policy it is kept as it is.
+        The run's checkpoints keep the conversation itself: a resumed run needs it."""
+        from genai.dlp import effective_policy
+
+        policy = effective_policy(self._client, self.project)
+        if policy is None or not trace:
+            return trace
+        dlp = _dlp(self._client)
+        scrubbed = []
+        for step in trace:
+            detail = dict(step.detail)
+            for name in ("text", "arguments", "result", "error"):
+                if isinstance(detail.get(name), str):
+                    detail[name] = dlp.scrub_for_log(detail[name], policy)
+            if detail.get("tool_calls"):
+                detail["tool_calls"] = [
+                    {**c, "arguments": dlp.scrub_for_log(str(c.get("arguments", "")), policy)}
+                    for c in detail["tool_calls"]
+                ]
+            scrubbed.append(dataclasses.replace(step, detail=detail))
+        return scrubbed
 
     def _earlier(self, records: RunRecords, session: str) -> list[dict[str, Any]]:
         """The conversation of the session's last run (none when it has no run yet)."""
@@ -343,6 +369,19 @@ class AgentRunner:
                 "project the agent runs in (`genai key create --project ...`)"
             ) from None
         self._checked_key = True
+
+
+_DLP: dict[int, Any] = {}
+
+
+def _dlp(client: Client) -> Any:
+    """One DLP service per store: its detectors (Presidio, the bundled NER) load once."""
+    from genai.dlp import Dlp
+
+    key = id(client.store)
+    if key not in _DLP:
+        _DLP[key] = Dlp.from_settings(client.settings, client.store)
+    return _DLP[key]
 
 
 @functools.cache

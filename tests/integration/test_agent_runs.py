@@ -4,6 +4,7 @@ model call."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -417,3 +418,27 @@ def test_spans_only_when_tracing_is_configured(
     finally:
         exporter.shutdown()
         exporter.clear()
+
+
+@pytest.mark.slow
+def test_the_trace_is_scrubbed_under_the_projects_dlp_policy(world: World, settings: Any) -> None:
+    from genai.dlp import Policy, ProjectPolicies
+
+    @agents.tool
+    def customer(order: str) -> str:
+        """The customer of an order."""
+        return "Jane Roe, jane.roe@example.com"
+
+    script = [_call("customer", {"order": "A1"}, "c1"), "Write to jane.roe@example.com."]
+    world.deploy(script)
+    world.deploy([*script, "a second script"], name="bot2")  # its own scripted backend
+    agent = agents.Agent(name="a", model="bot", tools=[customer])
+    plain = world.runner().run(agent, "who?")
+    assert "jane.roe@example.com" in world.runner().steps(plain.run_id)[1].detail["result"]
+    with genai.connect(settings, user="admin") as admin:
+        ProjectPolicies(admin).set("gateway", Policy())
+    scrubbed = world.runner().run(dataclasses.replace(agent, model="bot2"), "who?")
+    steps = world.runner().steps(scrubbed.run_id)
+    assert "jane.roe@example.com" not in steps[1].detail["result"]
+    assert "<EMAIL_ADDRESS>" in steps[1].detail["result"]
+    assert scrubbed.status == "completed" and "jane.roe" not in steps[2].detail["text"]
