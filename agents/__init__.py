@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from agents._checkpoint import StoreCheckpointer
     from agents._engine import STOP_STATUSES, AgentEvent
     from agents._mcp import MCPServer
+    from agents._mcp_registry import MCPServerInfo, MCPServers
     from agents._runner import AgentRunner
     from agents._yaml import agent_from_dict, load_agent
 
@@ -48,6 +49,8 @@ __all__ = [
     "ApprovalInfo",
     "Budget",
     "MCPServer",
+    "MCPServerInfo",
+    "MCPServers",
     "ModelTurn",
     "PlatformTool",
     "RunInfo",
@@ -67,6 +70,8 @@ __all__ = [
 _LAZY = {
     "AgentRunner": "agents._runner",
     "MCPServer": "agents._mcp",
+    "MCPServerInfo": "agents._mcp_registry",
+    "MCPServers": "agents._mcp_registry",
     "StoreCheckpointer": "agents._checkpoint",
     "STOP_STATUSES": "agents._engine",
     "AgentEvent": "agents._engine",

@@ -104,7 +104,8 @@ class Agent:
     """An agent (see the module's docstring). ``model`` is a deployment of the project,
     ``NAME`` or ``NAME:ADAPTER``; ``params`` go into every chat request as they are
     (``temperature``, ``max_tokens``...); ``budget`` is the run's when this agent starts it.
-    ``mcp_servers`` add their tools (listed when a run starts, closed when it stops);
+    ``mcp_servers`` add their tools (listed when a run starts, closed when it stops), and
+    so do the servers registered in the run's project that ``registered_mcp`` names;
     ``platform_tools`` read the platform as the run's caller (:mod:`agents._platform`);
     ``agents`` are sub-agents this one asks as tools (``ask_<name>`` with a ``request``):
     each answers from its own conversation and the run's one budget, and the answer
@@ -121,6 +122,7 @@ class Agent:
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     mcp_servers: Sequence[MCPServer] = ()
+    registered_mcp: Sequence[str] = ()
     platform_tools: Sequence[PlatformTool] = ()
     agents: Sequence[Agent] = ()
     members: Sequence[Agent] = ()
@@ -140,6 +142,7 @@ class Agent:
         object.__setattr__(self, "tools", tuple(self.tools))
         object.__setattr__(self, "handoffs", tuple(self.handoffs))
         object.__setattr__(self, "mcp_servers", tuple(self.mcp_servers))
+        object.__setattr__(self, "registered_mcp", tuple(self.registered_mcp))
         object.__setattr__(self, "platform_tools", tuple(self.platform_tools))
         object.__setattr__(self, "agents", tuple(self.agents))
         object.__setattr__(self, "members", tuple(self.members))
@@ -252,7 +255,8 @@ class Agent:
             "tools": [t.name for t in self.tools],
             "handoffs": self.handoff_names,
             "agents": [a.name for a in self.agents],
-            "mcp_servers": [server.name for server in self.mcp_servers],
+            "mcp_servers": [server.name for server in self.mcp_servers]
+            + [f"registered:{name}" for name in self.registered_mcp],
             "platform_tools": [tool.kind for tool in self.platform_tools],
             "budget": self.budget.as_dict(),
             "params": dict(self.params),

@@ -248,22 +248,25 @@ class AgentRunner:
         )
 
     def _with_platform(self, team: Mapping[str, Agent]) -> dict[str, Agent]:
-        """The team with each agent's platform tools bound to this runner's caller."""
+        """The team with each agent's platform tools and registered MCP servers bound to
+        this runner's caller and project."""
+        from agents._mcp_registry import MCPServers
         from agents._platform import platform_tools
 
-        return {
-            name: dataclasses.replace(
-                member,
-                tools=[
-                    *member.tools,
-                    *platform_tools(self._client, self.project, list(member.platform_tools)),
-                ],
-                platform_tools=(),
-            )
-            if member.platform_tools
-            else member
-            for name, member in team.items()
-        }
+        bound = dict(team)
+        for name, member in team.items():
+            if member.platform_tools or member.registered_mcp:
+                registry = MCPServers(self._client)
+                tools = platform_tools(self._client, self.project, list(member.platform_tools))
+                servers = [registry.server(self.project, n) for n in member.registered_mcp]
+                bound[name] = dataclasses.replace(
+                    member,
+                    tools=[*member.tools, *tools],
+                    mcp_servers=[*member.mcp_servers, *servers],
+                    platform_tools=(),
+                    registered_mcp=(),
+                )
+        return bound
 
     def _scrubbed(self, trace: list[StepInfo]) -> list[StepInfo]:
         """The trace as people may read it: under the project's DLP policy (its own, or

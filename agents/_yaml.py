@@ -11,6 +11,7 @@
         side_effects: true
       - mcp: {name: files, command: python, args: [files_server.py]}
       - mcp: {name: search, url: "http://127.0.0.1:8931/mcp"}
+      - mcp: {server: orders}           # registered in the project (genai agent mcp add)
       - {platform: kb_search, kb: docs}   # platform tools read as the caller
     handoffs: [billing]                # pass the conversation on (transfer_to_billing)
     asks: [researcher]                 # ask as a tool (ask_researcher), answer yourself
@@ -53,7 +54,8 @@ class _Strict(BaseModel):
 
 
 class _Mcp(_Strict):
-    name: str
+    name: str | None = None
+    server: str | None = None  # one registered in the run's project
     command: str | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
@@ -188,6 +190,7 @@ class _Policy:
 def _build(spec: _AgentSpec, base: Path | None, policy: _Policy) -> Agent:
     tools: list[Tool] = []
     servers: list[MCPServer] = []
+    registered: list[str] = []
     platform: list[PlatformTool] = []
     for number, ref in enumerate(spec.tools):
         where = f"{spec.name}.tools[{number}]"
@@ -203,6 +206,13 @@ def _build(spec: _AgentSpec, base: Path | None, policy: _Policy) -> Agent:
                 raise ValidationError(f"{where}: {error}", field="tools") from None
         elif ref.python is not None:
             tools.append(_python_tool(ref, where, base, policy))
+        elif ref.mcp is not None and ref.mcp.server is not None:
+            if ref.mcp.name or ref.mcp.command or ref.mcp.url:
+                raise ValidationError(
+                    f"{where}: mcp: {{server: NAME}} names a registered server; give no "
+                    "name, command or url with it"
+                )
+            registered.append(ref.mcp.server)
         elif ref.mcp is not None:
             if ref.mcp.command is not None and not policy.mcp_stdio:
                 raise ValidationError(
@@ -217,6 +227,7 @@ def _build(spec: _AgentSpec, base: Path | None, policy: _Policy) -> Agent:
         description=spec.description,
         tools=tools,
         mcp_servers=servers,
+        registered_mcp=registered,
         platform_tools=platform,
         handoffs=list(spec.handoffs),
         budget=Budget(**spec.budget.model_dump()),
@@ -253,6 +264,8 @@ def _python_tool(ref: _ToolRef, where: str, base: Path | None, policy: _Policy) 
 
 
 def _mcp_server(spec: _Mcp, where: str) -> MCPServer:
+    if not spec.name:
+        raise ValidationError(f"{where}: an mcp server needs a name (or server: a registered one)")
     if (spec.command is None) == (spec.url is None):
         raise ValidationError(f"{where}: an mcp server has a command (stdio) or a url, not both")
     if spec.command is not None:

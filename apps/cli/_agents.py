@@ -1,5 +1,6 @@
-"""``genai agent run|resume``, ``genai agent runs list|show`` and ``genai agent approvals
-list|approve|reject|edit``: agents run through the gateway as the caller."""
+"""``genai agent run|resume``, ``genai agent runs list|show``, ``genai agent approvals
+list|approve|reject|edit`` and ``genai agent mcp add|list|remove``: agents run through the
+gateway as the caller."""
 
 from __future__ import annotations
 
@@ -27,9 +28,11 @@ agent_app = typer.Typer(
     no_args_is_help=True,
 )
 runs_app = typer.Typer(help="Agent runs of a project.", no_args_is_help=True)
+mcp_app = typer.Typer(help="MCP servers registered in a project.", no_args_is_help=True)
 approvals_app = typer.Typer(help="Tool calls waiting for a person.", no_args_is_help=True)
 agent_app.add_typer(runs_app, name="runs")
 agent_app.add_typer(approvals_app, name="approvals")
+agent_app.add_typer(mcp_app, name="mcp")
 app.add_typer(agent_app, name="agent")
 
 KeyOpt = typer.Option(
@@ -265,6 +268,51 @@ def approvals_edit(
     with client() as c:
         a = _runner(c, project, "", "").approve(run_id, call_id, arguments=edited, reason=reason)
     console.print(f"[green]✓[/] {a.call_id} {a.tool} approved with {escape(json.dumps(edited))}")
+
+
+@mcp_app.command("add")
+def mcp_add(
+    name: str = typer.Argument(..., help="The name agents give it: mcp: {server: NAME}."),
+    url: str = typer.Option(..., "--url", help="Its streamable HTTP endpoint (…/mcp)."),
+    project: str = ProjectOpt,
+    timeout_s: float = typer.Option(30.0, "--timeout-s", help="Seconds a call may take."),
+) -> None:
+    """Register an MCP server for the project's agents (owners)."""
+    from agents import MCPServers
+
+    with client() as c:
+        info = MCPServers(c).add(project, name, url=url, timeout_s=timeout_s)
+    console.print(f"[green]✓[/] MCP server {info.name} → {escape(info.url)} in {project}")
+
+
+@mcp_app.command("list")
+def mcp_list(project: str = ProjectOpt, as_json: bool = JsonOpt) -> None:
+    """The project's registered MCP servers."""
+    from agents import MCPServers
+
+    with client() as c:
+        rows = MCPServers(c).list(project)
+    show_table(
+        f"MCP servers of {project}",
+        [_plain(r) for r in rows] if as_json else rows,
+        [
+            ("name", lambda r: r.name),
+            ("url", lambda r: r.url),
+            ("timeout s", lambda r: r.timeout_s),
+        ],
+        as_json=as_json,
+        empty="none registered",
+    )
+
+
+@mcp_app.command("remove")
+def mcp_remove(name: str = typer.Argument(...), project: str = ProjectOpt) -> None:
+    """Unregister an MCP server (owners); agents that name it then fail to start."""
+    from agents import MCPServers
+
+    with client() as c:
+        MCPServers(c).remove(project, name)
+    console.print(f"[green]✓[/] MCP server {name} removed from {project}")
 
 
 def _plain(value: Any) -> Any:

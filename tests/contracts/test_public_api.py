@@ -252,7 +252,8 @@ EXPECTED: dict[str, str] = {
     """,
     "agents": """
         HANDOFF_PREFIX PLATFORM_TOOLS STOP_STATUSES Agent AgentEvent AgentRunner ApprovalInfo
-        Budget MCPServer ModelTurn PlatformTool RunInfo StepInfo StoreCheckpointer
+        Budget MCPServer MCPServerInfo MCPServers ModelTurn PlatformTool RunInfo StepInfo
+        StoreCheckpointer
         StreamAssembler Tool ToolCallRequest ToolOutcome agent_from_dict function_tool
         load_agent parse_message tool
     """,

@@ -442,3 +442,40 @@ def test_the_trace_is_scrubbed_under_the_projects_dlp_policy(world: World, setti
     assert "jane.roe@example.com" not in steps[1].detail["result"]
     assert "<EMAIL_ADDRESS>" in steps[1].detail["result"]
     assert scrubbed.status == "completed" and "jane.roe" not in steps[2].detail["text"]
+
+
+@pytest.mark.slow
+def test_a_registered_mcp_server_serves_its_projects_agents_only(
+    world: World, settings: Any
+) -> None:
+    from _gateway_harness import new_project
+    from _mcp_servers import start_http_server
+
+    from agents._mcp_registry import MCPServers
+    from genai.errors import Forbidden
+
+    process, url = start_http_server(timeout=60)
+    try:
+        with genai.connect(settings, user="admin") as admin:
+            other = new_project(admin, "other")
+            MCPServers(admin).add("gateway", "calc", url=url)
+        with pytest.raises(Forbidden):  # registering is the owners'
+            MCPServers(world.client).add("gateway", "calc2", url=url)
+        assert [s.name for s in MCPServers(world.client).list("gateway")] == ["calc"]
+        world.deploy([_call("calc__add", {"a": 2, "b": 3}, "c1"), "5."])
+        agent = agents.agent_from_dict(
+            {"name": "a", "model": "bot", "tools": [{"mcp": {"server": "calc"}}]}
+        )
+        run = world.runner().run(agent, "2 + 3?")
+        assert (run.status, run.output) == ("completed", "5.")
+        assert world.runner().steps(run.run_id)[1].detail["result"] == '{"result": 5}'
+        # project `other` has no server named calc: its run fails, naming the fix
+        with genai.connect(settings, api_key=other.key) as client:
+            runner = agents.AgentRunner(
+                client, "other", gateway=world.gateway.v1, api_key=other.key
+            )
+            failed = runner.run(agent, "2 + 3?")
+        assert failed.status == "failed" and "not registered in project 'other'" in failed.detail
+    finally:
+        process.kill()
+        process.wait(30)
