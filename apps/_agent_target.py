@@ -106,16 +106,18 @@ def hosted_agent(target: TargetSpec, policy: AgentPolicy) -> Agent:
     )
 
 
-def deployed_agent(client: Client, project: str, deployment: str) -> Agent:
+def deployed_agent(
+    client: Client, project: str, deployment: str, policy: AgentPolicy | None = None
+) -> Agent:
     """The agent a deployment's newest revision hosts (its first agent target), under
-    the operator's policy of this process (``GENAI_AGENT_TOOL_MODULES``...)."""
+    ``policy`` (default: the operator's of this process, ``GENAI_AGENT_TOOL_MODULES``...)."""
     from genai.gateway import parse_spec
 
     revision = client.registry.deployments.get(project, deployment)
     spec = parse_spec(revision.spec)
     for target in [*spec.targets, *spec.fallbacks]:
         if target.backend == AGENT_BACKEND:
-            return hosted_agent(target, AgentPolicy.from_env())
+            return hosted_agent(target, policy or AgentPolicy.from_env())
     raise ValidationError(
         f"deployment {deployment!r} hosts no agent (no target with backend: agent)",
         field="deployment",
@@ -154,6 +156,10 @@ class AgentTarget:
 
     def bind(self, app: Any) -> None:
         self._app = app
+
+    @property
+    def policy(self) -> AgentPolicy:
+        return self._policy
 
     async def prepare(self, request: GatewayRequest, target: TargetSpec) -> None:
         request.notes.uncacheable = "an agent's answer (its tools act; each run is its own)"

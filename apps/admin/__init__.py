@@ -1,6 +1,6 @@
 """The admin API under ``/api``: projects, members, keys, quotas, deployments, traffic,
-usage and the audit log, over the same services as the CLI and the Python API (so every
-call is authorized and every change is in the audit log).
+usage, the audit log and agents' approvals, over the same services as the CLI and the
+Python API (so every call is authorized and every change is in the audit log).
 
 Authentication is ``Authorization: Bearer <credential>``:
 
@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from apps.admin import _deployments, _secrets, _tenancy
+from apps.admin import _agents, _deployments, _secrets, _tenancy
 from apps.admin._auth import AdminAPI, http_error, invalid_request
 from apps.admin._params import ADMIN_ERRORS, StrictJsonBodies
 from genai.gateway import Gateway
@@ -38,7 +38,7 @@ def mount_admin(app: FastAPI, gateway: Gateway) -> None:
     if not isinstance(settings, Settings):
         raise TypeError("mount_admin needs app.state.settings (create_gateway_app sets it)")
     app.state.admin = AdminAPI(gateway, settings)
-    for router in (_tenancy.router, _deployments.router, _secrets.router):
+    for router in (_tenancy.router, _deployments.router, _secrets.router, _agents.router):
         # every route documents the errors every route may give (OpenAI's error body)
         app.include_router(router, responses=ADMIN_ERRORS)
     app.add_middleware(StrictJsonBodies)  # each key once, no NaN: before a route reads it

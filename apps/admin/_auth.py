@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import anyio.from_thread
@@ -77,6 +77,9 @@ class Acting:
     client: Client
     ctx: Context
     operator: bool
+    # the project key the caller sent (None for the operator): what a route that calls the
+    # gateway back as the caller (resuming a hosted agent's run) sends
+    key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ class AdminAPI:
             api_key=api_key,
             counters=self.counters,
         )
-        return Acting(Client(ctx), ctx, operator=user is not None)
+        return Acting(Client(ctx), ctx, operator=user is not None, key=api_key)
 
     # ------------------------------------------------------------ caches
 

@@ -72,7 +72,7 @@ def test_the_openai_sdk_calls_an_agent_and_every_model_call_is_a_ledger_row(
     assert answer.choices[0].message.content == "Sunny in Paris."
     run = (answer.model_extra or {})["agent_run"]
     assert (run["status"], run["steps"]) == ("completed", 2)
-    wait_until(lambda: project.count() == 3, 10)
+    assert wait_until(lambda: project.count() == 3, 10), project.count()
     rows = project.rows()
     assert sorted(r.model for r in rows) == ["helper", "model", "model"]
     assert [r.prompt_tokens + r.completion_tokens for r in rows if r.model == "helper"] == [0]
@@ -178,7 +178,7 @@ def test_an_agents_answer_is_never_cached(project: Any, settings: Any, gateway_s
             (deployment, raw.parse().choices[0].message.content, raw.headers.get("x-genai-cache"))
         )
         if deployment == "plain":  # the control: the cache does store and answer
-            wait_until(lambda: _entries(store, project.id) >= 1, 10)
+            assert wait_until(lambda: _entries(store, project.id) >= 1, 10)
     assert answers == [
         ("plain", "a", "miss"),
         ("helper", "first", "miss"),
@@ -223,3 +223,57 @@ def test_a_hosted_run_that_waits_for_approval_goes_on_from_its_deployment(
         assert runner.get(run["id"]).definition["deployment"] == "helper"
         done = runner.resume(run["id"], deployed_agent(admin, project.name, "helper"))
     assert (done.status, done.output) == ("completed", "Sunny in Rome.")
+
+
+def test_the_admin_api_lists_and_decides_approvals_and_resumes_the_hosted_run(
+    project: Any, gateway_server: Any, settings: Any
+) -> None:
+    from _gateway_harness import new_project
+
+    import genai
+    from apps.admin import mount_admin
+
+    store = Store(settings.resolved_database_url)
+    stages = Stages(targets={"agent": AgentTarget(settings, store, policy=ALLOWED)})
+    gw = gateway_server(settings, stages=stages, admin=mount_admin)
+    bind_agents(stages, gw.app)
+    tool = {"python": "_agent_tools:weather", "requires_approval": True}
+    _deploy(
+        project, [_call("weather", {"city": "Rome"}, "c1"), "Sunny in Rome."], _agent(tools=[tool])
+    )
+    with genai.connect(settings, user="admin") as admin:
+        maintainer = admin.keys.create(project.name, role="maintainer", name="ops").secret
+        outsider = new_project(admin, "other").key
+    client = openai.OpenAI(base_url=gw.v1, api_key=project.key)
+    answer = client.chat.completions.create(
+        model="helper", messages=[{"role": "user", "content": "Rome?"}]
+    )
+    run_id = (answer.model_extra or {})["agent_run"]["id"]
+    path = f"/api/projects/{project.name}/agent-approvals"
+
+    def call(method: str, url: str, key: str, **kwargs: Any) -> httpx.Response:
+        headers = {"authorization": f"Bearer {key}"}
+        return httpx.request(method, gw.url + url, headers=headers, timeout=30, **kwargs)
+
+    listed = call("GET", path, project.key)
+    assert listed.status_code == 200
+    assert [(a["run_id"], a["call_id"], a["tool"]) for a in listed.json()] == [
+        (run_id, "c1", "weather")
+    ]
+    assert call("GET", f"/api/projects/{project.name}/agent-approvals", outsider).status_code == 404
+    refused = call("POST", f"{path}/{run_id}/c1", project.key, json={"decision": "approve"})
+    assert refused.status_code == 403  # a developer may not decide
+    bad = call("POST", f"{path}/{run_id}/c1", maintainer, json={"decision": "edit"})
+    assert bad.status_code == 400 and "arguments" in bad.text
+    decided = call("POST", f"{path}/{run_id}/c1", maintainer, json={"decision": "approve"})
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["resumed"] is True and decided.json()["approval"]["status"] == "approved"
+    with genai.connect(settings, user="admin") as admin:
+        runner = __import__("agents").AgentRunner(
+            admin, project.name, gateway=gw.v1, api_key=project.key
+        )
+        assert wait_until(lambda: runner.get(run_id).status == "completed", 20)
+        assert runner.get(run_id).output == "Sunny in Rome."
+    again = call("POST", f"{path}/{run_id}/c1", maintainer, json={"decision": "reject"})
+    assert again.status_code == 409  # a decision is final
+    store.dispose()

@@ -74,7 +74,7 @@ def test_a_tool_call_and_an_answer_each_a_ledger_row(world: World) -> None:
     ]
     assert steps[1].detail["result"] == "sunny in Paris"
     assert steps[0].detail["request_id"]
-    wait_until(lambda: world.project.count() == 2, 10)  # a ledger row per model call
+    assert wait_until(lambda: world.project.count() == 2, 10)  # a ledger row per model call
     assert run.tokens > 0
 
 
@@ -306,7 +306,7 @@ def test_a_supervisor_asks_sub_agents_as_tools_on_one_budget(world: World) -> No
         ("model", "boss", "bot"),
     ]
     assert steps[1].detail["result"] == "Oslo: sunny."
-    wait_until(lambda: world.project.count() == 4, 10)
+    assert wait_until(lambda: world.project.count() == 4, 10), world.project.count()
 
 
 def test_a_sub_agent_spends_the_supervisors_budget(world: World) -> None:
