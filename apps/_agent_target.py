@@ -126,7 +126,14 @@ def deployed_agent(
 
 def check_agent_targets(spec: DeploymentSpec, deployment: str, policy: AgentPolicy) -> None:
     """Refuse a deployment whose agent targets are malformed or call the deployment itself
-    (a loop of one): checked when the deployment is written."""
+    (a loop of one), or that shadows to an agent (a mirrored request would run the agent's
+    tools a second time): checked when the deployment is written."""
+    if spec.shadow is not None and spec.shadow.target.backend == AGENT_BACKEND:
+        raise ValidationError(
+            f"deployment {deployment!r} shadows to an agent: a mirrored request would run "
+            "its tools again; shadow to a model deployment instead",
+            field="shadow",
+        )
     for target in [*spec.targets, *spec.fallbacks]:
         if target.backend != AGENT_BACKEND:
             continue

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from apps._agent_target import AgentPolicy, AgentTarget
 from apps.gateway import bind_agents
+from genai.errors import ValidationError
 from genai.gateway import GatewayOptions, Stages
 from genai.store import Store
 from genai.store import schema as t
@@ -277,3 +278,22 @@ def test_the_admin_api_lists_and_decides_approvals_and_resumes_the_hosted_run(
     again = call("POST", f"{path}/{run_id}/c1", maintainer, json={"decision": "reject"})
     assert again.status_code == 409  # a decision is final
     store.dispose()
+
+
+def test_a_deployment_that_is_malformed_loops_on_itself_or_shadows_to_an_agent_is_refused(
+    project: Any,
+) -> None:
+    from apps.deployments import apply_spec
+
+    agent_target = {"name": "a", "backend": "agent", "options": {"agent": _agent(tools=[])}}
+    with pytest.raises(ValidationError, match="names the deployment itself"):
+        apply_spec(project.admin, project.name, "model", {"targets": [agent_target]})
+    shadowed = {
+        "targets": [{"name": "m", "backend": "fake"}],
+        "shadow": {"target": agent_target},
+    }
+    with pytest.raises(ValidationError, match="shadows to an agent"):
+        apply_spec(project.admin, project.name, "plain", shadowed)
+    unknown = {"name": "a", "backend": "agent", "options": {"agent": _agent(tools=[]), "x": 1}}
+    with pytest.raises(ValidationError, match="unknown options"):
+        apply_spec(project.admin, project.name, "other", {"targets": [unknown]})
