@@ -7,6 +7,7 @@
       - platform: adapters         # registered adapters and what they were trained from
       - platform: eval_runs        # eval runs with their scores
       - platform: lineage          # what a registry entry came from and what used it
+      - platform: adapter_card     # the facts of an adapter's model card, from its lineage
       - platform: usage            # requests, tokens and cost by model and day
 
 Each tool is built for one run from the caller's :class:`genai.Client`, so it can read only
@@ -133,6 +134,50 @@ def _lineage(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
     return function_tool(lineage)
 
 
+def _adapter_card(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
+    def adapter_card(adapter: str) -> str:
+        """The facts a model card of an adapter states, from the registry and its lineage:
+        the adapter (base model, method, rank, chat template), the training run (params and
+        final metrics), the datasets it was trained on, and what was made from it
+        (deployments, eval runs with their scores). Draft the card from these facts only.
+
+        Args:
+            adapter: The adapter, "NAME" (its newest version) or "NAME@VERSION".
+        """
+        info = client.registry.adapters.get(project, adapter)
+        ref = f"adapter:{info.name}@{info.version}"
+        graph = client.registry.lineage(project, ref)
+        card: dict[str, Any] = {
+            "adapter": {
+                "ref": ref,
+                "base_model": info.base_model,
+                "method": info.method,
+                "rank": info.rank,
+                "alpha": info.alpha,
+                "target_modules": info.target_modules,
+                "trained_with_chat_template": bool(info.chat_template),
+                "vllm_problems": info.lint,
+                "created_by": info.created_by,
+                "created_at": info.created_at,
+            },
+            "made_from": graph.ancestors,
+            "used_by": graph.descendants,
+        }
+        if info.run:
+            run = client.registry.runs.get(project, info.run.removeprefix("run:"))
+            card["training_run"] = {
+                "ref": run.ref,
+                "status": run.status,
+                "params": run.params,
+                "metrics": run.metrics,
+            }
+        evals = [e for e in client.registry.evals.list(project) if e.ref in graph.descendants]
+        card["eval_runs"] = [_plain(e) for e in evals]
+        return _json(card)
+
+    return function_tool(adapter_card)
+
+
 def _usage(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
     def usage(days: int = 7) -> str:
         """The project's requests, tokens and cost by model over the last days.
@@ -166,5 +211,6 @@ PLATFORM_TOOLS: dict[str, Callable[[Client, str, Mapping[str, Any]], Tool]] = {
     "adapters": _adapters,
     "eval_runs": _eval_runs,
     "lineage": _lineage,
+    "adapter_card": _adapter_card,
     "usage": _usage,
 }

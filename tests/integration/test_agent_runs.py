@@ -479,3 +479,41 @@ def test_a_registered_mcp_server_serves_its_projects_agents_only(
     finally:
         process.kill()
         process.wait(30)
+
+
+def test_the_adapter_card_tool_gathers_an_adapters_lineage(world: World, settings: Any) -> None:
+    import asyncio
+    import json as _json
+
+    from agents import PlatformTool
+    from agents._platform import platform_tools
+
+    with genai.connect(settings, user="admin") as admin:
+        reg = admin.registry
+        base = reg.models.register(
+            "gateway", "smollm2", source="HuggingFaceTB/SmolLM2-135M", license="apache-2.0"
+        )
+        data = reg.datasets.register("gateway", "faq", [{"q": "a?", "a": "b."}])
+        with reg.runs.start(
+            "gateway", "lora-sft", datasets=[data.ref], base_model=base.ref, params={"rank": 8}
+        ) as run:
+            run.log({"loss": 0.5}, step=1)
+        reg.adapters.register(
+            "gateway",
+            "faq-lora",
+            base_model="smollm2",
+            run=run.id,
+            rank=8,
+            alpha=16,
+            target_modules=["q_proj"],
+        )
+    (card,) = platform_tools(world.client, "gateway", [PlatformTool("adapter_card")])
+    outcome = asyncio.run(card.invoke({"adapter": "faq-lora"}))
+    assert outcome.status == "ok", outcome.content
+    facts = _json.loads(outcome.content)
+    assert facts["adapter"]["ref"] == "adapter:faq-lora@1" and facts["adapter"]["rank"] == 8
+    assert facts["training_run"]["params"] == {"rank": 8}
+    assert facts["training_run"]["metrics"] == {"loss": 0.5}
+    assert any(ref.startswith("dataset:faq") for ref in facts["made_from"]), facts["made_from"]
+    missing = asyncio.run(card.invoke({"adapter": "nope"}))
+    assert missing.status == "error" and "not found" in missing.content
