@@ -20,13 +20,14 @@ A run that paused for an approval, or whose process died, goes on with :meth:`re
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
 import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -104,12 +105,13 @@ class AgentRunner:
     # ---------------------------------------------------------------- running
 
     def run(self, agent: Agent, input: Input, *, session: str | None = None) -> RunInfo:
-        """:meth:`arun` for code without an event loop."""
-        return asyncio.run(self.arun(agent, input, session=session))
+        """:meth:`arun` from sync code (a notebook's cell too: then on a loop of its own in
+        a thread, since the notebook's loop is already running)."""
+        return _sync(lambda: self.arun(agent, input, session=session))
 
     def resume(self, run_id: str, agent: Agent) -> RunInfo:
-        """:meth:`aresume` for code without an event loop."""
-        return asyncio.run(self.aresume(run_id, agent))
+        """:meth:`aresume` from sync code (see :meth:`run`)."""
+        return _sync(lambda: self.aresume(run_id, agent))
 
     async def arun(
         self,
@@ -372,6 +374,15 @@ class AgentRunner:
                 "project the agent runs in (`genai key create --project ...`)"
             ) from None
         self._checked_key = True
+
+
+def _sync(make: Callable[[], Coroutine[Any, Any, RunInfo]]) -> RunInfo:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, make()).result()
 
 
 _DLP: dict[int, Any] = {}

@@ -517,3 +517,16 @@ def test_the_adapter_card_tool_gathers_an_adapters_lineage(world: World, setting
     assert any(ref.startswith("dataset:faq") for ref in facts["made_from"]), facts["made_from"]
     missing = asyncio.run(card.invoke({"adapter": "nope"}))
     assert missing.status == "error" and "not found" in missing.content
+
+
+def test_the_sync_api_works_inside_a_running_loop_as_in_a_notebook(world: World) -> None:
+    import asyncio
+
+    world.deploy(["Hello from a notebook."])
+    agent = agents.Agent(name="a", model="bot")
+
+    async def cell() -> agents.RunInfo:  # a notebook cell: its loop is running
+        return world.runner().run(agent, "hi")
+
+    run = asyncio.run(cell())
+    assert (run.status, run.output) == ("completed", "Hello from a notebook.")
