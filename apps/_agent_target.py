@@ -67,6 +67,7 @@ AGENT_BACKEND = "agent"
 MAX_DEPTH = 3  # an agent's model may be another agent, at most this deep
 _DEPTH_HEADER = "x-genai-agent-depth"
 _GATEWAY = "http://gateway.internal/v1"  # the in-process base URL (never resolved)
+_NO_TOKENS = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class AgentTarget:
         if run.status != "completed":  # what stopped it, in words the caller sees
             yield _chunk(request, {"content": _answer_text(run)})
         yield {**_chunk(request, {}, finish="stop"), "agent_run": _run_summary(run)}
+        yield {**_chunk(request, {}), "choices": [], "usage": dict(_NO_TOKENS)}
 
     async def _run(self, request: GatewayRequest, target: TargetSpec, listener: Any) -> RunInfo:
         import httpx
@@ -305,7 +307,7 @@ def _completion(request: GatewayRequest, run: RunInfo) -> dict[str, Any]:
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "usage": dict(_NO_TOKENS),  # the model calls it made are rows of their own
         "agent_run": _run_summary(run),
     }
 

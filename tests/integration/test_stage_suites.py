@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 import genai
+from apps._agent_target import AGENT_BACKEND, AgentPolicy, AgentTarget
 from apps._cache import GatewayCache
 from apps._dlp import DlpRequestStage, DlpResponseStage
 from apps._knowledge import BOT_BACKEND, DEFAULT_PROMPT, KnowledgeBot
@@ -261,3 +262,40 @@ class TestPromptStageRenderingARegisteredPrompt(TestPromptStage):
         for _, name in projects:
             PromptHub(world.admin, name).push("qa", template, label="production")
         return PromptRequests(projects=projects)
+
+
+# ------------------------------------------------------------------ hosted agents
+
+
+class TestAgentTarget(TargetStageSuite):
+    """The agent target keeps the target protocol: its runs' model calls go through a real
+    gateway app (in process) to a scripted model of the project, with a developer key."""
+
+    @pytest.fixture
+    def projects(self, world: World) -> Projects:
+        return world.projects
+
+    @pytest.fixture
+    async def target(self, world: World) -> AsyncIterator[AgentTarget]:
+        from genai.gateway import Stages, create_gateway, create_gateway_app
+
+        spec = {"targets": [{"name": "m", "backend": "fake", "options": {"default": "An answer."}}]}
+        world.admin.registry.deployments.create("support", "bot", spec=spec)
+        stage = AgentTarget(world.settings, world.admin.store, policy=AgentPolicy())
+        stages = Stages(targets={AgentTarget.name: stage})
+        gateway = create_gateway(world.settings, stages=stages, store=world.admin.store)
+        stage.bind(create_gateway_app(gateway, settings=world.settings))
+        await gateway.start()
+        yield stage
+        await gateway.close()
+
+    @pytest.fixture
+    def target_spec(self) -> TargetSpec:
+        agent = {"name": "helper", "model": "bot", "instructions": "Answer briefly."}
+        return TargetSpec(name="agent", backend=AGENT_BACKEND, options={"agent": agent})
+
+    @pytest.fixture
+    def chat_request(self, world: World, make_request: StageRequests) -> GatewayRequest:
+        request = make_request("What is the answer?")
+        request.credential = world.admin.keys.create("support", role="developer").secret
+        return request
