@@ -20,68 +20,39 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
-import operator
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
 from agents._agent import Agent, Budget
-from agents._records import RunRecords, StepInfo, ToolCallRecord
-from agents._tools import Tool, ToolOutcome
+from agents._records import RunRecords, ToolCallRecord
+from agents._state import (
+    OUTCOMES,
+    STOP_STATUSES,
+    AgentEvent,
+    Asked,
+    CallFailed,
+    Plan,
+    RunState,
+    budget_stop,
+    cut,
+    kept,
+    object_of,
+    signature,
+    status_message,
+    step_dict,
+    tool_budget,
+    trace_of,
+    wall_message,
+)
+from agents._subagents import ask
+from agents._tools import ToolOutcome
 from agents._wire import ModelTurn, ToolCallRequest, parse_message
 from genai.gateway import span
 
-__all__ = ["STOP_STATUSES", "Engine", "RunState"]
-
-#: The statuses a run ends with when its budget stops it.
-STOP_STATUSES = (
-    "max_steps",
-    "max_tool_calls",
-    "max_tokens",
-    "max_cost",
-    "max_wall_time",
-    "loop_detected",
-)
-_OUTCOMES = ("ok", "invalid_arguments", "error", "timeout")
-_TRACE_CHARS = 2000  # what a trace keeps of a text, an argument list or a result
-
-
-@dataclass(frozen=True)
-class AgentEvent:
-    """What a run tells a listener as it goes (a hosted agent streams these): the model's
-    ``text``, a ``tool_call`` it asked for, a ``tool_result``, a ``handoff``. A step
-    replayed after a crash or an approval is not told again."""
-
-    kind: str  # text | tool_call | tool_result | handoff
-    agent: str
-    name: str = ""
-    call_id: str = ""
-    arguments: str = ""
-    content: str = ""
-    status: str = ""
-
-
-class RunState(TypedDict, total=False):
-    """What a run's checkpoint holds (LangGraph's state)."""
-
-    messages: Annotated[list[dict[str, Any]], operator.add]
-    agent: str
-    steps: int
-    tokens: int
-    cost_usd: float
-    elapsed_s: float
-    tool_total: int
-    tool_counts: dict[str, int]
-    signatures: dict[str, int]
-    pending: list[dict[str, str]]
-    trace: int
-    log: Annotated[list[dict[str, Any]], operator.add]  # the trace, written at the run's end
-    status: str
-    detail: str
-    output: str
+__all__ = ["STOP_STATUSES", "AgentEvent", "Engine", "RunState", "trace_of"]
 
 
 @dataclass
@@ -129,7 +100,7 @@ class Engine:
     async def _model(self, state: RunState) -> dict[str, Any]:
         if state.get("status"):
             return {}
-        stop = self._budget_stop(state)
+        stop = budget_stop(self.budget, state, self.elapsed())
         if stop is not None:
             return stop
         agent = self.team[state.get("agent") or next(iter(self.team))]
@@ -154,7 +125,7 @@ class Engine:
                     traced.set_attribute(
                         "genai.tokens", turn.prompt_tokens + turn.completion_tokens
                     )
-        except _CallFailed as failure:
+        except CallFailed as failure:
             step = self._step(
                 index,
                 "model",
@@ -177,10 +148,9 @@ class Engine:
             "completion_tokens": turn.completion_tokens,
             "cost_usd": cost,
             "finish_reason": turn.finish_reason,
-            "text": _cut(turn.text),
+            "text": cut(turn.text),
             "tool_calls": [
-                {"id": c.id, "name": c.name, "arguments": _cut(c.arguments)}
-                for c in turn.tool_calls
+                {"id": c.id, "name": c.name, "arguments": cut(c.arguments)} for c in turn.tool_calls
             ],
         }
         step = self._step(index, "model", agent.model, agent.name, "ok", detail, began)
@@ -223,14 +193,14 @@ class Engine:
             )
         except openai.APITimeoutError:
             if remaining is not None:
-                raise _CallFailed("max_wall_time", _wall_message(self.budget)) from None
-            raise _CallFailed(
+                raise CallFailed("max_wall_time", wall_message(self.budget)) from None
+            raise CallFailed(
                 "failed", f"the model {request['model']!r} did not answer in time"
             ) from None
         except openai.APIStatusError as error:
-            raise _CallFailed("failed", _status_message(request, error)) from None
+            raise CallFailed("failed", status_message(request, error)) from None
         except openai.APIConnectionError as error:
-            raise _CallFailed("failed", f"the gateway could not be reached: {error}") from None
+            raise CallFailed("failed", f"the gateway could not be reached: {error}") from None
         body = json.loads(raw.content)
         turn = parse_message(body)
         try:
@@ -251,19 +221,17 @@ class Engine:
         counts = dict(state.get("tool_counts", {}))
         signatures = dict(state.get("signatures", {}))
         total = state.get("tool_total", 0)
-        stop = self._tool_budget(calls, counts, signatures, total)
+        stop = tool_budget(self.budget, calls, counts, signatures, total)
         if stop is not None:
             return {**stop, "elapsed_s": self.elapsed()}
         for call in calls:
             counts[call.name] = counts.get(call.name, 0) + 1
-            key = _signature(call)
+            key = signature(call)
             signatures[key] = signatures.get(key, 0) + 1
         total += len(calls)
         while True:  # a resumed approval re-checks the store: decisions live there
-            kept = [c.id for c in calls if _kept(agent.tool(c.name))]
-            done = (
-                await asyncio.to_thread(self.records.tool_calls, self.run_id, kept) if kept else {}
-            )
+            ids = [c.id for c in calls if kept(agent.tool(c.name))]
+            done = await asyncio.to_thread(self.records.tool_calls, self.run_id, ids) if ids else {}
             plans = [await self._plan(agent, call, done.get(call.id)) for call in calls]
             waiting = [p for p in plans if p.waiting]
             if not waiting:
@@ -271,7 +239,7 @@ class Engine:
             await asyncio.gather(*(self._execute(p) for p in plans if p.runnable))
             interrupt({"approvals": [p.call.id for p in waiting]})
         ran = iter(await asyncio.gather(*(self._execute(p) for p in plans if not p.subagent)))
-        asked = _Asked(
+        asked = Asked(
             steps=state.get("steps", 0),
             tokens=state.get("tokens", 0),
             cost_usd=state.get("cost_usd", 0.0),
@@ -284,7 +252,7 @@ class Engine:
             elif asked.stop is not None:
                 outcomes.append(ToolOutcome("error", "not asked: the run's budget is spent"))
             else:
-                while (outcome := await self._ask(plan, asked)) is None:
+                while (outcome := await ask(self, plan, asked)) is None:
                     interrupt({"approvals": f"sub-agent {plan.subagent} waits for approval"})
                 outcomes.append(outcome)
         index = state.get("trace", 0)
@@ -297,12 +265,12 @@ class Engine:
             )
             detail = {
                 "id": plan.call.id,
-                "arguments": _cut(plan.call.arguments),
-                "result": _cut(outcome.content),
+                "arguments": cut(plan.call.arguments),
+                "result": cut(outcome.content),
             }
             kind = "handoff" if plan.handoff else "agent" if plan.subagent else "tool"
             steps.append(
-                _step_dict(
+                step_dict(
                     index + offset, kind, plan.call.name, agent.name, outcome.status, detail, 0.0
                 )
             )
@@ -337,112 +305,45 @@ class Engine:
             update.update(asked.stop)
         return update
 
-    async def _ask(self, plan: _Plan, asked: _Asked) -> ToolOutcome | None:
-        """Run (or go on with) the sub-agent a call asks, on what is left of the budget, in
-        a thread of its own checkpointed beside the run's; None while it waits for an
-        approval. Its counters and steps are added to ``asked``."""
-        from langgraph.types import Command
-
-        assert plan.subagent is not None
-        request = str((plan.call.parsed() or {}).get("request") or plan.call.arguments)
-        b = self.budget
-        nested = Engine(
-            run_id=self.run_id,
-            team=self.team,
-            budget=Budget(
-                max_steps=max(b.max_steps - asked.steps, 0),
-                max_tool_calls=_left(b.max_tool_calls, asked.tool_total),
-                max_calls_per_tool=b.max_calls_per_tool,
-                max_tokens=_left(b.max_tokens, asked.tokens),
-                max_cost_usd=_left(b.max_cost_usd, asked.cost_usd),
-                max_wall_s=b.max_wall_s,
-                loop_limit=b.loop_limit,
-            ),
-            client=self.client,
-            records=self.records,
-            clock=self.clock,
-            session=self.session,
-            base_elapsed=self.elapsed(),
-            started=self.clock(),
-            on_event=self.on_event,
-            headers=self.headers,
-            durability=self.durability,
-        )
-        digest = hashlib.sha256(plan.call.id.encode()).hexdigest()[:16]
-        config: dict[str, Any] = {
-            "configurable": {"thread_id": f"{self.run_id}:{digest}"},
-            "recursion_limit": nested.recursion_limit(),
-        }
-        token = _ENGINE.set(nested)
-        try:
-            graph = nested.graph(self.checkpointer)
-            snapshot = await graph.aget_state(config)
-            if not snapshot.values:  # a new question
-                start: Any = {
-                    "messages": [{"role": "user", "content": request}],
-                    "agent": plan.subagent,
-                }
-                values = await graph.ainvoke(start, config, durability=self.durability)
-            elif snapshot.next:  # paused for an approval, or cut off by a crash
-                interrupted = any(task.interrupts for task in snapshot.tasks)
-                start = Command(resume=True) if interrupted else None
-                values = await graph.ainvoke(start, config, durability=self.durability)
-            else:
-                values = snapshot.values
-        finally:
-            _ENGINE.reset(token)
-        if "__interrupt__" in values:
-            return None
-        asked.add(values)
-        status, detail = values.get("status") or "failed", values.get("detail", "")
-        if status == "completed":
-            return ToolOutcome("ok", values.get("output") or "")
-        if status in STOP_STATUSES:
-            asked.stop = {"status": status, "detail": f"sub-agent {plan.subagent}: {detail}"}
-            return ToolOutcome("error", f"sub-agent {plan.subagent} stopped: {detail}")
-        return ToolOutcome("error", f"sub-agent {plan.subagent} failed: {detail}")
-
-    async def _plan(
-        self, agent: Agent, call: ToolCallRequest, done: ToolCallRecord | None
-    ) -> _Plan:
+    async def _plan(self, agent: Agent, call: ToolCallRequest, done: ToolCallRecord | None) -> Plan:
         sub = agent.subagent(call.name)
         if sub is not None:
-            return _Plan(call, None, subagent=sub)
+            return Plan(call, None, subagent=sub)
         handoff = agent.handoff(call.name)
         if handoff is not None:
-            return _Plan(
+            return Plan(
                 call, None, handoff=handoff, fixed=ToolOutcome("ok", f"Transferred to {handoff}.")
             )
         found = agent.tool(call.name)
         if found is None:
             names = ", ".join(t["function"]["name"] for t in agent.tool_specs()) or "none"
             message = f"unknown tool {call.name!r}: this agent's tools are {names}"
-            return _Plan(call, None, fixed=ToolOutcome("invalid_arguments", message))
+            return Plan(call, None, fixed=ToolOutcome("invalid_arguments", message))
         if done is not None and done.status != "started":
-            status = done.status if done.status in _OUTCOMES else "error"
-            return _Plan(call, found, fixed=ToolOutcome(status, done.result))  # type: ignore[arg-type]
+            status = done.status if done.status in OUTCOMES else "error"
+            return Plan(call, found, fixed=ToolOutcome(status, done.result))  # type: ignore[arg-type]
         if done is not None:  # claimed before a crash, never finished: never run twice
             message = (
                 f"the outcome of this call of {call.name!r} is unknown: the run stopped while "
                 "it ran, and a side-effecting tool is not run twice; check before retrying"
             )
-            return _Plan(call, found, fixed=ToolOutcome("error", message), record_as="unknown")
+            return Plan(call, found, fixed=ToolOutcome("error", message), record_as="unknown")
         arguments = call.parsed() or {}
         if found.requires_approval:
             approval = await asyncio.to_thread(
                 self.records.ask_approval, self.run_id, call.id, call.name, arguments
             )
             if approval.status == "pending":
-                return _Plan(call, found, waiting=True)
+                return Plan(call, found, waiting=True)
             if approval.status == "rejected":
                 reason = f": {approval.reason}" if approval.reason else ""
                 message = f"a person rejected this call of {call.name!r}{reason}; do not retry it"
-                return _Plan(call, found, fixed=ToolOutcome("error", message), record_as="rejected")
+                return Plan(call, found, fixed=ToolOutcome("error", message), record_as="rejected")
             if approval.edited_arguments is not None:
-                return _Plan(call, found, arguments=json.dumps(approval.edited_arguments))
-        return _Plan(call, found)
+                return Plan(call, found, arguments=json.dumps(approval.edited_arguments))
+        return Plan(call, found)
 
-    async def _execute(self, plan: _Plan) -> ToolOutcome:
+    async def _execute(self, plan: Plan) -> ToolOutcome:
         if plan.fixed is not None:
             if plan.record_as is not None:
                 await asyncio.to_thread(
@@ -458,7 +359,7 @@ class Engine:
         assert plan.tool is not None and not plan.waiting
         tool = plan.tool
         arguments = plan.arguments if plan.arguments is not None else plan.call.arguments
-        as_object = _object(arguments)
+        as_object = object_of(arguments)
         if tool.side_effects:
             claimed = await asyncio.to_thread(
                 self.records.start_tool_call, self.run_id, plan.call.id, tool.name, as_object
@@ -495,71 +396,6 @@ class Engine:
             return None
         return self.budget.max_wall_s - self.elapsed()
 
-    def _budget_stop(self, state: RunState) -> dict[str, Any] | None:
-        b = self.budget
-        checks = (
-            (
-                state.get("steps", 0) >= b.max_steps,
-                "max_steps",
-                f"the run made {state.get('steps', 0)} model calls: "
-                f"its budget allows {b.max_steps}",
-            ),
-            (
-                b.max_tokens is not None and state.get("tokens", 0) >= b.max_tokens,
-                "max_tokens",
-                f"the run used {state.get('tokens', 0)} tokens: its budget allows {b.max_tokens}",
-            ),
-            (
-                b.max_cost_usd is not None and state.get("cost_usd", 0.0) >= b.max_cost_usd,
-                "max_cost",
-                f"the run cost ${state.get('cost_usd', 0.0):.6f}: "
-                f"its budget allows ${b.max_cost_usd}",
-            ),
-            (
-                b.max_wall_s is not None and self.elapsed() >= b.max_wall_s,
-                "max_wall_time",
-                _wall_message(b),
-            ),
-        )
-        for reached, status, message in checks:
-            if reached:
-                return {"status": status, "detail": message, "elapsed_s": self.elapsed()}
-        return None
-
-    def _tool_budget(
-        self,
-        calls: list[ToolCallRequest],
-        counts: dict[str, int],
-        signatures: dict[str, int],
-        total: int,
-    ) -> dict[str, Any] | None:
-        b = self.budget
-        counts, signatures = dict(counts), dict(signatures)
-        for call in calls:
-            total += 1
-            counts[call.name] = counts.get(call.name, 0) + 1
-            key = _signature(call)
-            signatures[key] = signatures.get(key, 0) + 1
-            cap = b.max_calls_per_tool.get(call.name)
-            if b.max_tool_calls is not None and total > b.max_tool_calls:
-                return _stop(
-                    "max_tool_calls",
-                    f"the run asked for {total} tool calls: its budget allows {b.max_tool_calls}",
-                )
-            if cap is not None and counts[call.name] > cap:
-                return _stop(
-                    "max_tool_calls",
-                    f"the run asked for {counts[call.name]} calls of {call.name!r}: "
-                    f"its budget allows {cap}",
-                )
-            if signatures[key] >= b.loop_limit:
-                return _stop(
-                    "loop_detected",
-                    f"the model called {call.name!r} with the same arguments "
-                    f"{signatures[key]} times (loop_limit {b.loop_limit})",
-                )
-        return None
-
     def _step(
         self,
         index: int,
@@ -571,56 +407,7 @@ class Engine:
         began: float | None,
     ) -> dict[str, Any]:
         latency = 0.0 if began is None else (self.clock() - began) * 1000
-        return _step_dict(index, kind, name, agent, status, detail, latency)
-
-
-@dataclass
-class _Asked:
-    """The run's counters as a turn's sub-agents use them up, and their steps."""
-
-    steps: int
-    tokens: int
-    cost_usd: float
-    tool_total: int
-    log: list[dict[str, Any]] = field(default_factory=list)
-    stop: dict[str, Any] | None = None
-
-    def add(self, values: Mapping[str, Any]) -> None:
-        self.steps += values.get("steps", 0)
-        self.tokens += values.get("tokens", 0)
-        self.cost_usd += values.get("cost_usd", 0.0)
-        self.tool_total += values.get("tool_total", 0)
-        self.log.extend(values.get("log", []))
-
-
-def _left(limit: float | None, used: float) -> Any:
-    if limit is None:
-        return None
-    left = limit - used
-    return max(left, 0) if isinstance(limit, int) and isinstance(used, int) else max(left, 0.0)
-
-
-@dataclass
-class _Plan:
-    call: ToolCallRequest
-    tool: Tool | None
-    handoff: str | None = None
-    fixed: ToolOutcome | None = None
-    waiting: bool = False
-    arguments: str | None = None
-    record_as: str | None = None
-    subagent: str | None = None
-
-    @property
-    def runnable(self) -> bool:
-        return not self.waiting and self.fixed is None and self.subagent is None
-
-
-class _CallFailed(Exception):
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        return step_dict(index, kind, name, agent, status, detail, latency)
 
 
 _ENGINE: ContextVar[Engine] = ContextVar("genai_agent_engine")
@@ -649,11 +436,6 @@ async def _tools_node(state: RunState) -> dict[str, Any]:
     return await _ENGINE.get()._tools(state)
 
 
-def _kept(tool: Tool | None) -> bool:
-    """Whether a tool's calls have their outcome kept (a replay must not redo them)."""
-    return tool is not None and (tool.side_effects or tool.requires_approval)
-
-
 def _after_model(state: RunState) -> str:
     from langgraph.graph import END
 
@@ -664,65 +446,3 @@ def _after_tools(state: RunState) -> str:
     from langgraph.graph import END
 
     return END if state.get("status") else "model"
-
-
-def _step_dict(
-    index: int,
-    kind: str,
-    name: str,
-    agent: str,
-    status: str,
-    detail: dict[str, Any],
-    latency_ms: float,
-) -> dict[str, Any]:
-    """A trace entry as the run's state keeps it (see :func:`trace_of`)."""
-    return {
-        "index": index,
-        "kind": kind,
-        "name": name,
-        "agent": agent,
-        "status": status,
-        "detail": detail,
-        "latency_ms": latency_ms,
-    }
-
-
-def trace_of(state: Mapping[str, Any]) -> list[StepInfo]:
-    """The trace a run's state holds, as the store keeps it."""
-    return [StepInfo(**entry) for entry in state.get("log", [])]
-
-
-def _stop(status: str, message: str) -> dict[str, Any]:
-    return {"status": status, "detail": message}
-
-
-def _signature(call: ToolCallRequest) -> str:
-    parsed = call.parsed()
-    text = json.dumps(parsed, sort_keys=True) if parsed is not None else call.arguments.strip()
-    return f"{call.name}\x00{text}"
-
-
-def _object(arguments: str) -> dict[str, Any]:
-    try:
-        value = json.loads(arguments) if arguments.strip() else {}
-    except ValueError:
-        return {"_raw": arguments[:_TRACE_CHARS]}
-    return value if isinstance(value, dict) else {"_raw": arguments[:_TRACE_CHARS]}
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= _TRACE_CHARS else text[:_TRACE_CHARS] + f"… [{len(text)} chars]"
-
-
-def _wall_message(budget: Budget) -> str:
-    return f"the run worked {budget.max_wall_s} s: its budget's max_wall_s"
-
-
-def _status_message(request: dict[str, Any], error: Any) -> str:
-    message = error.message if hasattr(error, "message") else str(error)
-    if "tools" in request and error.status_code == 400 and "tool" in str(message).lower():
-        return (
-            f"the model {request['model']!r} refused the request's tools ({message}): give the "
-            "agent a deployment whose model supports tool calling"
-        )
-    return f"the gateway answered {error.status_code} for model {request['model']!r}: {message}"
