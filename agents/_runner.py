@@ -280,7 +280,7 @@ class AgentRunner:
         policy = effective_policy(self._client, self.project)
         if policy is None or not trace:
             return trace
-        dlp = _dlp(self._client)
+        dlp = _scrubber()
         scrubbed = []
         for step in trace:
             detail = dict(step.detail)
@@ -385,17 +385,16 @@ def _sync(make: Callable[[], Coroutine[Any, Any, RunInfo]]) -> RunInfo:
         return pool.submit(asyncio.run, make()).result()
 
 
-_DLP: dict[int, Any] = {}
+@functools.cache
+def _scrubber() -> Any:
+    """The DLP service that scrubs traces, one per process so its detectors (Presidio, the
+    bundled NER) load once. Scrubbing reads no vault and no key: it holds no store (a
+    store kept here would keep its connections open for good)."""
+    import os
 
+    from genai.dlp import Dlp, DlpKeys
 
-def _dlp(client: Client) -> Any:
-    """One DLP service per store: its detectors (Presidio, the bundled NER) load once."""
-    from genai.dlp import Dlp
-
-    key = id(client.store)
-    if key not in _DLP:
-        _DLP[key] = Dlp.from_settings(client.settings, client.store)
-    return _DLP[key]
+    return Dlp(keys=DlpKeys(os.urandom(32)))  # the keys seal vault entries; none are made
 
 
 @functools.cache

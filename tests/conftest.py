@@ -87,9 +87,17 @@ def pg_url() -> Iterator[str]:
     with admin:
         admin.execute(f'CREATE SCHEMA "{schema}"')
         base = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-        try:
-            yield f"{base}?options=-csearch_path%3D{schema}"
+        try:  # the connections are named after the schema: closed with it, below
+            yield f"{base}?options=-csearch_path%3D{schema}&application_name={schema}"
         finally:
+            # a pool the test left open (an engine still referenced somewhere) would keep
+            # its connections for the rest of the session: a worker running many
+            # PostgreSQL tests then meets "too many clients"
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (schema,),
+            )
             _drop_schema(admin, schema)
 
 

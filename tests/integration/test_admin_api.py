@@ -177,6 +177,8 @@ def _project_routes(upstream: str) -> list[tuple[str, str, Any]]:
         ("GET", p + "/secrets", None),
         ("PUT", p + "/secrets/{name}", {"value": "sk-probe"}),
         ("DELETE", p + "/secrets/{name}", None),
+        ("GET", p + "/agent-approvals", None),
+        ("POST", p + "/agent-approvals/{run_id}/{call_id}", {"decision": "approve"}),
     ]
 
 
@@ -195,7 +197,7 @@ def test_another_projects_routes_are_404_as_if_it_did_not_exist(
     }
     assert documented == {(m, path) for m, path, _ in routes}  # a new route must be probed here
     for method, template, body in routes:
-        path = template.format(p="{p}", name="chat", key=prefix)
+        path = template.format(p="{p}", name="chat", key=prefix, run_id="run_x", call_id="c1")
         probe = w.call(method, path.replace("{p}", "shop"), w.outsider, body)
         ghost = w.call(method, path.replace("{p}", "ghost"), w.outsider, body)
         assert probe.status_code == ghost.status_code == 404, (method, path, probe.text)
