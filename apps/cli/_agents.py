@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -106,7 +106,7 @@ def resume_cmd(
 
 def _present(c: Client, project: str, run: RunInfo, as_json: bool) -> None:
     if as_json:
-        print_json(_plain(run))
+        print_json(run)
         return
     colour = "green" if run.status == "completed" else "yellow"
     console.print(
@@ -137,7 +137,7 @@ def runs_list(
         rows = _runner(c, project, "", "").runs(limit=limit, status=status)
     show_table(
         f"agent runs of {project}",
-        [_plain(r) for r in rows] if as_json else rows,
+        rows,
         [
             ("run", lambda r: r.run_id),
             ("agent", lambda r: r.agent),
@@ -163,7 +163,7 @@ def runs_show(
         runner = _runner(c, project, "", "")
         run, steps = runner.get(run_id), runner.steps(run_id)
     if as_json:
-        print_json({**_plain(run), "steps": [_plain(s) for s in steps]})
+        print_json({**dataclasses.asdict(run), "steps": steps})
         return
     tree = Tree(
         f"[bold]{run.run_id}[/] {run.agent}: {run.status} ({run.steps} model calls, "
@@ -205,7 +205,7 @@ def approvals_list(
         rows = _runner(c, project, "", "").approvals(status=None if all_ else "pending")
     show_table(
         f"approvals of {project}",
-        [_plain(r) for r in rows] if as_json else rows,
+        rows,
         [
             ("run", lambda a: a.run_id),
             ("call", lambda a: a.call_id),
@@ -294,7 +294,7 @@ def mcp_list(project: str = ProjectOpt, as_json: bool = JsonOpt) -> None:
         rows = MCPServers(c).list(project)
     show_table(
         f"MCP servers of {project}",
-        [_plain(r) for r in rows] if as_json else rows,
+        rows,
         [
             ("name", lambda r: r.name),
             ("url", lambda r: r.url),
@@ -313,12 +313,6 @@ def mcp_remove(name: str = typer.Argument(...), project: str = ProjectOpt) -> No
     with client() as c:
         MCPServers(c).remove(project, name)
     console.print(f"[green]✓[/] MCP server {name} removed from {project}")
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return value
 
 
 def _short(text: str, limit: int = 80) -> str:
