@@ -30,6 +30,7 @@ from genai.errors import ValidationError
 
 if TYPE_CHECKING:
     from genai import Client
+    from genai.registry import DeploymentRevision
 
 __all__ = ["PLATFORM_TOOLS", "PlatformTool", "platform_tools"]
 
@@ -96,9 +97,33 @@ def _deployments(client: Client, project: str, options: Mapping[str, Any]) -> To
     def deployments() -> str:
         """The project's deployments: their newest revision, targets and traffic."""
         rows = client.registry.deployments.list(project)
-        return _json([_plain(row) for row in rows])
+        return _json([_deployment(row) for row in rows])
 
     return function_tool(deployments)
+
+
+def _deployment(row: DeploymentRevision) -> dict[str, Any]:
+    """A deployment as its users speak of it: what each target runs and its traffic share
+    (not the whole spec: an agent target's definition, a bot's prompt)."""
+    targets = [t for t in row.spec.get("targets", []) if isinstance(t, dict)]
+    total = sum(float(t.get("weight", 1.0)) for t in targets) or 1.0
+    shown = []
+    for target in targets:
+        runs = target.get("backend") or target.get("model") or target.get("url")
+        share = (
+            f", {float(target.get('weight', 1.0)) / total:.0%} of traffic"
+            if len(targets) > 1
+            else ""
+        )
+        adapter = f" + adapter {target['adapter']}" if target.get("adapter") else ""
+        shown.append(f"{target.get('name')}: {runs}{adapter}{share}")
+    return {
+        "name": row.name,
+        "revision": row.version,
+        "targets": shown,
+        "description": row.description,
+        "updated_at": row.created_at,
+    }
 
 
 def _adapters(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
@@ -180,7 +205,8 @@ def _adapter_card(client: Client, project: str, options: Mapping[str, Any]) -> T
 
 def _usage(client: Client, project: str, options: Mapping[str, Any]) -> Tool:
     def usage(days: int = 7) -> str:
-        """The project's requests, tokens and cost by model over the last days.
+        """How much the project used and spent: requests, tokens and cost in USD, by model,
+        over the last days.
 
         Args:
             days: How many days back, today included.

@@ -10,6 +10,13 @@ Hugging Face model (``--model DIR``) or an OpenAI-compatible server (``--upstrea
 prints the URL, the key and a working curl and openai-SDK call, then runs the gateway, asks
 the bot one question and prints the answer, its citations and the usage report.
 
+Beside the bot it deploys the project assistant (``assistant``): an agent that answers
+questions about the caller's project (deployments, adapters, eval runs, lineage, usage) and
+about the platform (the ``docs`` knowledge base) through read-only platform tools acting as
+the caller, and drafts an adapter's model card from its lineage. Its model is the
+deployment ``assistant-llm``: the bot's LLM, so with no ``--model`` or ``--upstream`` the
+``extractive`` backend, which calls the tool a question names and quotes its result.
+
 Running it again reuses everything and issues a fresh key (the old demo key is revoked:
 a key is shown only once).
 """
@@ -31,9 +38,21 @@ from genai import Client
 from genai.errors import ConflictError, NotFoundError, UsageError
 from genai.tenancy import CreatedKey
 
-__all__ = ["DEPLOYMENT", "KB", "QUESTION", "bot_spec", "up"]
+__all__ = [
+    "ASSISTANT",
+    "ASSISTANT_QUESTION",
+    "DEPLOYMENT",
+    "KB",
+    "QUESTION",
+    "assistant_specs",
+    "bot_spec",
+    "up",
+]
 
 DEPLOYMENT = "docs-bot"
+ASSISTANT = "assistant"
+ASSISTANT_LLM = "assistant-llm"
+ASSISTANT_QUESTION = "Which deployments does this project have?"
 KB = "docs"
 PROMPT = "qa"
 DEMO_KEY = "demo"
@@ -88,7 +107,9 @@ def up(
         _dlp(c, project)
         _cache(c, project)
         llm = _llm(c, project, model, upstream, upstream_model, upstream_key_env)
-        _deployment(c, project, llm)
+        _apply(c, project, DEPLOYMENT, bot_spec(llm), f"a knowledge bot over {KB}", llm)
+        for name, spec in assistant_specs(llm, project).items():
+            _apply(c, project, name, spec, _WHAT[name], llm)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
     _print_calls(base, key.secret, project)
@@ -215,16 +236,15 @@ def _llm(
     if model is not None:
         return {"backend": "transformers", "options": {"model": str(model.resolve())}}
     if upstream is not None:
-        llm: dict[str, Any] = {"url": upstream.rstrip("/")}
-        if upstream_model:
-            llm["model"] = upstream_model
-        if key_env:
-            value = os.environ.get(key_env)
-            if not value:
-                raise UsageError(
-                    f"--upstream-key-env {key_env}: that variable is not set (or empty) in "
-                    "this shell: export the upstream's key in it first"
-                )
+        value = os.environ.get(key_env) if key_env else None
+        if key_env and not value:
+            raise UsageError(
+                f"--upstream-key-env {key_env}: that variable is not set (or empty) in "
+                "this shell: export the upstream's key in it first"
+            )
+        url = upstream.rstrip("/")
+        llm: dict[str, Any] = {"url": url, "model": upstream_model or _first_model(url, value)}
+        if key_env and value:
             c.secrets.set(project, UPSTREAM_SECRET, value)
             console.print(
                 f"[green]✓[/] the upstream's key (from ${key_env}) is the project secret "
@@ -235,31 +255,84 @@ def _llm(
     return {"backend": "extractive"}
 
 
+def _first_model(url: str, key: str | None) -> str:
+    """The upstream's first model (what the bot would answer with by default): the project
+    assistant's model deployment names its model."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        reply = httpx.get(f"{url}/models", headers=headers, timeout=10)
+        reply.raise_for_status()
+        return str(reply.json()["data"][0]["id"])
+    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise UsageError(
+            f"--upstream {url}: its /models did not name a model ({exc}); give the model "
+            "with --upstream-model NAME"
+        ) from exc
+
+
 def bot_spec(llm: dict[str, Any]) -> dict[str, Any]:
     """The ``docs-bot`` deployment: the knowledge bot over ``docs`` with ``qa@production``."""
     options = {"kb": KB, "prompt": f"{PROMPT}@production", "llm": llm}
     return {"targets": [{"name": "bot", "backend": "knowledge-bot", "options": options}]}
 
 
-def _deployment(c: Client, project: str, llm: dict[str, Any]) -> None:
-    """The bot's deployment, applied only when its newest revision serves something else."""
+_WHAT = {
+    ASSISTANT_LLM: "the project assistant's model",
+    ASSISTANT: "the project assistant (an agent with read-only platform tools)",
+}
+
+ASSISTANT_INSTRUCTIONS = """\
+You are the assistant of the AI project {project}. Answer questions about the project's \
+deployments, adapters, evaluation runs, lineage and usage, and about the platform from its \
+documentation, with the tools: they read only, with the caller's permissions. Cite \
+documentation passages as [n]. For an adapter's model card, call adapter_card and write \
+the card from its facts only. Say so when the tools do not answer the question."""
+
+
+def assistant_specs(llm: dict[str, Any], project: str) -> dict[str, dict[str, Any]]:
+    """The project assistant: its model (a deployment of the bot's LLM) and the agent."""
+    if "url" in llm:
+        target: dict[str, Any] = {"name": "llm", **llm}
+    else:
+        target = {"name": "llm", "backend": llm["backend"], "options": llm.get("options", {})}
+    kinds = ["deployments", "adapters", "eval_runs", "lineage", "adapter_card", "usage"]
+    agent = {
+        "name": ASSISTANT,
+        "model": ASSISTANT_LLM,
+        "instructions": ASSISTANT_INSTRUCTIONS.format(project=project),
+        "tools": [{"platform": "kb_search", "kb": KB}, *({"platform": k} for k in kinds)],
+        "budget": {"max_steps": 6, "max_tool_calls": 8},
+    }
+    return {
+        ASSISTANT_LLM: {"targets": [target]},
+        ASSISTANT: {
+            "targets": [{"name": "agent", "backend": "agent", "options": {"agent": agent}}]
+        },
+    }
+
+
+def _apply(
+    c: Client, project: str, name: str, spec: dict[str, Any], what: str, llm: dict[str, Any]
+) -> None:
+    """A deployment, applied only when its newest revision serves something else."""
     from apps.deployments import apply_spec
     from genai.gateway import parse_spec
 
-    spec = bot_spec(llm)
     wanted = parse_spec(spec).model_dump(mode="json", exclude_unset=True)
     try:
-        current = c.registry.deployments.get(project, DEPLOYMENT)
+        current = c.registry.deployments.get(project, name)
     except NotFoundError:
         current = None
     if current is not None and current.spec == wanted:
         revision = current
     else:
-        revision = apply_spec(c, project, DEPLOYMENT, spec, description="genai up: docs bot")
-    name = llm.get("backend") or llm.get("url")
+        revision = apply_spec(c, project, name, spec, description=f"genai up: {what}")
+    answering = llm.get("backend") or llm.get("url")
     console.print(
-        f"[green]✓[/] deployment {DEPLOYMENT} (revision {revision.version}): a knowledge bot "
-        f"over {KB}, answering with {name}"
+        f"[green]✓[/] deployment {name} (revision {revision.version}): {what}, answering "
+        f"with {answering}"
     )
 
 
@@ -299,6 +372,21 @@ def _print_calls(base: str, secret: str, project: str) -> None:
     _plain(curl)
     console.print("\nor with the openai SDK (pip install openai):")
     _plain(python)
+    assistant = "\n".join(
+        [
+            "from openai import OpenAI",
+            "",
+            f'client = OpenAI(base_url="{base}/v1", api_key="{secret}")',
+            "answer = client.chat.completions.create(",
+            f'    model="{ASSISTANT}",',
+            f'    messages=[{{"role": "user", "content": "{ASSISTANT_QUESTION}"}}],',
+            ")",
+            "print(answer.choices[0].message.content)",
+            'print(answer.model_extra["agent_run"]["status"])',
+        ]
+    )
+    console.print(f"\nthe project assistant, an agent over this project (model {ASSISTANT}):")
+    _plain(assistant)
     console.print("")
 
 
@@ -329,15 +417,31 @@ def _first_call(base: str, secret: str, project: str) -> None:
             headers={"Authorization": f"Bearer {secret}"},
             json={"model": DEPLOYMENT, "messages": [{"role": "user", "content": QUESTION}]},
         )
-    if reply.status_code != 200:
-        console.print(f"[red]✗[/] the first call failed ({reply.status_code}): {reply.text}")
+        if reply.status_code != 200:
+            console.print(f"[red]✗[/] the first call failed ({reply.status_code}): {reply.text}")
+            return
+        body = reply.json()
+        _plain(f"\nQ: {QUESTION}")
+        _plain(f"A: {body['choices'][0]['message']['content']}")
+        for cited in body.get("citations", []):
+            _plain(f"   [{cited['number']}] {cited['label']}")
+        asked = http.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {secret}"},
+            json={
+                "model": ASSISTANT,
+                "messages": [{"role": "user", "content": ASSISTANT_QUESTION}],
+            },
+        )
+    if asked.status_code != 200:
+        console.print(f"[red]✗[/] the assistant failed ({asked.status_code}): {asked.text}")
         return
-    body = reply.json()
-    _plain(f"\nQ: {QUESTION}")
-    _plain(f"A: {body['choices'][0]['message']['content']}")
-    for cited in body.get("citations", []):
-        _plain(f"   [{cited['number']}] {cited['label']}")
-    _print_usage(project, wait_for=1)
+    answer = asked.json()
+    run = answer["agent_run"]
+    _plain(f"\nQ ({ASSISTANT}): {ASSISTANT_QUESTION}")
+    _plain(f"A: {answer['choices'][0]['message']['content']}")
+    _plain(f"   (agent run {run['id']}: {run['status']}, {run['steps']} steps)")
+    _print_usage(project, wait_for=1 + 1 + run["steps"])
 
 
 def _print_usage(project: str, *, wait_for: int = 0) -> None:

@@ -9,6 +9,10 @@ sentence order, each with its passage id: ``… under Settings > Accounts [doc-3
 Passages come from ``request.context``, or from a ``<context>`` block in the last user
 message (else in the system messages, or in a text prompt), one passage per ``[id] text``
 line; the question is the last user message (or the prompt) without that block.
+
+With ``tools`` it takes an agent's turns the same way, by similarity and quoting: it calls
+the tool the question names, then answers by quoting what the tool returned
+(:mod:`genai.models._extractive_tools`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from genai.errors import NotFoundError, ValidationError
 from genai.models._embedders import BUNDLED_EMBEDDING_MODEL, SentenceTransformerEmbedder
+from genai.models._extractive_tools import pick_call, render_results, tool_results
 from genai.models._protocols import Embedder, refuse_unsupported
 from genai.models._types import (
     ContextPassage,
@@ -30,6 +35,7 @@ from genai.models._types import (
     GenerationRequest,
     LoadedAdapter,
     SamplingParams,
+    ToolCall,
 )
 from genai.pool import offload
 
@@ -263,14 +269,17 @@ class _Answer:
     finish_reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    tool_calls: list[ToolCall] | None = None
 
 
 class ExtractiveBackend:
     """Answers questions by quoting the most similar sentences of the given passages.
 
     Not a language model: it never generates text, so ``temperature``, ``top_p``, ``seed``
-    and the penalties are accepted and ignored; ``tools``, ``response_format``, log-probabilities
-    and token-id prompts are refused by name (a 400), never ignored. It honours
+    and the penalties are accepted and ignored; ``response_format``, log-probabilities and
+    token-id prompts are refused by name (a 400), never ignored. ``tools`` are called by
+    similarity (see the module's docstring); ``min_tool_similarity`` is the cosine a tool's
+    name and description must reach to be called unasked. It honours
     ``max_tokens`` (cut at a word boundary, ``finish_reason="length"``) and ``stop``.
     Tokens are counted with the embedder's tokenizer (or as words and punctuation for an
     embedder without ``count_tokens``). It has no adapters.
@@ -289,6 +298,7 @@ class ExtractiveBackend:
         min_similarity: float = 0.3,
         max_sentences_per_passage: int = 2,
         min_relative_similarity: float = 0.6,
+        min_tool_similarity: float = 0.4,
     ) -> None:
         if top_k < 1:
             raise ValidationError(f"top_k must be at least 1, not {top_k}", field="top_k")
@@ -303,6 +313,11 @@ class ExtractiveBackend:
                 f"[0, 1], not {min_relative_similarity}",
                 field="min_relative_similarity",
             )
+        if not -1.0 <= min_tool_similarity <= 1.0:
+            raise ValidationError(
+                f"min_tool_similarity is a cosine similarity in [-1, 1], not {min_tool_similarity}",
+                field="min_tool_similarity",
+            )
         if max_sentences_per_passage < 1:
             raise ValidationError(
                 "max_sentences_per_passage must be at least 1", field="max_sentences_per_passage"
@@ -314,6 +329,8 @@ class ExtractiveBackend:
         self._min_similarity = min_similarity
         self._per_passage = max_sentences_per_passage
         self._relative = min_relative_similarity
+        self._min_tool = min_tool_similarity
+        self._vectors: dict[str, Any] = {}  # tool descriptions' embeddings, by text
 
     @property
     def model_id(self) -> str:
@@ -346,6 +363,7 @@ class ExtractiveBackend:
             finish_reason=answer.finish_reason,
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
+            tool_calls=answer.tool_calls,
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
@@ -357,6 +375,7 @@ class ExtractiveBackend:
             finish_reason=answer.finish_reason,
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
+            tool_calls=answer.tool_calls,
         )
 
     # ------------------------------------------------------------ adapters
@@ -389,9 +408,45 @@ class ExtractiveBackend:
                 "prompt) has no text outside its <context> block",
                 field="messages",
             )
-        text = self._quote(passages, question) if passages else NO_CONTEXT_ANSWER
+        results = tool_results(request.messages or [])
+        if results:
+            text = render_results(results, lambda found: self._quote(found, question))
+        else:
+            call = self._call(request, question)
+            if call is not None:
+                arguments = str(call.function["arguments"])
+                return _Answer(
+                    "", "tool_calls", self._prompt_tokens(request), self._count(arguments), [call]
+                )
+            text = self._quote(passages, question) if passages else self._no_context(request)
         text, finish = self._limit(text, request.params)
         return _Answer(text, finish, self._prompt_tokens(request), self._count(text))
+
+    def _call(self, request: GenerationRequest, question: str) -> ToolCall | None:
+        if not request.tools or request.tool_choice == "none":
+            return None
+        choice, similar = request.tool_choice, self._similar
+        return pick_call(question, request.tools, choice, similar, min_similarity=self._min_tool)
+
+    def _similar(self, question: str, texts: Sequence[str]) -> list[float]:
+        """Cosine similarities of ``question`` to each text (texts' vectors kept: tool
+        descriptions come again with every request of an agent)."""
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        vectors = np.asarray(self._embedder.embed([question, *missing]), dtype=np.float32)
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        if len(self._vectors) + len(missing) > 512:
+            self._vectors.clear()  # bounded: many agents' tools, rarely
+        self._vectors.update(zip(missing, vectors[1:], strict=True))
+        return [float(self._vectors[t] @ vectors[0]) for t in texts]
+
+    @staticmethod
+    def _no_context(request: GenerationRequest) -> str:
+        if request.tools and request.tool_choice != "none":
+            names = ", ".join(str(t.get("function", t).get("name")) for t in request.tools)
+            return f"None of my tools ({names}) answers this question."
+        return NO_CONTEXT_ANSWER
 
     def _quote(self, passages: Sequence[ContextPassage], question: str) -> str:
         import numpy as np
@@ -480,6 +535,7 @@ def _refuse(request: GenerationRequest) -> None:
     refuse_unsupported(
         request,
         backend="extractive",
+        supports=("tools",),
         hint="it quotes context passages; send this request to a model deployment "
         "(transformers, vLLM or an OpenAI-compatible upstream)",
     )

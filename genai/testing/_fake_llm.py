@@ -17,6 +17,9 @@ mark, so counts are deterministic. Every generation request is kept in :attr:`re
 
 A deployment names it like any backend: ``create_backend("fake", replies=["Hi"])``; replies
 given as mappings (``{"text": ...}`` or ``{"tool_calls": [...]}``) come from such options.
+``supports`` names the request features it honours (default: all of
+``FEATURES`` (genai.models._protocols)); the others it refuses by name, as a backend without them
+does: ``FakeLLM(supports=[])`` is a model that cannot call tools.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genai.errors import ConfigError, NotFoundError, ValidationError
+from genai.models._protocols import FEATURES, refuse_unsupported
 from genai.models._types import (
     FinishReason,
     Generation,
@@ -84,7 +88,15 @@ class FakeLLM:
         model_id: str = "fake-llm",
         context_window: int | None = 4096,
         adapters: Mapping[str, str] | None = None,
+        supports: Sequence[str] = FEATURES,
     ) -> None:
+        unknown = sorted(set(supports) - set(FEATURES))
+        if unknown:
+            raise ValidationError(
+                f"supports: unknown feature {unknown[0]!r}; use some of {', '.join(FEATURES)}",
+                field="supports",
+            )
+        self._supports = tuple(supports)
         if not model_id:
             raise ValidationError("model_id must not be empty", field="model_id")
         if context_window is not None and context_window < 1:
@@ -181,6 +193,7 @@ class FakeLLM:
             self._script.extend(_reply(r) for r in replies)
 
     def _answer(self, request: GenerationRequest) -> _Answer:
+        refuse_unsupported(request, backend="fake", supports=self._supports)
         if request.adapter not in (None, self._model_id) and request.adapter not in self._adapters:
             raise NotFoundError(f"the model {request.adapter!r} does not exist")
         prompt_tokens = _prompt_tokens(request)

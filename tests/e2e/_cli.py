@@ -92,7 +92,7 @@ class UpProcess:
         raise AssertionError("genai up did not get there:\n" + self.out)
 
     def wait_until_serving(self) -> None:
-        """Until the gateway is healthy and `genai up` has asked its own first question."""
+        """Until the gateway is healthy and `genai up` has asked its own first questions."""
 
         def healthy() -> bool:
             try:
@@ -103,7 +103,7 @@ class UpProcess:
                 return False
 
         self.wait_for(healthy)
-        self.wait_for(lambda: "total: 1 requests" in self.out)
+        self.wait_for(lambda: "total: 4 requests" in self.out)  # the bot, the assistant: 1 + 3
 
     def __enter__(self) -> UpProcess:
         return self

@@ -1,7 +1,7 @@
 """The README's Agents examples as a user runs them against `make run` (`genai up`): an
 agent from YAML with a Python tool that waits for approval, approved and resumed from the
 CLI, its trace shown; then a hosted agent on the demo's knowledge base called with the
-openai SDK."""
+openai SDK; and the project assistant `genai up` deployed, printing what the README shows."""
 
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ def _section() -> str:
 def test_the_readme_agents_run_wait_for_approval_resume_and_are_hosted(tmp_path: Path) -> None:
     section = _section()
     run_block, hosted_block = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
-    (client_code,) = [
-        c for c in re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL) if "docs-agent" in c
-    ]
+    python_blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    (client_code,) = [c for c in python_blocks if "docs-agent" in c]
+    (assistant_code,) = [c for c in python_blocks if 'model="assistant"' in c]
+    (shown,) = re.findall(r"```text\n(deployments .*?)```", section, flags=re.DOTALL)
     cli = Cli(tmp_path / "home", f"sqlite:///{tmp_path / 'genai.db'}")
     cli("init")
     examples = f"{ROOT}/examples/"
@@ -42,6 +43,27 @@ def test_the_readme_agents_run_wait_for_approval_resume_and_are_hosted(tmp_path:
             "GENAI_API_KEY": key,
             "PATH": f"{Path(GENAI).parent}:{os.environ['PATH']}",
         }
+
+        def readme_python(code: str) -> subprocess.CompletedProcess[str]:
+            """A README snippet, against this gateway with this key."""
+            code = code.replace(":4000/", f":{up.port}/").replace("gk_...", key)
+            ran = subprocess.run(
+                [sys.executable, "-c", code],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert ran.returncode == 0, ran.stderr[-3000:]
+            return ran
+
+        assistant = readme_python(assistant_code)
+        printed = assistant.stdout.splitlines()
+        expected = shown.strip().splitlines()
+        assert len(printed) == len(expected), printed
+        for line, readme_line in zip(printed, expected, strict=True):
+            assert line.startswith(readme_line.split("…")[0]), (line, readme_line)
         script = "\n".join(
             line.replace("examples/", examples)
             for line in (run_block + hosted_block).splitlines()
@@ -56,16 +78,7 @@ def test_the_readme_agents_run_wait_for_approval_resume_and_are_hosted(tmp_path:
             timeout=300,
         )
         assert shell.returncode == 0, shell.stdout[-3000:] + shell.stderr[-3000:]
-        code = client_code.replace(":4000/", f":{up.port}/").replace("gk_...", key)
-        python = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert python.returncode == 0, python.stderr[-3000:]
+        python = readme_python(client_code)
     out = shell.stdout
     assert re.search(r"awaiting_approval run_\w+ +2 model calls", out), out
     assert "refund" in out and "call_2 refund approved" in out
@@ -80,3 +93,4 @@ def test_the_readme_agents_run_wait_for_approval_resume_and_are_hosted(tmp_path:
     usage = cli.json("usage", "report", "-p", "demo", "--by", "model")
     requests = {r["model"]: r["requests"] for r in usage["rows"]}
     assert (requests["shop-model"], requests["docs-model"], requests["docs-agent"]) == (3, 2, 1)
+    assert (requests["assistant"], requests["assistant-llm"]) == (2, 4)  # genai up's, ours

@@ -42,6 +42,15 @@ def _python(out: str) -> str:
     return _snippet(out, "from openai import OpenAI", "    print(f")
 
 
+def _run_printed(code: str, cli: Cli) -> list[str]:
+    """What a printed Python snippet prints, run as a user would."""
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=cli.env
+    )
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.strip().splitlines()
+
+
 def _curl(out: str) -> str:
     return _snippet(out, "curl -s ", "  -d '")
 
@@ -55,6 +64,8 @@ def test_up_without_serving_is_idempotent(cli: Cli) -> None:
     for out in (first, second):
         assert "prompt qa@1 at production" in out
         assert "deployment docs-bot (revision 1)" in out
+        assert "deployment assistant (revision 1): the project assistant" in out
+        assert "deployment assistant-llm (revision 1)" in out
         assert "the semantic cache is on for docs-bot" in out  # turned on by the demo itself
         assert "the gateway: http://127.0.0.1:4000/v1" in out
         assert "http://127.0.0.1:4000/v1/chat/completions" in _curl(out)
@@ -62,9 +73,8 @@ def test_up_without_serving_is_idempotent(cli: Cli) -> None:
         assert f"Bearer {_key(out)}" in _curl(out)
         assert "total: 0 requests" in out  # the usage report, printed without serving
     assert _key(first) != _key(second)
-    assert [(d["name"], d["version"]) for d in cli.json("deploy", "list", "-p", "demo")] == [
-        ("docs-bot", 1)
-    ]
+    deployed = {(d["name"], d["version"]) for d in cli.json("deploy", "list", "-p", "demo")}
+    assert deployed == {("docs-bot", 1), ("assistant", 1), ("assistant-llm", 1)}
     keys = cli.json("key", "list", "-p", "demo", "--all")
     active = [(k["prefix"], k["revoked_at"] is None) for k in keys]
     assert active == [(_key(first)[:13], False), (_key(second)[:13], True)]
@@ -77,19 +87,11 @@ def test_up_serves_the_calls_it_prints_with_citations(cli: Cli) -> None:
         up.wait_until_serving()
         out = up.out
         # the first call: the question, the bot's answer quoting the README, its citations
-        (answer,) = [line[3:] for line in out.splitlines() if line.startswith("A: ")]
+        answer, said = [line[3:] for line in out.splitlines() if line.startswith("A: ")]
         numbers = CITATION.findall(answer)
         assert numbers, answer
         assert f"   [{numbers[0]}] " in out and "README.md" in out.split("A: ", 1)[1]
-        sdk = subprocess.run(
-            [sys.executable, "-c", _python(out)],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env=cli.env,
-        )
-        assert sdk.returncode == 0, sdk.stderr
-        printed = sdk.stdout.strip().splitlines()
+        printed = _run_printed(_python(out), cli)
         assert printed[0] == answer  # the same question: the same answer (from the cache)
         assert any(
             line.startswith(f"[{numbers[0]}] ") and "README.md" in line for line in printed[1:]
@@ -104,6 +106,14 @@ def test_up_serves_the_calls_it_prints_with_citations(cli: Cli) -> None:
             body = json.loads(shell.stdout)
             assert body["choices"][0]["message"]["content"] == answer
             assert body["genai"]["prompt_version"] == "qa@1"
+        # the project assistant: the agent's snippet, its answer from the deployments tool
+        shown = out.split("the project assistant, an agent", 1)[1]
+        printed = _run_printed(_snippet(shown, "from openai", "print(answer.model"), cli)
+        assert printed[0] == "deployments (3):" and printed[-1] == "completed", printed
+        assert any(line.startswith("- name=docs-bot, revision=1") for line in printed), printed
+        assert said == "deployments (3):"  # `genai up` asked it too
     assert up.process.returncode == 0, up.out
     report = cli.json("usage", "report", "-p", "demo", "--by", "model")
-    assert [(r["model"], r["requests"]) for r in report["rows"]] == [("docs-bot", calls)]
+    rows = {r["model"]: r["requests"] for r in report["rows"]}
+    # each agent run: its own row and one per model call (a tool call, then the answer)
+    assert rows == {"docs-bot": calls, "assistant": 2, "assistant-llm": 4}

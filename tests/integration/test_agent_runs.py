@@ -241,7 +241,8 @@ def test_a_key_of_another_project_is_refused(world: World, settings: Any) -> Non
 
 
 def test_a_model_without_tool_support_ends_the_run_with_a_clear_status(world: World) -> None:
-    world.project.deploy({"targets": [{"name": "model", "backend": "extractive"}]}, name="quotes")
+    no_tools = {"name": "model", "backend": "fake", "options": {"supports": [], "default": "hi"}}
+    world.project.deploy({"targets": [no_tools]}, name="quotes")
     run = world.runner().run(agents.Agent(name="a", model="quotes", tools=[weather]), "hi")
     assert run.status == "failed"
     assert "tools" in run.detail and "quotes" in run.detail

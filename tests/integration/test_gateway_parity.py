@@ -132,7 +132,6 @@ def test_embeddings_take_token_arrays_of_the_embedding_model(world) -> None:
     ("options", "param"),
     [
         ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"tools": [WEATHER]}, "tools"),
         ({"logprobs": True}, "logprobs"),
     ],
 )
@@ -143,3 +142,32 @@ def test_a_target_that_cannot_honour_a_field_refuses_it(world, options, param) -
             model="quote", messages=ASK, extra_body={"context": context}, **options
         )
     assert caught.value.param == param and "extractive" in caught.value.message
+
+
+def test_the_extractive_target_calls_the_tool_a_question_names(world) -> None:
+    """No weights, yet an agent's turns through the gateway with the openai SDK: the call
+    (whole and streamed), then the answer quoting the tool's result."""
+    ask: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
+    whole = world.client.chat.completions.create(model="quote", messages=ask, tools=[WEATHER])
+    (call,) = whole.choices[0].message.tool_calls or []
+    assert whole.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather",
+        {"city": "Paris"},
+    )
+    chunks = list(
+        world.client.chat.completions.create(
+            model="quote", messages=ask, tools=[WEATHER], stream=True
+        )
+    )
+    streamed = [c for chunk in chunks for c in chunk.choices[0].delta.tool_calls or []]
+    assert [c.function.name for c in streamed] == ["get_weather"]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    turn = [
+        *ask,
+        {"role": "assistant", "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 24 degrees."},
+    ]
+    answer = world.client.chat.completions.create(model="quote", messages=turn, tools=[WEATHER])
+    assert answer.choices[0].message.content == "get_weather: Sunny, 24 degrees."
+    assert answer.choices[0].message.tool_calls is None
