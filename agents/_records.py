@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 
 from genai.errors import ConflictError, NotFoundError
 from genai.store import Store
@@ -177,7 +177,7 @@ class RunRecords:
             )
         )
         s.execute(
-            insert(t.AgentStep),
+            insert(cast(Table, t.AgentStep.__table__)),  # Core: the ORM's bulk insert is slower
             [
                 {
                     "project_id": self.project_id,

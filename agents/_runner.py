@@ -20,32 +20,37 @@ A run that paused for an approval, or whose process died, goes on with :meth:`re
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import functools
 import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from agents._agent import Agent
 from agents._checkpoint import StoreCheckpointer
 from agents._engine import AgentEvent, Engine, RunState, trace_of
+from agents._portal import Portal
 from agents._records import ApprovalInfo, RunInfo, RunRecords, StepInfo
 from genai.errors import GenAIError, NotFoundError, UsageError, ValidationError
 from genai.tenancy import Action
 
 if TYPE_CHECKING:
     from genai import Client
+    from genai.dlp import Policy
 
 __all__ = ["AgentRunner"]
 
 Input = str | Sequence[Mapping[str, Any]]
 Listener = Callable[[AgentEvent], Awaitable[None]]
 Durability = Literal["sync", "async", "exit"]
+#: Seconds a runner trusts an authorization and the project's DLP policy it read, as the
+#: gateway trusts a verified key (GENAI_GATEWAY_CACHE_TTL_S, 10 s by default).
+AUTH_TTL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -101,17 +106,22 @@ class AgentRunner:
         self._http_client = http_client
         self._max_retries = max_retries
         self._checked_key = False
+        self._portal = Portal(f"agent-runner:{project}")
+        weakref.finalize(self, self._portal.close)  # a runner dropped without close()
+        self._kept: Any = None  # the openai client of the portal's loop
+        self._allowed: dict[Action, tuple[float, tuple[RunRecords, str]]] = {}
+        self._dlp: tuple[float, Policy | None] | None = None
 
     # ---------------------------------------------------------------- running
 
     def run(self, agent: Agent, input: Input, *, session: str | None = None) -> RunInfo:
-        """:meth:`arun` from sync code (a notebook's cell too: then on a loop of its own in
-        a thread, since the notebook's loop is already running)."""
-        return _sync(lambda: self.arun(agent, input, session=session))
+        """:meth:`arun` from sync code (a notebook's cell too), on the runner's own event
+        loop in a thread, which keeps its connection to the gateway from run to run."""
+        return self._portal.call(lambda: self.arun(agent, input, session=session))
 
     def resume(self, run_id: str, agent: Agent) -> RunInfo:
         """:meth:`aresume` from sync code (see :meth:`run`)."""
-        return _sync(lambda: self.aresume(run_id, agent))
+        return self._portal.call(lambda: self.aresume(run_id, agent))
 
     async def arun(
         self,
@@ -192,19 +202,52 @@ class AgentRunner:
             run.records.update, run.run_id, status="failed", detail=detail
         )
 
-    async def _graph_run(self, run: _Run, state: RunState | None) -> RunInfo:
+    @contextlib.asynccontextmanager
+    async def _openai(self) -> AsyncIterator[Any]:
+        """The openai SDK's client for a run: on the runner's own loop one client kept for
+        all runs (its connections to the gateway reused), elsewhere one per run (a client
+        belongs to the loop it was made on)."""
         import openai
+
+        def make() -> Any:
+            http = self._http_client or openai.DefaultAsyncHttpxClient(verify=_ssl_context())
+            return openai.AsyncOpenAI(
+                base_url=self._gateway,
+                api_key=self._api_key,
+                max_retries=self._max_retries,
+                http_client=http,
+            )
+
+        if asyncio.get_running_loop() is self._portal.loop:
+            if self._kept is None:
+                self._kept = make()
+            yield self._kept
+            return
+        async with make() as client:
+            yield client
+
+    def close(self) -> None:
+        """Stop the runner's own loop and close its connections (the sync API starts them
+        again if called after)."""
+        self._portal.close(self._close_kept)
+
+    async def _close_kept(self) -> None:
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            await kept.close()
+
+    def __enter__(self) -> AgentRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def _graph_run(self, run: _Run, state: RunState | None) -> RunInfo:
         from langgraph.types import Command
 
         checkpointer = StoreCheckpointer(self._client.store, project_id=run.records.project_id)
         config: dict[str, Any] = {"configurable": {"thread_id": run.run_id}}
-        http = self._http_client or openai.DefaultAsyncHttpxClient(verify=_ssl_context())
-        async with openai.AsyncOpenAI(
-            base_url=self._gateway,
-            api_key=self._api_key,
-            max_retries=self._max_retries,
-            http_client=http,
-        ) as client:
+        async with self._openai() as client:
             engine = Engine(
                 run_id=run.run_id,
                 team=run.team,
@@ -275,10 +318,10 @@ class AgentRunner:
         the platform's default) every personal datum in a text, an argument list or a
         result is redacted (``<EMAIL_ADDRESS>``); without a policy it is kept as it is.
         The run's checkpoints keep the conversation itself: a resumed run needs it."""
-        from genai.dlp import effective_policy
-
-        policy = effective_policy(self._client, self.project)
-        if policy is None or not trace:
+        if not trace:
+            return trace
+        policy = self._policy()
+        if policy is None:
             return trace
         dlp = _scrubber()
         scrubbed = []
@@ -294,6 +337,16 @@ class AgentRunner:
                 ]
             scrubbed.append(dataclasses.replace(step, detail=detail))
         return scrubbed
+
+    def _policy(self) -> Policy | None:
+        """The project's DLP policy, read again after :data:`AUTH_TTL_S` seconds (as the
+        gateway's stages do: a changed policy applies within that time)."""
+        from genai.dlp import effective_policy
+
+        now = self._clock()
+        if self._dlp is None or now - self._dlp[0] >= AUTH_TTL_S:
+            self._dlp = (now, effective_policy(self._client, self.project))
+        return self._dlp[1]
 
     def _earlier(self, records: RunRecords, session: str) -> list[dict[str, Any]]:
         """The conversation of the session's last run (none when it has no run yet)."""
@@ -350,11 +403,21 @@ class AgentRunner:
     # ---------------------------------------------------------------- helpers
 
     def _records(self, action: Action) -> tuple[RunRecords, str]:
+        """The run records of the project, once the caller may do ``action`` in it. An
+        allowed action is trusted for :data:`AUTH_TTL_S` seconds, as the gateway trusts a
+        verified key (a revoked key or a removed member is refused after that at most):
+        each run would otherwise verify the key again."""
+        now = self._clock()
+        cached = self._allowed.get(action)
+        if cached is not None and now - cached[0] < AUTH_TTL_S:
+            return cached[1]
         ctx = self._client.context
         with ctx.store.session() as s:
             me = ctx.me(s)
             project = ctx.project(s, me, self.project, action)
-            return RunRecords(ctx.store, project_id=project.id, project=project.name), me.label
+            records = RunRecords(ctx.store, project_id=project.id, project=project.name)
+        self._allowed[action] = (now, (records, me.label))
+        return records, me.label
 
     def _check_key(self) -> None:
         """The key must be one of the project: the run's rows and its model calls must
@@ -374,15 +437,6 @@ class AgentRunner:
                 "project the agent runs in (`genai key create --project ...`)"
             ) from None
         self._checked_key = True
-
-
-def _sync(make: Callable[[], Coroutine[Any, Any, RunInfo]]) -> RunInfo:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, make()).result()
 
 
 @functools.cache

@@ -531,3 +531,34 @@ def test_the_sync_api_works_inside_a_running_loop_as_in_a_notebook(world: World)
 
     run = asyncio.run(cell())
     assert (run.status, run.output) == ("completed", "Hello from a notebook.")
+
+
+def test_the_sync_api_keeps_one_loop_in_a_thread_until_closed(world: World) -> None:
+    """Runs of one runner share its event loop (and so its connection to the gateway and
+    its thread pool) instead of a new loop per run; close() stops that thread."""
+    import asyncio
+    import threading
+
+    seen: list[tuple[int, str]] = []
+
+    @agents.tool
+    async def where() -> str:
+        """Where the tool runs."""
+        seen.append((id(asyncio.get_running_loop()), threading.current_thread().name))
+        return "here"
+
+    def threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name == "agent-runner:gateway"]
+
+    world.deploy([_call("where", {}, "c1"), "one", _call("where", {}, "c2"), "two", "three"])
+    agent = agents.Agent(name="a", model="bot", tools=[where])
+    with world.runner() as runner:
+        outputs = [runner.run(agent, "where?").output for _ in range(2)]
+        assert threads() == ["agent-runner:gateway"]
+    assert outputs == ["one", "two"]
+    assert len(seen) == 2 and seen[0] == seen[1] and seen[0][1] == "agent-runner:gateway"
+    assert threads() == []
+    runner = world.runner()
+    assert runner.run(agent, "again").output == "three"  # started again on first use
+    runner.close()
+    assert threads() == []
