@@ -15,14 +15,21 @@ from typing import Literal, cast
 from fastapi import FastAPI
 
 from apps._memory import start_malloc_trim
-from genai.errors import ConfigError
-from genai.gateway import GatewayOptions, Stages, cpu_pool, create_gateway, create_gateway_app
+from genai.errors import ConfigError, MissingDependencyError
+from genai.gateway import (
+    Gateway,
+    GatewayOptions,
+    Stages,
+    cpu_pool,
+    create_gateway,
+    create_gateway_app,
+)
 from genai.models import Embedder
 from genai.pool import FairPool
 from genai.settings import Settings
 from genai.store import Store
 
-__all__ = ["bind_agents", "create_app", "options_from_env"]
+__all__ = ["bind_agents", "create_app", "mount_platform", "options_from_env"]
 
 
 def options_from_env() -> GatewayOptions:
@@ -242,11 +249,22 @@ def create_app() -> FastAPI:
     embedder = _embedder(settings)  # one model for the cache, the bots and /v1/embeddings
     stages = stages_for(settings, store, after_warm=freeze_heap, pool=pool, embedder=embedder)
     gateway = create_gateway(settings, stages=stages, options=options, store=store)
-    from apps.admin import mount_admin
-
-    app = create_gateway_app(gateway, settings=settings, embedder=embedder, admin=mount_admin)
+    app = create_gateway_app(gateway, settings=settings, embedder=embedder, admin=mount_platform)
     bind_agents(stages, app)
     return app
+
+
+def mount_platform(app: FastAPI, gateway: Gateway) -> None:
+    """The admin API under ``/api`` and the Hub (the web UI) under ``/hub``. Without jinja2
+    (the ``hub`` extra) the gateway serves without the Hub, and says so once."""
+    from apps.admin import mount_admin
+    from apps.hub import mount_hub
+
+    mount_admin(app, gateway)
+    try:
+        mount_hub(app, gateway)
+    except MissingDependencyError as error:
+        logging.getLogger("genai.gateway").warning("the Hub is off: %s", error)
 
 
 def bind_agents(stages: Stages, app: FastAPI) -> None:

@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import apps.cli._eval_lm  # registers `genai eval lm-eval`
     import apps.cli._eval_promote  # registers `genai eval promote`, `genai eval canary`
     import apps.cli._eval_shadow  # registers `genai eval shadow`
+    import apps.cli._hub  # registers `genai hub`
     import apps.cli._k8s  # registers `genai k8s`
     import apps.cli._k8s_platform  # registers `genai k8s platform`
     import apps.cli._k8s_pod  # registers `genai k8s fetch`, `genai k8s agent`
