@@ -7,7 +7,8 @@ policy (personal data pseudonymised before any model sees it), the semantic cach
 for ``docs-bot`` (it is off unless a project turns it on), and a deployment ``docs-bot``: a
 knowledge bot on the ``extractive`` model (no weights, nothing to download) — or on a local
 Hugging Face model (``--model DIR``) or an OpenAI-compatible server (``--upstream URL``). It
-prints the URL, the key and a working curl and openai-SDK call, then runs the gateway, asks
+prints the URL, the key, the Hub's URL with a one-time sign-in link, and a working curl
+and openai-SDK call, then runs the gateway, asks
 the bot one question and prints the answer, its citations and the usage report.
 
 Beside the bot it deploys the project assistant (``assistant``): an agent that answers
@@ -113,6 +114,7 @@ def up(
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
     _print_calls(base, key.secret, project)
+    _print_hub(base, project)
     if not serve:
         _print_usage(project)
         allow = ""
@@ -387,6 +389,19 @@ def _print_calls(base: str, secret: str, project: str) -> None:
     )
     console.print(f"\nthe project assistant, an agent over this project (model {ASSISTANT}):")
     _plain(assistant)
+    console.print("")
+
+
+def _print_hub(base: str, project: str) -> None:
+    """The Hub's URL, and a one-time sign-in link for the local user (as Jupyter's)."""
+    from apps.hub import HUB_PREFIX, sign_in_link
+
+    link = sign_in_link(settings(), project, base_url=base)
+    console.print(
+        f"the Hub (the web UI): {base}{HUB_PREFIX}/ — sign in with the key above, or open "
+        "this link once (within 15 minutes):"
+    )
+    _plain(link)
     console.print("")
 
 

@@ -12,8 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from _browser import chromium
 from _cli import Cli, UpProcess
 from _servers import free_port
+
+from apps.cli._up import QUESTION
 
 CITATION = re.compile(r"\[(\d+)\]")
 
@@ -76,7 +79,9 @@ def test_up_without_serving_is_idempotent(cli: Cli) -> None:
     deployed = {(d["name"], d["version"]) for d in cli.json("deploy", "list", "-p", "demo")}
     assert deployed == {("docs-bot", 1), ("assistant", 1), ("assistant-llm", 1)}
     keys = cli.json("key", "list", "-p", "demo", "--all")
-    active = [(k["prefix"], k["revoked_at"] is None) for k in keys]
+    active = [(k["prefix"], k["revoked_at"] is None) for k in keys if k["name"] == "demo"]
+    hub = [k["revoked_at"] is None for k in keys if k["name"] == "hub-sign-in"]
+    assert sorted(hub) == [False, True]  # the earlier sign-in link's key is revoked
     assert active == [(_key(first)[:13], False), (_key(second)[:13], True)]
     assert [p["name"] for p in cli.json("project", "list")] == ["demo"]
     assert cli.json("prompt", "get", "qa@production", "-p", "demo")["version"] == 1
@@ -117,3 +122,28 @@ def test_up_serves_the_calls_it_prints_with_citations(cli: Cli) -> None:
     rows = {r["model"]: r["requests"] for r in report["rows"]}
     # each agent run: its own row and one per model call (a tool call, then the answer)
     assert rows == {"docs-bot": calls, "assistant": 2, "assistant-llm": 4}
+
+
+@pytest.mark.slow
+def test_up_prints_the_hub_where_the_docs_bot_answers_in_the_browser_with_citations(
+    cli: Cli,
+) -> None:
+    with chromium() as browser, UpProcess(cli, free_port()) as up:
+        up.wait_until_serving()
+        base = f"http://127.0.0.1:{up.port}"
+        assert f"the Hub (the web UI): {base}/hub/" in up.out
+        (link,) = [line for line in up.out.splitlines() if "/hub/signin/link?token=" in line]
+        page = browser.new_page()
+        page.set_default_timeout(120_000)  # a bound on each wait, not a speed claim
+        page.goto(link.strip())
+        page.wait_for_url(f"{base}/hub/p/demo")  # signed in by the link, in the project
+        page.click("nav >> text=Deployments")
+        page.click("text=Chat with docs-bot")
+        page.fill("#chat-input", QUESTION)
+        page.click("#chat-form button[type=submit]")
+        page.locator(".msg-assistant[data-done=true]").wait_for()
+        assert "make test" in page.locator(".msg-assistant .text").inner_text()
+        cited = page.locator(".citations details").first
+        assert "README.md" in cited.locator("summary").inner_text()
+        page.goto(link.strip())  # a link signs in once
+        assert "/hub/signin" in page.url

@@ -10,7 +10,6 @@ under CI=true.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _browser import chromium
 
 from eval._report import MAX_ROWS, render_html, word_diff, write_html
 from eval._report_svg import fmt, fmt_p, nice_ticks, unmeasured_note
@@ -25,8 +25,6 @@ from eval._stats import Comparison, Estimate
 from eval._summary import MetricSummary, RowResult, RunSummary
 from eval._types import Answer, EvalRow, Message, MetricKind, MetricValue
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-CHROMIUM = "/usr/bin/chromium"
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(2)>"
 BASE, CAND = "run-base-01", "run-cand-02"
@@ -335,28 +333,8 @@ def test_write_html_writes_the_page(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium driven by Playwright: skipped where either is missing, failed
-    under CI=true."""
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright  # type: ignore[import-not-found, unused-ignore]
-    except ImportError as error:
-        problem = f"playwright is not installed ({error})"
-    if problem is None and not Path(CHROMIUM).exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    if problem is not None:
-        if IN_CI:
-            pytest.fail(problem + " (it is mandatory under CI=true)")
-        pytest.skip(problem)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 def _open(browser: Any, path: Path) -> tuple[Any, list[str], list[str]]:

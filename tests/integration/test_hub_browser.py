@@ -8,12 +8,12 @@ Skipped where chromium or playwright is missing; failed under CI=true.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _browser import chromium
 from _clocks import wait_until
 from _hub_upstream import GatedUpstream
 from _hub_world import (
@@ -31,41 +31,13 @@ from genai.testing import running_server
 
 pytestmark = pytest.mark.sqlite_only  # the Hub runs no SQL of its own
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 30_000  # a bound on each wait for the page, not a speed claim
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium driven by Playwright: skipped where either is missing, failed
-    under CI=true."""
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright  # type: ignore[import-not-found, unused-ignore]
-    except ImportError as error:
-        problem = f"playwright is not installed ({error})"
-    if problem is None and not Path(CHROMIUM).exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    if problem is not None:
-        if IN_CI:
-            pytest.fail(problem + " (it is mandatory under CI=true)")
-        pytest.skip(problem)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
