@@ -60,7 +60,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from genai.errors import ConflictError, ValidationError
@@ -306,6 +306,53 @@ class StoreCheckpointer(BaseCheckpointSaver[str]):
                         table.project_id == self.project_id, table.thread_id == thread_id
                     )
                 )
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """LangGraph's pruning: ``keep_latest`` keeps each thread's newest checkpoint per
+        namespace, with its writes; ``delete`` deletes the threads. (Our graphs have no
+        ``DeltaChannel``, whose state would need older checkpoints.)"""
+        if strategy == "delete":
+            for thread_id in thread_ids:
+                self.delete_thread(thread_id)
+            return
+        if strategy != "keep_latest":
+            raise ValidationError(
+                f"prune strategy {strategy!r}: use keep_latest or delete", field="strategy"
+            )
+        with self.store.session() as s:
+            newest = s.execute(
+                select(_CP.thread_id, _CP.checkpoint_ns, func.max(_CP.checkpoint_id))
+                .where(_CP.project_id == self.project_id, _CP.thread_id.in_(list(thread_ids)))
+                .group_by(_CP.thread_id, _CP.checkpoint_ns)
+            ).all()
+            for thread_id, checkpoint_ns, keep in newest:
+                for table in (_W, _CP):
+                    s.execute(
+                        delete(table).where(
+                            table.project_id == self.project_id,
+                            table.thread_id == thread_id,
+                            table.checkpoint_ns == checkpoint_ns,
+                            table.checkpoint_id != keep,
+                        )
+                    )
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+    def run_threads(self, run_id: str) -> builtins.list[str]:
+        """The threads of an agent run: its own and its sub-agents' (``RUN_ID:...``)."""
+        with self.store.session() as s:
+            return builtins.list(
+                s.scalars(
+                    select(_CP.thread_id)
+                    .distinct()
+                    .where(
+                        _CP.project_id == self.project_id,
+                        (_CP.thread_id == run_id)
+                        | _CP.thread_id.startswith(f"{run_id}:", autoescape=True),
+                    )
+                )
+            )
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """The version after ``current``: a zero-padded counter, then a random fraction (as

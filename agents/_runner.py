@@ -280,7 +280,7 @@ class AgentRunner:
         status = "awaiting_approval" if waiting else values.get("status") or "failed"
         detail = values.get("detail", "") if not waiting else "a tool call waits for approval"
         trace = await asyncio.to_thread(self._scrubbed, trace_of(values))
-        return await asyncio.to_thread(
+        info = await asyncio.to_thread(
             run.records.finish,
             run.run_id,
             trace,
@@ -291,6 +291,10 @@ class AgentRunner:
             tokens=values.get("tokens", 0),
             cost_usd=values.get("cost_usd", 0.0),
         )
+        if not waiting:  # ended: its step-by-step checkpoints are needed no more
+            threads = await asyncio.to_thread(checkpointer.run_threads, run.run_id)
+            await checkpointer.aprune(threads)
+        return info
 
     def _with_platform(self, team: Mapping[str, Agent]) -> dict[str, Agent]:
         """The team with each agent's platform tools and registered MCP servers bound to

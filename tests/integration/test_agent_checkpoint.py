@@ -215,6 +215,36 @@ def test_delete_thread_deletes_its_checkpoints_and_writes_only(world: World) -> 
     assert writes == 0
 
 
+def test_prune_keeps_each_threads_newest_checkpoint_with_its_writes(world: World) -> None:
+    saver = world.saver()
+    run = _save(saver, "run_1", 3)
+    saver.put_writes(run[0], [("count", 1)], "task-old")
+    saver.put_writes(run[-1], [("count", 9)], "task-new")
+    sub = _save(saver, "run_1:ask_a", 2)  # a sub-agent's thread
+    _save(saver, "run_10", 2)  # another run whose id starts the same
+    _save(saver, "run_1x", 2)  # and one where "_" would match as a LIKE wildcard
+    assert sorted(saver.run_threads("run_1")) == ["run_1", "run_1:ask_a"]
+    assert world.saver(world.b).run_threads("run_1") == []  # another project's: none
+
+    world.saver(world.b).prune(["run_1"])  # another project's saver prunes nothing
+    assert len(list(saver.list(_config("run_1")))) == 3
+    saver.prune(saver.run_threads("run_1"))
+    assert _ids(saver.list(_config("run_1"))) == _ids([saver.get_tuple(run[-1])])
+    assert _ids(saver.list(_config("run_1:ask_a"))) == _ids([saver.get_tuple(sub[-1])])
+    kept = saver.get_tuple(_config("run_1"))
+    assert kept is not None and [w[1:] for w in kept.pending_writes or []] == [("count", 9)]
+    assert len(list(saver.list(_config("run_10")))) == 2
+    assert len(list(saver.list(_config("run_1x")))) == 2
+    with world.store.session() as s:
+        writes = s.scalar(select(func.count()).select_from(t.AgentCheckpointWrite))
+    assert writes == 1  # the old checkpoint's write went with it
+
+    saver.prune(["run_10"], strategy="delete")
+    assert list(saver.list(_config("run_10"))) == []
+    with pytest.raises(ValidationError, match="keep_latest or delete"):
+        saver.prune(["run_1x"], strategy="oldest")
+
+
 def test_a_project_sees_nothing_of_another_projects_threads(world: World) -> None:
     alpha, beta = world.saver(world.a), world.saver(world.b)
     [config] = _save(alpha, "run_1", 1)

@@ -61,6 +61,18 @@ def world(project: Any, gateway_server: Any, settings: Any) -> Any:
     w.client.close()
 
 
+def _checkpoints(world: World) -> dict[str, int]:
+    """Checkpoints kept per thread."""
+    from sqlalchemy import func, select
+
+    from genai.store import schema as t
+
+    cp = t.AgentCheckpoint
+    with world.client.store.session() as s:
+        rows = s.execute(select(cp.thread_id, func.count()).group_by(cp.thread_id)).all()
+    return {thread: count for thread, count in rows}
+
+
 def test_a_tool_call_and_an_answer_each_a_ledger_row(world: World) -> None:
     world.deploy([_call("weather", {"city": "Paris"}, "c1"), "It is sunny in Paris."])
     agent = agents.Agent(name="helper", model="bot", instructions="Use the tools.", tools=[weather])
@@ -190,6 +202,7 @@ def test_approve_reject_and_edit_also_after_a_restart(world: World, settings: An
     agent = agents.Agent(name="support", model="bot", tools=[refund])
     run = world.runner().run(agent, "refund both")
     assert run.status == "awaiting_approval" and sent == []
+    assert _checkpoints(world)[run.run_id] > 1  # a paused run keeps its steps' checkpoints
     pending = world.runner().approvals()
     assert [(a.run_id, a.call_id, a.arguments) for a in pending] == [
         (run.run_id, "r1", {"order": "A1", "amount": 500})
@@ -207,6 +220,8 @@ def test_approve_reject_and_edit_also_after_a_restart(world: World, settings: An
     run = world.runner().resume(run.run_id, agent)
     assert (run.status, run.output) == ("completed", "Done.")
     assert sent == [{"order": "A1", "amount": 50}]
+    assert _checkpoints(world) == {run.run_id: 1}  # an ended run keeps its newest only
+    assert world.runner().resume(run.run_id, agent).output == "Done."  # still answers
     results = [s.detail["result"] for s in world.runner().steps(run.run_id) if s.kind == "tool"]
     assert results[0] == "refunded 50.0 on A1" and "too small to bother" in results[1]
 
@@ -308,6 +323,9 @@ def test_a_supervisor_asks_sub_agents_as_tools_on_one_budget(world: World) -> No
     ]
     assert steps[1].detail["result"] == "Oslo: sunny."
     assert wait_until(lambda: world.project.count() == 4, 10), world.project.count()
+    (sub,) = [thread for thread in _checkpoints(world) if thread != run.run_id]
+    assert sub.startswith(run.run_id + ":")  # the researcher's thread, pruned as well
+    assert _checkpoints(world) == {run.run_id: 1, sub: 1}
 
 
 def test_a_sub_agent_spends_the_supervisors_budget(world: World) -> None:
