@@ -276,12 +276,19 @@ def mcp_add(
     url: str = typer.Option(..., "--url", help="Its streamable HTTP endpoint (…/mcp)."),
     project: str = ProjectOpt,
     timeout_s: float = typer.Option(30.0, "--timeout-s", help="Seconds a call may take."),
+    token_secret: str | None = typer.Option(
+        None,
+        "--token-secret",
+        help="A project secret (`genai secret set`) sent as its bearer token.",
+    ),
 ) -> None:
     """Register an MCP server for the project's agents (owners)."""
     from agents import MCPServers
 
     with client() as c:
-        info = MCPServers(c).add(project, name, url=url, timeout_s=timeout_s)
+        info = MCPServers(c).add(
+            project, name, url=url, timeout_s=timeout_s, token_secret=token_secret
+        )
     console.print(f"[green]✓[/] MCP server {info.name} → {escape(info.url)} in {project}")
 
 
@@ -299,6 +306,7 @@ def mcp_list(project: str = ProjectOpt, as_json: bool = JsonOpt) -> None:
             ("name", lambda r: r.name),
             ("url", lambda r: r.url),
             ("timeout s", lambda r: r.timeout_s),
+            ("token", lambda r: f"secret {r.token_secret}" if r.token_secret else ""),
         ],
         as_json=as_json,
         empty="none registered",

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 SCRIPT = str(Path(__file__).resolve())
 
@@ -61,13 +62,18 @@ def stdio_args() -> tuple[str, ...]:
     return ("-u", SCRIPT, "stdio")
 
 
-def start_http_server(timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_http_server(
+    timeout: float = 60.0, token: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start the server over streamable HTTP in a subprocess; return it and its MCP URL
-    once it accepts connections (a bound against a hang, not a measure of speed)."""
+    once it accepts connections (a bound against a hang, not a measure of speed). With
+    ``token``, a request without ``Authorization: Bearer TOKEN`` is a 401."""
+    env = {**os.environ, "MCP_TOKEN": token} if token else None
     process = subprocess.Popen(
         [sys.executable, "-u", SCRIPT, "http"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     assert process.stdout is not None
     line = b""
@@ -84,11 +90,28 @@ def start_http_server(timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], s
     return process, f"http://127.0.0.1:{port}/mcp"
 
 
+def _bearer(app: Any, token: str) -> Any:
+    """``app`` behind a bearer token (as a company's MCP servers are)."""
+    wanted = f"Bearer {token}".encode()
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != wanted:
+            await send({"type": "http.response.start", "status": 401, "headers": []})
+            await send({"type": "http.response.body", "body": b"unauthorized"})
+            return
+        await app(scope, receive, send)
+
+    return guarded
+
+
 async def _serve_http() -> None:
     import uvicorn
 
     server = build_server()
     app = server.streamable_http_app()  # type: ignore[attr-defined]
+    token = os.environ.get("MCP_TOKEN")
+    if token:
+        app = _bearer(app, token)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -500,6 +500,48 @@ def test_a_registered_mcp_server_serves_its_projects_agents_only(
         process.wait(30)
 
 
+def test_a_registered_mcp_server_gets_its_token_from_a_project_secret(
+    world: World, settings: Any
+) -> None:
+    from _mcp_servers import start_http_server
+
+    from agents._mcp_registry import MCPServers
+
+    process, url = start_http_server(timeout=60, token="s3cret-token")
+    try:
+        with genai.connect(settings, user="admin") as admin:
+            servers = MCPServers(admin)
+            with pytest.raises(ValidationError, match="genai secret set crm-token"):
+                servers.add("gateway", "calc", url=url, token_secret="crm-token")
+            servers.add("gateway", "open", url=url)  # registered without its token
+            admin.secrets.set("gateway", "crm-token", "s3cret-token")
+            servers.add("gateway", "calc", url=url, token_secret="crm-token")
+            assert [(s.name, s.token_secret) for s in servers.list("gateway")] == [
+                ("calc", "crm-token"),
+                ("open", None),
+            ]
+        world.deploy([_call("calc__add", {"a": 2, "b": 3}, "c1"), "5."])
+        agent = agents.agent_from_dict(
+            {"name": "a", "model": "bot", "tools": [{"mcp": {"server": "calc"}}]}
+        )
+        run = world.runner().run(agent, "2 + 3?")
+        assert (run.status, run.output) == ("completed", "5.")
+        steps = world.runner().steps(run.run_id)
+        assert "s3cret-token" not in json.dumps([s.detail for s in steps])
+        tokenless = agents.agent_from_dict(
+            {"name": "a", "model": "bot", "tools": [{"mcp": {"server": "open"}}]}
+        )
+        failed = world.runner().run(tokenless, "2 + 3?")
+        assert failed.status == "failed" and "open" in failed.detail, failed.detail
+        with genai.connect(settings, user="admin") as admin:
+            admin.secrets.delete("gateway", "crm-token")
+        gone = world.runner().run(agent, "2 + 3?")
+        assert gone.status == "failed" and "crm-token" in gone.detail, gone.detail
+    finally:
+        process.kill()
+        process.wait(30)
+
+
 def test_the_adapter_card_tool_gathers_an_adapters_lineage(world: World, settings: Any) -> None:
     import asyncio
     import json as _json
