@@ -97,6 +97,8 @@ class _Plan:
     threshold: float | None
     ttl_s: float | None
     lookup: bool
+    verifier: bool = False
+    max_error: float | None = None
 
 
 class _MemoEmbedder:
@@ -179,6 +181,8 @@ class GatewayCache:
                     request_id=request.request_id,
                     threshold=plan.threshold,
                     key=plan.key,
+                    max_error=plan.max_error,
+                    use_verifier=plan.verifier,
                 ),
             )
         except (QueueFull, PoolOverloaded):
@@ -332,6 +336,8 @@ class GatewayCache:
             options.threshold,
             options.ttl_s,
             lookup="no-cache" not in control,
+            verifier=options.verifier,
+            max_error=options.max_error,
         )
 
     async def _revision(self, request: GatewayRequest) -> str:
@@ -444,7 +450,10 @@ def cache_stage(
     name; entries in ``store``; lookups and stores in ``pool`` (the gateway's fair CPU
     pool). ``embedder`` is the process's, shared with the other services that embed (else
     one is built from the settings). ``options`` go to :class:`~cache.SemanticCache`
-    (threshold, ttl_s, max_entries, ...).
+    (threshold, ttl_s, max_entries, ...). The trained pair verifier shipped in ``cache/``
+    judges the semantic hits of projects that turn it on (``verifier``, ``max_error``)
+    unless ``pair_verifier=None`` is given (or it is not installed: then a project's
+    ``cache.max_error`` turns its semantic hits into misses, logged).
 
     Embedded Chroma belongs to one process: a gateway with several workers needs
     ``GENAI_CHROMA_URL`` (a ``chroma run`` server) for the cache's vectors. ``vectors=
@@ -456,6 +465,8 @@ def cache_stage(
     from genai.vectors import create_vector_store
 
     model = embedder if embedder is not None else create_embedder(settings)
+    if "pair_verifier" not in options:
+        options["pair_verifier"] = _pair_verifier()
     cache = SemanticCache(
         create_vector_store(settings, backend=vectors), _MemoEmbedder(model), store=store, **options
     )
@@ -465,8 +476,19 @@ def cache_stage(
     return GatewayCache(cache, store=store, pool=pool)
 
 
+def _pair_verifier() -> Any:
+    """The shipped pair verifier, or None (logged) where its artefact is missing."""
+    from cache import PairVerifier, artefact_installed
+
+    if not artefact_installed():
+        log.warning("the cache's pair verifier is not installed: semantic hits are unverified")
+        return None
+    return PairVerifier()
+
+
 def _warm(model: Any, then: Callable[[], None] | None) -> None:
-    """Load the embedding model before the first request needs it."""
+    """Load the embedding model before the first request needs it (the pair verifier loads
+    on its first use: projects turn it on)."""
     try:
         model.warm()
     except Exception as error:  # the first lookup will report it (as a miss)

@@ -15,7 +15,10 @@ context, see ``cache/_keys.py``), of which the best must
 3. lead every other candidate by ``margin`` — when two cached questions fit the new one
    about equally well, the embedding cannot tell which was asked, and a miss is cheaper
    than a wrong answer. Candidates the verifier rejected count as rivals too: a close
-   question that asks something else is a sign the embedding is unsure here.
+   question that asks something else is a sign the embedding is unsure here;
+4. with a ``pair_verifier`` (the trained cross-encoder, ``cache/_pair.py``), be judged the
+   same question by it, read through the project's error bound (``max_error``, see
+   ``cache/_judge.py`` and ``cache/_bound.py``). It only ever turns a hit into a miss.
 
 Ranking adds ``lexical_weight`` × the share of words the questions have in common to the
 cosine: between near-duplicate cached questions, the one worded like the new question wins.
@@ -40,11 +43,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
+from cache._bound import BoundStats, ErrorBound
 from cache._entries import CacheStats, Entry, EntryStore, MemoryEntries
+from cache._judge import PairJudge, PairScorer, check_max_error
 from cache._keys import ChatRequest, Partition, RequestKey, request_key
 from cache._verify import LexicalVerifier, Verifier
 from genai.errors import ValidationError
@@ -94,6 +99,8 @@ class CacheHit:
     score: float  # 1.0 for the exact tier, the cosine similarity for the semantic one
     tokens: int = 0  # what the original answer cost, now saved
     cost_usd: float = 0.0
+    verifier_score: float | None = None  # the pair verifier's, when it judged the hit
+    estimated_error: float | None = None  # the bound's P(wrong) for it, then
 
 
 class SemanticCache:
@@ -102,6 +109,9 @@ class SemanticCache:
     ``store`` (the platform's metadata store) keeps entries and counters in SQL, shared by
     every process; without it they live in this process. ``ttl_s`` and ``max_entries``
     (per project, least recently used first) bound what is kept; None means no bound.
+    ``pair_verifier`` (e.g. :class:`cache.PairVerifier`) judges each semantic hit after the
+    lexical ``verifier``; its scores are read through ``error_bound`` (by default the
+    calibration shipped with the verifier), per project.
     Thread-safe; the ``a*`` methods run the same calls in a worker thread.
     """
 
@@ -118,6 +128,8 @@ class SemanticCache:
         ttl_s: float | None = DEFAULT_TTL_S,
         max_entries: int | None = DEFAULT_MAX_ENTRIES,
         verifier: Verifier | None = LexicalVerifier(),
+        pair_verifier: PairScorer | None = None,
+        error_bound: ErrorBound | None = None,
         max_question_chars: int = 1000,
         index_after: int = 32,
         collection_prefix: str = "genai-cache",
@@ -151,6 +163,7 @@ class SemanticCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.verifier = verifier
+        self.judge = PairJudge(pair_verifier, error_bound) if pair_verifier is not None else None
         self.max_question_chars = max_question_chars
         self.index_after = index_after
         self._prefix = collection_prefix
@@ -205,22 +218,37 @@ class SemanticCache:
         request_id: str = "",
         threshold: float | None = None,
         key: RequestKey | None = None,
+        max_error: float | None = None,
+        use_verifier: bool = True,
     ) -> CacheHit | None:
         """The cached answer for ``request`` in ``partition``, or None.
 
         ``embedding`` saves embedding the question again when the caller has it;
         ``request_id`` lets feedback on this answer find the entry (:meth:`feedback`);
-        ``threshold`` overrides the cache's for this lookup (a project's own setting).
+        ``threshold`` overrides the cache's for this lookup (a project's own setting);
+        ``max_error`` is the project's bound on P(wrong) for a semantic hit (it needs the
+        pair verifier); ``use_verifier=False`` skips the pair verifier (rules only).
         """
         if threshold is not None:
             _check_threshold(threshold)
+        check_max_error(max_error)
+        if max_error is not None and (self.judge is None or not use_verifier):
+            raise ValidationError(
+                "max_error needs the pair verifier: build the cache with "
+                "pair_verifier=cache.PairVerifier() and leave the project's verifier on",
+                field="max_error",
+            )
         key = key or self.key(partition, request, session=session)
         project = partition.project_id
         now = self._clock()
         hit = self._exact(project, key, now)
         if hit is None and key.question is not None:
             vector = embedding if embedding is not None else self.embed(key.question)
-            hit = self._semantic(project, key, vector, now, threshold or self.threshold)
+            judge = self.judge if use_verifier else None
+            choice = self._semantic(project, key, vector, now, threshold or self.threshold)
+            if choice is not None and judge is not None:
+                choice = _judged(choice, judge, project, request_id, key.question, max_error)
+            hit = choice[0] if choice is not None else None
         counts: dict[str, float] = {"lookups": 1}
         if hit is not None:
             counts[f"{hit.tier}_hits"] = 1
@@ -349,6 +377,8 @@ class SemanticCache:
         self._forget_vectors(project_id, gone)
         for entry in entries:
             self._entries.record(project_id, entry.deployment, {"false_hits": 1, "evictions": 1})
+        if self.judge is not None:
+            self.judge.feedback(project_id, request_id)
         if entries:
             self._entries.flush()  # rare, and what `genai cache stats` is read for
         return len(gone)
@@ -357,6 +387,11 @@ class SemanticCache:
         """Hit rate, tokens and cost saved, false hits and entries of one project."""
         self._entries.flush()
         return self._entries.stats(project_id)
+
+    def bound_stats(self, project_id: int) -> BoundStats | None:
+        """The semantic hits the pair verifier judged in this process: how many, their mean
+        estimated error, how many feedback called wrong (None: no pair verifier)."""
+        return self.judge.stats(project_id) if self.judge is not None else None
 
     def flush(self) -> None:
         """Write buffered counters now (they are written every second otherwise)."""
@@ -402,7 +437,7 @@ class SemanticCache:
 
     def _semantic(
         self, project: int, key: RequestKey, vector: Any, now: float, threshold: float
-    ) -> CacheHit | None:
+    ) -> tuple[CacheHit, str] | None:
         assert key.question is not None
         query = _as_vector(vector)
         matches = self.vectors.query(
@@ -441,7 +476,7 @@ class SemanticCache:
 
     def _choose(
         self, question: str, candidates: Sequence[tuple[float, Entry]], threshold: float
-    ) -> CacheHit | None:
+    ) -> tuple[CacheHit, str] | None:
         words = _word_set(question)
         ranked = []
         for score, entry in candidates:
@@ -467,7 +502,8 @@ class SemanticCache:
         if rivals and best[0] - max(rivals) < self.margin:
             return None  # two cached questions fit about equally well: not sure which
         entry = best[2]
-        return CacheHit(entry.answer, entry.id, "semantic", best[1], entry.tokens, entry.cost_usd)
+        hit = CacheHit(entry.answer, entry.id, "semantic", best[1], entry.tokens, entry.cost_usd)
+        return hit, entry.question or ""
 
     def _index(self, partition: Partition, scope: str, entry_id: str, vector: Any) -> None:
         """Add a vector to its scope's collection once the scope is busy enough to have one
@@ -549,6 +585,23 @@ class SemanticCache:
             with self._lock:
                 self._indexed = {(p, s): None for p, s in self._indexed if p in live}
         return dropped
+
+
+def _judged(
+    choice: tuple[CacheHit, str],
+    judge: PairJudge,
+    project: int,
+    request_id: str,
+    question: str,
+    max_error: float | None,
+) -> tuple[CacheHit, str] | None:
+    """The rules' choice, if the pair verifier (through the bound) lets it stand."""
+    hit, cached = choice
+    verdict = judge.judge(project, request_id, question, cached, max_error=max_error)
+    if not verdict.accept:
+        return None
+    judged = replace(hit, verifier_score=verdict.score, estimated_error=verdict.estimated_error)
+    return judged, cached
 
 
 def _as_vector(vector: Any) -> Any:

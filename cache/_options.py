@@ -11,9 +11,13 @@ some of them::
 project says, and its settings override the project's there. The settings: ``threshold``
 (cosine similarity, in (0, 1]), ``ttl_s`` (seconds an entry lives) and
 ``max_temperature`` (a request that asks for a higher temperature is not cached; 0 by
-default). ``true`` stands for ``{"enabled": true}``; ``false``, or no option, for off. The
-option is stored as JSON text (``genai cache enable`` writes it, see
-``cache/_projects.py``); a dict is read too.
+default), ``verifier`` (whether the trained pair verifier judges semantic hits, where the
+cache has one; off by default: on this CPU it adds about 10 ms to a lookup, up to 100 at the
+99th percentile, for little precision at its own line) and ``max_error`` (the bound on the
+estimated probability that a semantic hit is wrong, in (0, 1), e.g. 0.02: see
+``cache/_bound.py``; it turns the verifier on). ``true`` stands for ``{"enabled": true}``;
+``false``, or no option, for off. The option is stored as JSON text (``genai cache
+enable`` writes it, see ``cache/_projects.py``); a dict is read too.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class CacheSettings:
     threshold: float | None = None  # None: the cache's own
     ttl_s: float | None = None  # None: the cache's own
     max_temperature: float = 0.0
+    verifier: bool = False  # the pair verifier judges hits (where the cache has one)
+    max_error: float | None = None  # None: no bound (the verifier's own 0.5 line)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class CacheLevel:
     threshold: float | None = None
     ttl_s: float | None = None
     max_temperature: float | None = None
+    verifier: bool | None = None
+    max_error: float | None = None
 
     def __post_init__(self) -> None:
         if self.enabled is not None and not isinstance(self.enabled, bool):
@@ -60,6 +68,12 @@ class CacheLevel:
             and _number("max_temperature", self.max_temperature) < 0
         ):
             raise _invalid("max_temperature", self.max_temperature, "0 or above")
+        if self.verifier is not None and not isinstance(self.verifier, bool):
+            raise _invalid("verifier", self.verifier, "true or false")
+        if self.max_error is not None and not 0 < _number("max_error", self.max_error) < 1:
+            raise _invalid("max_error", self.max_error, "a probability in (0, 1), e.g. 0.02")
+        if self.verifier is False and self.max_error is not None:
+            raise _invalid("max_error", self.max_error, "unset while the verifier is off")
 
     def merged(self, **changes: Any) -> CacheLevel:
         """This level with the ``changes`` that are not None."""
@@ -114,10 +128,14 @@ class CacheOptions:
             return value if value is not None else getattr(self.project, name)
 
         temperature = pick("max_temperature")
+        verifier, max_error = pick("verifier"), pick("max_error")
+        on = verifier is True or (verifier is None and max_error is not None)
         return CacheSettings(
             threshold=pick("threshold"),
             ttl_s=pick("ttl_s"),
             max_temperature=float(temperature) if temperature is not None else 0.0,
+            verifier=on,
+            max_error=max_error if on else None,
         )
 
     def enabled_for(self) -> tuple[bool, list[str], list[str]]:
@@ -135,7 +153,7 @@ class CacheOptions:
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-_FIELDS = frozenset(("enabled", "threshold", "ttl_s", "max_temperature"))
+_FIELDS = frozenset(("enabled", "threshold", "ttl_s", "max_temperature", "verifier", "max_error"))
 
 
 def _level(raw: Any) -> CacheLevel:

@@ -34,6 +34,12 @@ training paraphrase pairs that the other rules let through; on GPTCache's benchm
 removes none of the 11 wrong ones (none is an order swap). Unlike the other rules it was
 refined by reading its rejections on both the training splits and GPTCache's pairs, so that
 benchmark is not unseen data for it.
+
+The operands of a direction or comparison count as salient whatever their case (issue 24:
+"convert euros to dollars" / "convert dollars to euros", "move files from the laptop to the
+server" / "... from the server to the laptop"): the word a "to", "from" or "than" governs
+and the word before it, when both texts have it. That turns away 6 more of the 3,891 MRPC
+and STS-B training paraphrase pairs (19 in all; most move an "according to X" clause).
 """
 
 from __future__ import annotations
@@ -94,6 +100,29 @@ def _words(text: str) -> _Words:
         tuple(w for _, w in found),
         tuple(bisect_right(ends, s) for s, _ in found),
     )
+
+
+# Role words whose operand is one end of a direction or a comparison ("to euros", "from
+# dollars", "than tea"): a common noun there is an operand as a name is.
+_DIRECTED = frozenset(w for w, role in _ROLES.items() if role in ("source", "target", "than"))
+
+
+@lru_cache(maxsize=1024)
+def _operands(text: str) -> frozenset[str]:
+    """The words a directing role word governs, and the word before each such role word,
+    past determiners ("convert euros to dollars": euros, dollars): both ends of a
+    conversion or a comparison, whatever their case."""
+    words = _words(text).lower
+    found = set()
+    for i, word in enumerate(words):
+        if word not in _DIRECTED:
+            continue
+        after = next((w for w in words[i + 1 : i + 4] if w not in _SKIP), None)
+        before = next((w for w in reversed(words[max(0, i - 3) : i]) if w not in _SKIP), None)
+        for operand in (after, before):
+            if operand is not None and operand not in _ROLES and operand.isalpha():
+                found.add(operand)
+    return frozenset(found)
 
 
 def _salient(
@@ -173,7 +202,10 @@ def roles_differ(
     """Whether the salient tokens both texts mention once changed places or roles (see the
     module's docstring). ``*_numbers``: each text's numbers with their offsets."""
     names = (
-        name_keys(query) | name_keys(cached) | capitalised_keys(query) & capitalised_keys(cached)
+        name_keys(query)
+        | name_keys(cached)
+        | capitalised_keys(query) & capitalised_keys(cached)
+        | _operands(query) & _operands(cached)
     )
     q_all, c_all = _salient(query, query_numbers, names), _salient(cached, cached_numbers, names)
     q_at: dict[str, int] = {}

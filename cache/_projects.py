@@ -59,10 +59,20 @@ class ProjectCaches:
         threshold: float | None = None,
         ttl_s: float | None = None,
         max_temperature: float | None = None,
+        verifier: bool | None = None,
+        max_error: float | None = None,
     ) -> CacheOptions:
         """Turn the cache on for one deployment of the project, or for all of them (those
-        turned off on their own stay off); the settings given replace that level's."""
-        settings = {"threshold": threshold, "ttl_s": ttl_s, "max_temperature": max_temperature}
+        turned off on their own stay off); the settings given replace that level's.
+        ``max_error`` bounds the estimated probability of a wrong semantic hit (it needs
+        the pair verifier, on unless ``verifier=False``)."""
+        settings: dict[str, float | bool | None] = {
+            "threshold": threshold,
+            "ttl_s": ttl_s,
+            "max_temperature": max_temperature,
+            "verifier": verifier,
+            "max_error": max_error,
+        }
         return self._change(project, deployment, True, settings)
 
     def disable(self, project: str, deployment: str | None = None) -> CacheOptions:
@@ -72,7 +82,11 @@ class ProjectCaches:
         return self._change(project, deployment, False, {})
 
     def _change(
-        self, project: str, deployment: str | None, on: bool, settings: dict[str, float | None]
+        self,
+        project: str,
+        deployment: str | None,
+        on: bool,
+        settings: dict[str, float | bool | None],
     ) -> CacheOptions:
         try:
             current = self.options(project)

@@ -41,6 +41,16 @@ def enable(
     max_temperature: float | None = typer.Option(
         None, help="Requests asking for a higher temperature are not cached (default 0)."
     ),
+    max_error: float | None = typer.Option(
+        None,
+        "--max-error",
+        help="Answer a semantic hit only where its estimated P(wrong) is at most this (e.g. 0.02).",
+    ),
+    verifier: bool | None = typer.Option(
+        None,
+        "--verifier/--no-verifier",
+        help="The trained pair verifier judges hits (default off; --max-error turns it on).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Turn the cache on for a project's deployments (or one); it is off unless turned on."""
@@ -48,7 +58,13 @@ def enable(
 
     with client() as c:
         options = ProjectCaches(c).enable(
-            project, deployment, threshold=threshold, ttl_s=ttl_s, max_temperature=max_temperature
+            project,
+            deployment,
+            threshold=threshold,
+            ttl_s=ttl_s,
+            max_temperature=max_temperature,
+            verifier=verifier,
+            max_error=max_error,
         )
     _show_switch(project, options, as_json)
 
@@ -179,8 +195,18 @@ def stats(project: str = ProjectArg, as_json: bool = JsonOpt) -> None:
     with client() as c:
         found = ProjectCaches(c, cache).stats(project)
     cache.close()
+    # what feedback reported wrong, of the hits served (the estimate the bound uses lives in
+    # the gateway process: cache.SemanticCache.bound_stats)
+    observed = found.false_hits / found.hits if found.hits else 0.0
     if as_json:
-        print_json({**asdict(found), "hits": found.hits, "hit_rate": found.hit_rate})
+        print_json(
+            {
+                **asdict(found),
+                "hits": found.hits,
+                "hit_rate": found.hit_rate,
+                "observed_error": observed,
+            }
+        )
         return
     console.print(
         f"[bold]cache of {project}[/bold]: {found.entries} entries, {found.lookups} lookups, "
@@ -189,7 +215,8 @@ def stats(project: str = ProjectArg, as_json: bool = JsonOpt) -> None:
     )
     console.print(
         f"  saved {found.tokens_saved} tokens and ${found.cost_saved_usd:.4f}; "
-        f"{found.false_hits} answers reported wrong; {found.evictions} evictions"
+        f"{found.false_hits} answers reported wrong ({observed:.1%} of hits); "
+        f"{found.evictions} evictions"
     )
     for deployment, row in found.by_deployment.items():
         if deployment:

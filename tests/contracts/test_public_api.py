@@ -227,12 +227,14 @@ EXPECTED: dict[str, str] = {
         TEXT_SUFFIXES TYPES Variable from_dict is_unreachable load parse_ref to_yaml
     """,
     "cache": """
-        CacheHit CacheOptions CacheStats Calibration ChatRequest DEFAULT_MARGIN
-        DEFAULT_THRESHOLD LexicalVerifier Partition ProjectCaches RequestKey SemanticCache
-        Verifier calibrate load_pairs output_params request_key
+        BoundStats CacheHit CacheOptions CacheStats Calibration ChatRequest DEFAULT_MARGIN
+        DEFAULT_THRESHOLD ErrorBound ErrorCurve LexicalVerifier PairScorer PairVerifier
+        Partition ProjectCaches RequestKey SemanticCache Verifier artefact_installed calibrate
+        fit_curve load_pairs output_params request_key
     """,
     "cache.langchain": "GenAICache",
     "cache.testing": "EntryStoreSuite",
+    "cache.train_verifier": "main",
     "eval": """
         Answer CanaryResult CanaryStep Check Citation Comparison EXIT_CODES Estimate EvalJob
         EvalRow FeedbackSignal GateResult GatewayTarget Judge LmEvalJob LmEvalScore METRICS
