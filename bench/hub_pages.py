@@ -49,6 +49,7 @@ PAGES = {
     "registry": "/hub/p/{p}/registry",
     "dataset": "/hub/p/{p}/registry/datasets/data-0",
     "usage (model × day)": "/hub/p/{p}/usage",
+    "evaluations": "/hub/p/{p}/evals",
     "agents": "/hub/p/{p}/agents",
     "knowledge": "/hub/p/{p}/knowledge",
 }

@@ -10,8 +10,10 @@ elsewhere (the Content-Security-Policy says ``'self'`` only).
   form carries a CSRF token (see ``apps/hub/_sessions.py``).
 - Pages: the project (members, roles, keys, quota), deployments (targets, traffic),
   prompts (versions, labels, diffs), the registry (models, datasets, runs, adapters),
-  usage by model and day, agent runs and the approvals that wait.
-- A chat page for every deployment, streamed through the gateway as the session's key.
+  usage by model and day, agent runs and the approvals that wait, evaluations (runs with
+  their confidence intervals, two runs compared with the paired test, row by row).
+- A chat page for every deployment, streamed through the gateway as the session's key,
+  and a prompt playground that runs two versions of a prompt side by side the same way.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def create_hub(
         raise MissingDependencyError("jinja2", extra="hub", purpose="The Hub's pages") from error
     from fastapi.staticfiles import StaticFiles
 
-    from apps.hub import _chat, _forms, _knowledge, _pages, _signin
+    from apps.hub import _chat, _evals, _forms, _knowledge, _pages, _playground, _signin
     from apps.hub._web import HubState, hub_errors
 
     hub = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -59,7 +61,15 @@ def create_hub(
         hub.add_exception_handler(kind, handler)
     hub.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     # the pages' router ends with the catch-all 404: last
-    routers = (_signin.router, _chat.router, _forms.router, _knowledge.router, _pages.router)
+    routers = (
+        _signin.router,
+        _chat.router,
+        _forms.router,
+        _knowledge.router,
+        _evals.router,
+        _playground.router,
+        _pages.router,
+    )
     for router in routers:
         hub.include_router(router)
     return hub

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from genai.errors import QuotaExceeded, ValidationError
 from genai.models._adapter_lint import vllm_adapter_problems
 from genai.registry._adapter_files import METHODS, AdapterFiles, read_adapter_dir
+from genai.registry._batch import load_by_id
 from genai.registry._refs import add_edge, label
 from genai.registry._types import (
     AdapterVersion,
@@ -132,6 +133,12 @@ class Adapters(VersionedAPI[AdapterVersion]):
         if not info.artifact:
             raise ValidationError(f"{info.ref} was registered without files", field="ref")
         return self._ctx.artifacts.get_dir(info.artifact, dest)
+
+    def _prefetch(self, session: Session, rows: Sequence[Any]) -> object:
+        return (
+            load_by_id(session, t.Model, {r.base_model_id for r in rows}),
+            load_by_id(session, t.Run, {r.run_id for r in rows}),
+        )
 
     def _info(self, session: Session, row: t.Adapter, aliases: list[str]) -> AdapterVersion:
         base = session.get(t.Model, row.base_model_id)
@@ -308,6 +315,12 @@ class Deployments(VersionedAPI[DeploymentRevision]):
                 f"({', '.join(sorted(in_use))}): retire a deployment's adapter, or ask an owner "
                 "to raise adapter_slots (`genai quota set`)"
             )
+
+    def _prefetch(self, session: Session, rows: Sequence[Any]) -> object:
+        return (
+            load_by_id(session, t.Model, {r.model_id for r in rows}),
+            load_by_id(session, t.Adapter, {r.adapter_id for r in rows}),
+        )
 
     def _info(self, session: Session, row: t.Deployment, aliases: list[str]) -> DeploymentRevision:
         base = session.get(t.Model, row.model_id) if row.model_id else None

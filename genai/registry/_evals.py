@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from genai._names import check_resource_name
 from genai.errors import ConflictError, ValidationError
+from genai.registry._batch import check_limit, inputs_of
 from genai.registry._catalog import common_fields
 from genai.registry._refs import Ref, add_edge, label, lock_project, resolve
-from genai.registry._runs import _inputs
 from genai.registry._types import EvalResultRecord, EvalRunInfo, SuiteVersion
 from genai.registry._versioned import VersionedAPI
 from genai.store import schema as t
@@ -294,14 +294,31 @@ class Evals:
             proj = self._ctx.project(s, me, project, Action.REGISTRY_READ)
             return self._info(s, resolve(s, proj.id, Ref("eval", eval_id)))
 
-    def list(self, project: str, *, suite: str | None = None) -> builtins.list[EvalRunInfo]:
+    def list(
+        self, project: str, *, suite: str | None = None, limit: int | None = None
+    ) -> builtins.list[EvalRunInfo]:
+        """Eval runs newest first; with ``limit``, only the ``limit`` newest (:meth:`count`
+        says how many in all). Their inputs are read for all of them at once."""
+        check_limit(limit)
         with self._ctx.store.session() as s:
             me = self._ctx.me(s)
             proj = self._ctx.project(s, me, project, Action.REGISTRY_READ)
             query = select(t.EvalRun).where(t.EvalRun.project_id == proj.id)
             if suite is not None:
                 query = query.where(t.EvalRun.suite == suite)
-            return [self._info(s, r) for r in s.scalars(query.order_by(t.EvalRun.id.desc()))]
+            rows = s.scalars(query.order_by(t.EvalRun.id.desc()).limit(limit)).all()
+            inputs = inputs_of(s, "eval", [row.id for row in rows])
+            return [self._info(s, row, inputs[row.id]) for row in rows]
+
+    def count(self, project: str, *, suite: str | None = None) -> int:
+        """How many eval runs there are (of ``suite``): beside a ``list(limit=...)``."""
+        with self._ctx.store.session() as s:
+            proj = self._ctx.project(s, self._ctx.me(s), project, Action.REGISTRY_READ)
+            query = select(func.count()).select_from(t.EvalRun)
+            query = query.where(t.EvalRun.project_id == proj.id)
+            if suite is not None:
+                query = query.where(t.EvalRun.suite == suite)
+            return int(s.scalar(query) or 0)
 
     def _writable(self, s: Session, project: str, eval_id: str) -> tuple[t.Project, t.EvalRun]:
         me = self._ctx.me(s)
@@ -309,14 +326,16 @@ class Evals:
         row: t.EvalRun = resolve(s, proj.id, Ref("eval", eval_id))
         return proj, row
 
-    def _info(self, s: Session, row: t.EvalRun) -> EvalRunInfo:
+    def _info(
+        self, s: Session, row: t.EvalRun, inputs: builtins.list[str] | None = None
+    ) -> EvalRunInfo:
         return EvalRunInfo(
             id=row.uid,
             suite=row.suite,
             status=row.status,
             metrics=dict(row.metrics),
             config=dict(row.config),
-            inputs=_inputs(s, "eval", row),
+            inputs=inputs_of(s, "eval", [row.id])[row.id] if inputs is None else inputs,
             started_at=row.started_at,
             ended_at=row.ended_at,
             created_by=row.created_by,

@@ -9,12 +9,13 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from genai._names import check_metric_name, check_resource_name
 from genai.errors import ConflictError, ValidationError
-from genai.registry._refs import KINDS, Ref, add_edge, label, lock_project, resolve
+from genai.registry._batch import check_limit, inputs_of, latest_metrics
+from genai.registry._refs import Ref, add_edge, lock_project, resolve
 from genai.registry._types import MetricPoint, RunInfo
 from genai.store import schema as t
 from genai.tenancy._rbac import Action
@@ -55,20 +56,6 @@ def code_version(cwd: str | None = None) -> str:
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return ""
-
-
-def _inputs(session: Session, kind: str, row: Any) -> builtins.list[str]:
-    edges = session.scalars(
-        select(t.LineageEdge).where(
-            t.LineageEdge.child_kind == kind, t.LineageEdge.child_id == row.id
-        )
-    ).all()
-    out = []
-    for edge in edges:
-        parent = session.get(KINDS[edge.parent_kind], edge.parent_id)
-        if parent is not None:
-            out.append(label(edge.parent_kind, parent))
-    return sorted(out)
 
 
 class Runs:
@@ -181,17 +168,38 @@ class Runs:
             return self._info(s, self._row(s, project, run, Action.REGISTRY_READ))
 
     def list(
-        self, project: str, *, name: str | None = None, status: str | None = None
+        self,
+        project: str,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
     ) -> builtins.list[RunInfo]:
+        """Runs newest first; with ``limit``, only the ``limit`` newest (:meth:`count` says
+        how many match in all). Metrics and inputs are read for all of them at once."""
+        check_limit(limit)
         with self._ctx.store.session() as s:
             me = self._ctx.me(s)
             proj = self._ctx.project(s, me, project, Action.REGISTRY_READ)
-            query = select(t.Run).where(t.Run.project_id == proj.id)
-            if name is not None:
-                query = query.where(t.Run.name == name)
-            if status is not None:
-                query = query.where(t.Run.status == status)
-            return [self._info(s, r) for r in s.scalars(query.order_by(t.Run.id.desc()))]
+            query = self._matching(select(t.Run), proj.id, name, status)
+            rows = s.scalars(query.order_by(t.Run.id.desc()).limit(limit)).all()
+            return self._infos(s, rows)
+
+    def count(self, project: str, *, name: str | None = None, status: str | None = None) -> int:
+        """How many runs match: beside a ``list(limit=...)``."""
+        with self._ctx.store.session() as s:
+            proj = self._ctx.project(s, self._ctx.me(s), project, Action.REGISTRY_READ)
+            query = self._matching(select(func.count()).select_from(t.Run), proj.id, name, status)
+            return int(s.scalar(query) or 0)
+
+    @staticmethod
+    def _matching(query: Any, project_id: int, name: str | None, status: str | None) -> Any:
+        query = query.where(t.Run.project_id == project_id)
+        if name is not None:
+            query = query.where(t.Run.name == name)
+        if status is not None:
+            query = query.where(t.Run.status == status)
+        return query
 
     def metrics(
         self, project: str, run: str, *, key: str | None = None
@@ -212,24 +220,27 @@ class Runs:
         return row
 
     def _info(self, s: Session, row: t.Run) -> RunInfo:
-        latest: dict[str, float] = {}
-        for point in s.scalars(
-            select(t.RunMetric).where(t.RunMetric.run_id == row.id).order_by(t.RunMetric.step)
-        ):
-            latest[point.key] = point.value
-        return RunInfo(
-            id=row.uid,
-            name=row.name,
-            kind=row.kind,
-            status=row.status,
-            params=dict(row.params),
-            code_version=row.code_version,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-            created_by=row.created_by,
-            metrics=latest,
-            inputs=_inputs(s, "run", row),
-        )
+        return self._infos(s, [row])[0]
+
+    def _infos(self, s: Session, rows: Sequence[t.Run]) -> builtins.list[RunInfo]:
+        ids = [row.id for row in rows]
+        metrics, inputs = latest_metrics(s, ids), inputs_of(s, "run", ids)
+        return [
+            RunInfo(
+                id=row.uid,
+                name=row.name,
+                kind=row.kind,
+                status=row.status,
+                params=dict(row.params),
+                code_version=row.code_version,
+                started_at=row.started_at,
+                ended_at=row.ended_at,
+                created_by=row.created_by,
+                metrics=metrics[row.id],
+                inputs=inputs[row.id],
+            )
+            for row in rows
+        ]
 
 
 class ActiveRun:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from genai._names import check_resource_name
+from genai.registry._batch import aliases_by_name, check_limit
 from genai.registry._refs import VERSIONED, Ref, aliases_of, lock_project, next_version, resolve
 from genai.store import schema as t
 from genai.tenancy._rbac import Action, Principal
@@ -57,8 +58,21 @@ class VersionedAPI(Generic[InfoT]):
                 s, row, aliases_of(s, proj.id, self.kind, row.name).get(row.version, [])
             )
 
-    def list(self, project: str, *, name: str | None = None) -> builtins.list[InfoT]:
-        """Every version (newest first), or every version of ``name``."""
+    def list(
+        self,
+        project: str,
+        *,
+        name: str | None = None,
+        limit: int | None = None,
+        latest: bool = False,
+    ) -> builtins.list[InfoT]:
+        """Every version, or every version of ``name``: by name, newest version first.
+
+        With ``limit``, only the ``limit`` most recently registered versions, newest first
+        (what a page shows; :meth:`count` says how many there are in all); with ``latest``,
+        only the newest version of each name. Either way the aliases and what the entries
+        point at are read in a few queries, not per entry."""
+        check_limit(limit)
         table = self._table
         with self._ctx.store.session() as s:
             me = self._ctx.me(s)
@@ -66,14 +80,44 @@ class VersionedAPI(Generic[InfoT]):
             query = select(table).where(table.project_id == proj.id)
             if name is not None:
                 query = query.where(table.name == name)
-            rows = s.scalars(query.order_by(table.name, table.version.desc())).all()
-            alias_cache: dict[str, dict[int, list[str]]] = {}
-            out = []
-            for row in rows:
-                if row.name not in alias_cache:
-                    alias_cache[row.name] = aliases_of(s, proj.id, self.kind, row.name)
-                out.append(self._info(s, row, alias_cache[row.name].get(row.version, [])))
-            return out
+            if latest:
+                newest = (
+                    select(table.name, func.max(table.version).label("v"))
+                    .where(table.project_id == proj.id)
+                    .group_by(table.name)
+                    .subquery()
+                )
+                query = query.join(
+                    newest, (newest.c.name == table.name) & (newest.c.v == table.version)
+                )
+            if limit is None:
+                query = query.order_by(table.name, table.version.desc())
+            else:
+                query = query.order_by(table.id.desc()).limit(limit)
+            rows = s.scalars(query).all()
+            names = {row.name for row in rows} if limit is not None or name is not None else None
+            aliases = aliases_by_name(s, proj.id, self.kind, names)
+            held = self._prefetch(s, rows)  # kept until the infos are made: the map is weak
+            infos = [
+                self._info(s, row, aliases.get(row.name, {}).get(row.version, [])) for row in rows
+            ]
+            del held
+            return infos
+
+    def count(self, project: str, *, name: str | None = None) -> int:
+        """How many versions there are (of ``name``): beside a ``list(limit=...)``."""
+        table = self._table
+        with self._ctx.store.session() as s:
+            proj = self._ctx.project(s, self._ctx.me(s), project, Action.REGISTRY_READ)
+            query = select(func.count()).select_from(table).where(table.project_id == proj.id)
+            if name is not None:
+                query = query.where(table.name == name)
+            return int(s.scalar(query) or 0)
+
+    def _prefetch(self, session: Session, rows: Sequence[Any]) -> object:
+        """Load at once the rows that ``_info`` of these rows reads with ``session.get``
+        (a base model, a producing run), and return them for the caller to hold."""
+        return None
 
     def _precheck(self, project: str, action: Action = Action.REGISTRY_WRITE) -> None:
         """Authorize before work done outside the write transaction (reading local paths,

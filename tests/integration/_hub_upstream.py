@@ -72,3 +72,34 @@ class GatedUpstream:
         yield event({"content": self.rest})
         yield event({}, "stop")
         yield "data: [DONE]\n\n"
+
+
+class EchoUpstream:
+    """An OpenAI-compatible upstream that answers every (non-streamed) chat request with
+    its messages, ``role: content`` joined by " | ", and keeps each request's body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.bodies.append(body)
+        text = " | ".join(f"{m['role']}: {m['content']}" for m in body.get("messages", []))
+        answer = {
+            "id": "cmpl-echo",
+            "object": "chat.completion",
+            "created": 0,
+            "model": str(body.get("model", "echo")),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        }
+        return Response(json.dumps(answer), media_type="application/json")

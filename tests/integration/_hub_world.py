@@ -39,15 +39,22 @@ PAGES = (
     "/hub/p/{p}/prompts",
     "/hub/p/{p}/prompts/greet",
     "/hub/p/{p}/prompts/greet/diff?a=1&b=2",
+    "/hub/p/{p}/prompts/greet/playground",
     "/hub/p/{p}/registry",
     "/hub/p/{p}/registry/datasets/faq",
     "/hub/p/{p}/usage",
+    "/hub/p/{p}/evals",
     "/hub/p/{p}/agents",
     "/hub/p/{p}/knowledge",
     "/hub/p/{p}/audit",
 )
 #: Every form or fetch target of a project.
-POSTS = ("/hub/p/{p}/chat/chat", "/hub/p/{p}/prompts/greet/label", "/hub/p/{p}/feedback")
+POSTS = (
+    "/hub/p/{p}/chat/chat",
+    "/hub/p/{p}/prompts/greet/label",
+    "/hub/p/{p}/feedback",
+    "/hub/p/{p}/prompts/greet/playground",
+)
 
 
 def post(http: httpx.Client, path: str, token: str | None) -> httpx.Response:
@@ -105,8 +112,12 @@ def csrf_of(html: str) -> str:
 
 
 def make_hub_world(
-    platform: Callable[..., Any], settings: Any, gateway_server: Callable[..., Any]
+    platform: Callable[..., Any],
+    settings: Any,
+    gateway_server: Callable[..., Any],
+    **gateway: Any,
 ) -> HubWorld:
+    """The two projects on a gateway started with ``gateway`` (e.g. ``stages=...``)."""
     admin = platform()
     admin.projects.create("shop", description="The shop's assistants " + XSS[0])
     admin.projects.create("bank", description="The bank's")
@@ -127,8 +138,85 @@ def make_hub_world(
         rows = [{"question": XSS[1], "answer": "a", XSS[3]: 1}, {"question": "q2", "answer": None}]
         admin.registry.datasets.register(project, "faq", rows, description=XSS[2])
     admin.usage.record("shop", UsageEvent(model="chat", prompt_tokens=5, completion_tokens=7))
-    live = gateway_server(settings, admin=mount_platform)
+    live = gateway_server(settings, admin=mount_platform, **gateway)
     return HubWorld(live.url, admin, owner, viewer, outsider, settings)
+
+
+#: The rows of the eval suite ``capitals``: questions (one carries a payload) and references.
+EVAL_ROWS = [
+    {"id": f"q{i}", "question": f"capital {i}? " + (XSS[3] if i == 0 else ""), "reference": ref}
+    for i, ref in enumerate(["Paris"] * 6 + ["Rome"] * 2)
+]
+#: What the candidate deployment answers to every row (the baseline answers "Paris").
+CANDIDATE_REPLY = "Rome " + XSS[1]
+
+
+@dataclass(frozen=True)
+class EvalRuns:
+    baseline: str  # shop's run of qa-a (answers "Paris": 6 of 8 rows right)
+    candidate: str  # shop's run of qa-b (answers CANDIDATE_REPLY: none right)
+    theirs: str  # bank's run of qa-a
+
+
+def add_eval_runs(world: HubWorld, folder: Path) -> EvalRuns:
+    """Runs of the suite ``capitals`` (EVAL_ROWS; exact_match and token_f1, one repeat)
+    made by ``eval.run`` through the world's gateway, as ``genai eval run`` makes them."""
+    import json
+
+    import eval as ev
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "capitals.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in EVAL_ROWS), encoding="utf-8")
+    suite = folder / "suite.yaml"
+    suite.write_text(
+        "name: capitals\ndataset: capitals.jsonl\nrepeats: 1\nconcurrency: 2\n"
+        "max_retries: 0\nmetrics: [exact_match, token_f1]\n",
+        encoding="utf-8",
+    )
+    made = (
+        ("shop", "qa-a", world.owner, "Paris"),
+        ("shop", "qa-b", world.owner, CANDIDATE_REPLY),
+        ("bank", "qa-a", world.outsider, "Paris"),
+    )
+    for project, target, _, reply in made:  # all first: the gateway caches its deployments
+        spec = {"targets": [{"name": "m", "backend": "fake", "options": {"default": reply}}]}
+        world.admin.registry.deployments.create(project, target, spec=spec)
+    ids = {}
+    for project, target, key, _ in made:
+        job = ev.run(
+            world.admin, project, suite, target=target, gateway=world.url + "/v1", api_key=key
+        )
+        assert job.eval.status == "finished", job.eval
+        ids[(project, target)] = job.eval.id
+    return EvalRuns(ids[("shop", "qa-a")], ids[("shop", "qa-b")], ids[("bank", "qa-a")])
+
+
+@contextlib.contextmanager
+def playground_world(
+    platform: Callable[..., Any], settings: Any, gateway_server: Callable[..., Any]
+) -> Iterator[tuple[HubWorld, Any]]:
+    """The hub world on a gateway with the prompt stage, and shop's deployment ``echo`` of
+    an upstream that answers with the messages it got: the world and the upstream
+    (``_hub_upstream.EchoUpstream``, its ``bodies`` the requests)."""
+    from _hub_upstream import EchoUpstream
+
+    from apps._prompts import PromptStage
+    from genai.gateway import Stages
+    from genai.store import Store
+    from genai.testing import running_server
+
+    store = Store(settings.resolved_database_url)
+    stages = Stages(request=[PromptStage(settings, store, ttl_s=0.0)])
+    world = make_hub_world(platform, settings, gateway_server, stages=stages)
+    echo = EchoUpstream()
+    try:
+        with running_server(echo.app()) as base:
+            spec = {"targets": [{"name": "up", "url": base + "/v1", "model": "echo"}]}
+            world.admin.registry.deployments.create("shop", "echo", spec=spec)
+            yield world, echo
+    finally:
+        store.dispose()
 
 
 DOCS = {

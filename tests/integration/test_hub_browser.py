@@ -20,9 +20,11 @@ from _hub_world import (
     REPLY,
     XSS,
     HubWorld,
+    add_eval_runs,
     make_agent_world,
     make_docs_world,
     make_hub_world,
+    playground_world,
 )
 from sqlalchemy import select
 
@@ -118,6 +120,7 @@ def test_sign_in_and_open_every_page(browser: Any, world: HubWorld) -> None:
             "Registry",
             "Knowledge",
             "Usage",
+            "Evaluations",
             "Agents",
             "Audit",
             "Overview",
@@ -149,6 +152,71 @@ def test_sign_in_and_open_every_page(browser: Any, world: HubWorld) -> None:
         assert "/hub/signin?next=" in page.url
     finally:
         watched.close()
+    assert watched.problems == []
+
+
+def test_compare_two_eval_runs_and_see_the_interval_and_p_value(
+    browser: Any, world: HubWorld, tmp_path: Path
+) -> None:
+    import eval as ev
+    from eval._report_svg import fmt_p
+
+    runs = add_eval_runs(world, tmp_path / "suite")
+    cand, _ = ev.load_run(world.admin, "shop", runs.candidate)
+    comparisons, _ = ev.compare_with(world.admin, "shop", cand, runs.baseline)
+    exact = next(c for c in comparisons if c.metric == "exact_match")
+    watched = Watched(browser, world.url)
+    page = watched.page
+    try:
+        sign_in(watched, world, world.owner)
+        page.click("nav >> text=Evaluations")
+        page.wait_for_url("**/hub/p/shop/evals")
+        assert runs.baseline in page.locator("main table").inner_text()
+        page.select_option("#cmp-a", runs.baseline)
+        page.select_option("#cmp-b", runs.candidate)
+        page.click("button:has-text('Compare')")
+        page.wait_for_url("**/evals/compare?**")
+        row = page.locator('tr[data-metric="exact_match"]')
+        assert row.locator(".p-value").inner_text() == fmt_p(exact.p_value)
+        assert row.locator(".diff").inner_text().count("[") == 1  # the difference's CI
+        assert row.locator(".verdict").inner_text() == "worse"
+        charts = page.locator("figure.ci")
+        assert charts.count() == len(comparisons)
+        assert page.locator("figure.ci rect.bar").count() == 2 * len(comparisons)
+        assert page.locator("figure.ci line.err").count() >= 2  # CIs drawn as whiskers
+        assert page.locator("article.row-pair").count() == 8
+        assert XSS[1] in page.locator("article.row-pair").first.inner_text()  # as text
+        no_markup_from_payloads(page)
+        page.click(f"main p a:has-text('{runs.baseline}')")
+        page.wait_for_url(f"**/evals/{runs.baseline}")
+        assert page.locator("figure.ci").count() >= 2
+    finally:
+        watched.close()
+    assert watched.problems == []
+
+
+def test_the_playground_runs_two_versions_side_by_side(
+    browser: Any, platform: Callable[..., Any], settings: Any, gateway_server: Callable[..., Any]
+) -> None:
+    with playground_world(platform, settings, gateway_server) as (world, echo):
+        watched = Watched(browser, world.url)
+        page = watched.page
+        try:
+            sign_in(watched, world, world.owner)
+            page.goto(world.url + "/hub/p/shop/prompts/greet")
+            page.click("main >> text=Run versions side by side in the playground")
+            page.select_option("#pg-deployment", "echo")
+            page.fill("#pg-var-1", "Where is my order? " + XSS[1])
+            page.click("button:has-text('Run both')")
+            page.locator("section.side").first.wait_for()
+            answers = page.locator("section.side .answer")
+            assert answers.count() == 2
+            assert "You help kindly" in answers.nth(1).inner_text()
+            assert XSS[1] in answers.nth(0).inner_text()  # the model's echo, as text
+            no_markup_from_payloads(page)
+        finally:
+            watched.close()
+        assert len(echo.bodies) == 2
     assert watched.problems == []
 
 
