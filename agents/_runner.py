@@ -269,9 +269,12 @@ class AgentRunner:
                 engine.base_elapsed = float(snapshot.values.get("elapsed_s", 0.0))
                 interrupted = any(task.interrupts for task in snapshot.tasks)
                 start = Command(resume=True) if interrupted else None
-                if not snapshot.next:  # it ended before its row said so: nothing to run
-                    values = snapshot.values
-                else:
+                if not snapshot.next and snapshot.values.get("status"):
+                    values = snapshot.values  # it ended before its row said so: nothing to run
+                elif not snapshot.next:  # killed before its input was durable: start over
+                    info = await asyncio.to_thread(run.records.get, run.run_id)
+                    start = {"messages": list(info.input), "agent": run.agent.name}
+                if values is None:
                     await asyncio.to_thread(run.records.update, run.run_id, status="running")
             engine.started = self._clock()
             if values is None:
