@@ -55,17 +55,7 @@ def playground(request: Request, project: str, name: str) -> Response:
     form = _form(page, name)
     numbers = [v.version for v in form["versions"]]
     chosen = {"a": numbers[min(1, len(numbers) - 1)], "b": numbers[0], "deployment": ""}
-    return render(
-        request,
-        "playground.html",
-        page=page,
-        section="prompts",
-        name=name,
-        chosen=chosen,
-        values={},
-        sides=[],
-        **form,
-    )
+    return _shown_page(request, page, name, form, chosen, {}, [])
 
 
 @router.post("/p/{project}/prompts/{name}/playground", include_in_schema=False)
@@ -88,6 +78,19 @@ async def playground_run(request: Request, project: str, name: str) -> Response:
     sides = await asyncio.gather(
         *(_run(page, name, by_number[n], chosen["deployment"], values) for n in numbers)
     )
+    return _shown_page(request, page, name, form, chosen, values, list(sides))
+
+
+def _shown_page(
+    request: Request,
+    page: Page,
+    name: str,
+    form: dict[str, Any],
+    chosen: dict[str, Any],
+    values: dict[str, str],
+    sides: list[Side],
+) -> Response:
+    """The playground: the form as chosen, and the two answers once run."""
     return render(
         request,
         "playground.html",
