@@ -358,16 +358,20 @@ class SqlEntries:
                     )
                 ).all()
             )
+            # Every counter column in every write, so that the statement has one shape:
+            # one per subset of changed counters would each take a place in SQLAlchemy's
+            # statement cache (hundreds of them, with their column proxies).
             for (project_id, deployment), row in sorted(counters.items()):
                 if project_id not in projects or not row:
                     continue  # the project was deleted meanwhile
+                values = {name: row.get(name, 0) for name in _COUNTERS}
                 stmt = insert(t.CacheCounter).values(
-                    project_id=project_id, deployment=deployment, **row
+                    project_id=project_id, deployment=deployment, **values
                 )
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["project_id", "deployment"],
                     set_={
-                        name: getattr(t.CacheCounter, name) + stmt.excluded[name] for name in row
+                        name: getattr(t.CacheCounter, name) + stmt.excluded[name] for name in values
                     },
                 )
                 s.execute(stmt)
@@ -378,6 +382,12 @@ class SqlEntries:
             ]
             if rows:
                 s.execute(insert(t.CacheHit), rows)
+
+
+#: The counter columns of ``cache_counters`` (all but its key).
+_COUNTERS = tuple(
+    c.name for c in t.CacheCounter.__table__.columns if c.name not in ("project_id", "deployment")
+)
 
 
 def _insert(dialect: str) -> Any:
