@@ -28,7 +28,9 @@ calls, cut by a content filter or empty. A caller may send ``x-genai-cache-contr
 no-cache`` (skip the lookup, store the fresh answer) or ``no-store`` (neither).
 
 Project options (``{"cache": {...}}``, per project and per deployment): ``enabled``,
-``threshold``, ``ttl_s``, ``max_temperature``; an option that does not parse turns the
+``threshold``, ``ttl_s``, ``max_temperature``, ``verifier``, ``max_error`` and
+``recheck_rate`` (sampled re-checks of verified hits against the model's fresh answer, off
+the hot path: ``apps/_cache_recheck.py``); an option that does not parse turns the
 cache off for the project (and is logged). A lookup never fails a request: a cache error is
 logged (no text) and counted as a miss; stores run in the background after the answer is
 sent. With the gateway's fair CPU pool, the embedding of a question (the CPU work of a
@@ -41,20 +43,21 @@ that finds it full is skipped.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
+import random
 import re
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 
+from apps._cache_embed import _DEFERRED, _EmbedLater, _MemoEmbedder
+from apps._cache_recheck import Rechecks
 from cache import ChatRequest, Partition, RequestKey, SemanticCache, output_params
 from cache._options import OPTION_KEY, CacheOptions, CacheSettings
 from genai.errors import ValidationError
@@ -65,7 +68,7 @@ from genai.settings import Settings
 from genai.store import Store
 from genai.store import schema as t
 
-__all__ = ["GatewayCache", "cache_stage"]
+__all__ = ["GatewayCache", "_MemoEmbedder", "cache_stage"]  # the memo: for tests
 
 log = logging.getLogger("genai.cache")
 
@@ -73,17 +76,6 @@ _PSEUDONYM = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 _CACHEABLE_FINISH = {"stop", "length", None}
 #: Deployments whose newest revision is remembered (when the gateway does not say it).
 _MAX_REVISIONS = 10_000
-#: Set while a lookup or store runs in a thread: a question not embedded yet is not
-#: embedded there (:class:`_EmbedLater`), but in the fair CPU pool.
-_DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar("cache_defer", default=False)
-
-
-class _EmbedLater(Exception):  # a signal, not an error
-    """The question needs embedding: do it in the fair CPU pool, then call again."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__("embedding deferred to the CPU pool")
-        self.text = text
 
 
 @dataclass(frozen=True)
@@ -99,42 +91,7 @@ class _Plan:
     lookup: bool
     verifier: bool = False
     max_error: float | None = None
-
-
-class _MemoEmbedder:
-    """The embedder with a small memory of recent single-text calls: a miss's store embeds
-    the question its lookup embedded a moment earlier. It keeps the ``size`` most recently
-    used texts (a vector is ~1.5 KiB): a store follows its lookup within the request, so a
-    few hundred cover every request in flight."""
-
-    def __init__(self, inner: Any, size: int = 512) -> None:
-        self.inner = inner
-        self.model_name = str(getattr(inner, "model_name", type(inner).__name__))
-        self._memo: OrderedDict[str, Any] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    @property
-    def dimension(self) -> int:
-        return int(self.inner.dimension)
-
-    def embed(self, texts: Sequence[str]) -> Any:
-        if len(texts) != 1:
-            return self.inner.embed(texts)
-        text = texts[0]
-        with self._lock:
-            found = self._memo.get(text)
-            if found is not None:
-                self._memo.move_to_end(text)
-                return found
-        if _DEFERRED.get():
-            raise _EmbedLater(text)
-        vectors = self.inner.embed([text])
-        with self._lock:
-            self._memo[text] = vectors
-            if len(self._memo) > self._size:
-                self._memo.popitem(last=False)
-        return vectors
+    recheck_rate: float = 0.0
 
 
 class GatewayCache:
@@ -151,8 +108,12 @@ class GatewayCache:
         pool: FairPool | None = None,
         max_pending_stores: int = 256,
         clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        rechecks: Rechecks | None = None,
     ) -> None:
         self.cache = cache
+        #: sampled re-checks of verified hits (``rng`` samples them)
+        self.rechecks = rechecks or Rechecks(cache, rng=rng)
         self._clock = clock  # the revision memo expires on it
         self._cpu = pool
         self._store = store
@@ -196,6 +157,17 @@ class GatewayCache:
             return None
         if hit is None or not isinstance(hit.answer, dict):
             return None
+        if plan.recheck_rate:
+            try:
+                self.rechecks.offer(
+                    request,
+                    hit,
+                    rate=plan.recheck_rate,
+                    session=plan.session,
+                    deployment=plan.partition.deployment,
+                )
+            except Exception as error:  # a re-check must never fail the answer
+                log.warning("cache re-check not queued: %s", _describe(error))
         response = _copy(hit.answer)  # the response stages may change it in place
         response["id"] = (
             f"{'chatcmpl' if request.endpoint == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
@@ -248,7 +220,12 @@ class GatewayCache:
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
+    def bind(self, app: Any) -> None:
+        """The gateway's ASGI app, which sampled re-checks ask the model through."""
+        self.rechecks.bind(app)
+
     def close(self) -> None:
+        self.rechecks.close()
         self.cache.close()
 
     # ------------------------------------------------------------ internals
@@ -338,6 +315,7 @@ class GatewayCache:
             lookup="no-cache" not in control,
             verifier=options.verifier,
             max_error=options.max_error,
+            recheck_rate=options.recheck_rate,
         )
 
     async def _revision(self, request: GatewayRequest) -> str:

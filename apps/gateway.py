@@ -268,9 +268,13 @@ def mount_platform(app: FastAPI, gateway: Gateway) -> None:
 
 
 def bind_agents(stages: Stages, app: FastAPI) -> None:
-    """Hosted agents call the gateway back in process, through its ASGI app."""
+    """Hosted agents call the gateway back in process, through its ASGI app (and so do the
+    cache's sampled re-checks)."""
     from apps._agent_target import AgentTarget
+    from apps._cache import GatewayCache
 
     target = stages.targets.get(AgentTarget.name)
     if isinstance(target, AgentTarget):
         target.bind(app)
+    if isinstance(stages.cache, GatewayCache):
+        stages.cache.bind(app)

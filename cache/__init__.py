@@ -22,12 +22,13 @@ It imports ``genai`` only.
 from cache._bound import BoundStats, ErrorBound, ErrorCurve, fit_curve
 from cache._cache import DEFAULT_MARGIN, DEFAULT_THRESHOLD, CacheHit, SemanticCache
 from cache._calibrate import Calibration, calibrate, load_pairs
+from cache._calibrate_verifier import VerifierCalibration, calibrate_verifier
 from cache._entries import CacheStats
 from cache._judge import PairScorer
 from cache._keys import ChatRequest, Partition, RequestKey, output_params, request_key
 from cache._options import CacheOptions
 from cache._pair import PairVerifier, artefact_installed
-from cache._projects import ProjectCaches
+from cache._projects import DeploymentEstimate, ProjectCaches
 from cache._verify import LexicalVerifier, Verifier
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "CacheStats",
     "Calibration",
     "ChatRequest",
+    "DeploymentEstimate",
     "ErrorBound",
     "ErrorCurve",
     "LexicalVerifier",
@@ -49,8 +51,10 @@ __all__ = [
     "RequestKey",
     "SemanticCache",
     "Verifier",
+    "VerifierCalibration",
     "artefact_installed",
     "calibrate",
+    "calibrate_verifier",
     "fit_curve",
     "load_pairs",
     "output_params",

@@ -3,8 +3,9 @@
     bound = ErrorBound(ErrorCurve.from_dict(artefact.calibration))
     p = bound.estimate(project_id, verifier_score)     # P(wrong | score), this project
     p <= max_error                                     # answer, else a miss
-    bound.hit(project_id, request_id, verifier_score)  # remember what answered
+    bound.hit(project_id, request_id, verifier_score, deployment="chat")  # it answered
     bound.error(project_id, request_id)                # /v1/feedback said it was wrong
+    bound.rechecked(project_id, verifier_score, wrong=True, deployment="chat")  # re-asked
 
 The verifier's score is not a probability of being right on anyone's traffic; the curve is.
 It is fitted at build time (``cache/train_verifier.py``) on held-out pairs that reach the
@@ -14,31 +15,43 @@ rises with the score, and each block keeps its count. A block's error is estimat
 (wrong + 0.5) / (n + 1), never 0 from a finite sample, and at least any higher block's.
 
 Traffic differs from any calibration set, so each project's estimate moves with its own
-feedback: a block's estimate is the calibration's, worth ``prior_weight`` pairs at most,
-plus the project's hits in that block and the ones reported wrong. Hits nobody complains
-about count as right (feedback is the only label there is; sampled re-checks against a
-fresh answer would give more, and are not built yet). The per-block estimates are then made
-non-increasing in the score from the top down, so a complaint about a high-scoring hit also
-tightens every lower score. With a correct calibration each answered hit has P(wrong) at or
-under the bound, so the share of wrong hits stays under it too; when traffic is harder than
-the calibration, the reported errors raise the estimates until it does again.
+evidence: a block's estimate is the calibration's, worth ``prior_weight`` pairs at most,
+plus the project's hits in that block and the ones labelled wrong — by feedback, or by a
+sampled re-check that asked the model again and got an answer that disagrees
+(``cache.recheck_rate``, ``apps/_cache.py``). Hits nobody labels count as right. The
+per-block estimates are then made non-increasing in the score from the top down, so a
+complaint about a high-scoring hit also tightens every lower score. With a correct
+calibration each answered hit has P(wrong) at or under the bound, so the share of wrong
+hits stays under it too; when traffic is harder than the calibration, the labelled errors
+raise the estimates until it does again.
 
-The state lives in this process (a few counters per project and block, plus which block
-answered each of the last ``remember`` requests, for feedback to find).
+The evidence is kept per project, deployment, curve and block in an
+:class:`~cache._evidence.Evidence` store: in this process by default, in the platform's
+database (``cache_estimates``) when the cache has a store, where every gateway process adds
+to it and reads a project's rows again after ``ttl_s`` (10 s, as the gateway trusts keys and
+routes): estimates are shared by the processes and survive a restart. The estimate is the
+project's, pooled over its deployments; ``genai cache stats`` reports each deployment.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cache._evidence import EVIDENCE, Evidence, EvidenceRows, MemoryEvidence, wilson
 from genai.errors import ValidationError
 
 __all__ = ["BoundStats", "ErrorBound", "ErrorCurve", "fit_curve"]
+
+#: Projects whose evidence a bound keeps read (least recently used out).
+_MAX_PROJECTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,11 @@ class ErrorCurve:
 
     def to_dict(self) -> dict[str, Any]:
         return {"edges": list(self.edges), "counts": list(self.counts), "wrong": list(self.wrong)}
+
+    def digest(self) -> str:
+        """What names this curve's blocks in the stored evidence (32 hex digits)."""
+        raw = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ErrorCurve:
@@ -127,114 +145,216 @@ def _rate(block: list[float]) -> float:
 
 @dataclass(frozen=True)
 class BoundStats:
-    """A project's hits judged by the bound: how many, their mean estimated error when
-    answered, and how many feedback reported wrong."""
+    """Semantic hits judged by the bound (a project's, or one deployment's): how many, their
+    mean estimated error when answered, how many feedback reported wrong, how many were
+    re-checked against a fresh answer and how many of those disagreed."""
 
     hits: int
     estimated_error: float
     reported_wrong: int
+    rechecked: int = 0
+    recheck_wrong: int = 0
+
+    @property
+    def labelled_wrong(self) -> int:
+        return self.reported_wrong + self.recheck_wrong
 
     @property
     def observed_error(self) -> float:
-        return self.reported_wrong / self.hits if self.hits else 0.0
+        """Labelled errors per judged hit (a floor: a wrong hit nobody labels counts right)."""
+        return min(1.0, self.labelled_wrong / self.hits) if self.hits else 0.0
+
+    @property
+    def observed_interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval of :attr:`observed_error`."""
+        return wilson(min(self.labelled_wrong, self.hits), self.hits)
+
+    @property
+    def recheck_interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval of the re-checked hits' error rate."""
+        return wilson(self.recheck_wrong, self.rechecked)
+
+    @classmethod
+    def of(cls, blocks: Iterable[Mapping[str, float]]) -> BoundStats:
+        """The totals of some blocks' counts."""
+        rows = list(blocks)
+        total = {name: sum(float(c.get(name, 0)) for c in rows) for name in EVIDENCE}
+        hits = int(total["hits"])
+        return cls(
+            hits,
+            total["estimated"] / hits if hits else 0.0,
+            int(total["reported"]),
+            int(total["rechecked"]),
+            int(total["recheck_wrong"]),
+        )
 
 
 @dataclass
 class _Project:
-    hits: list[int]
-    wrong: list[int]
-    answered: int = 0
-    estimated: float = 0.0
-    reported: int = 0
-    cache: list[float] = field(default_factory=list)  # the estimates per block, or []
+    rows: EvidenceRows
+    until: float  # read again after this (the bound's clock)
+    estimates: list[float] = field(default_factory=list)  # per block, or [] until asked
 
 
 class ErrorBound:
     """Per-project estimates of P(wrong | verifier score), from the calibration and the
-    project's feedback; thread-safe."""
+    project's evidence (``evidence``: in this process unless given); thread-safe.
+
+    A store that shares the evidence between processes is read again after ``ttl_s`` on
+    ``clock``; this process's own labelled errors are written and read back at once."""
 
     def __init__(
-        self, curve: ErrorCurve, *, prior_weight: float = 50.0, remember: int = 100_000
+        self,
+        curve: ErrorCurve,
+        *,
+        prior_weight: float = 50.0,
+        remember: int = 100_000,
+        evidence: Evidence | None = None,
+        ttl_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if prior_weight <= 0:
             raise ValidationError(f"prior_weight must be above 0, not {prior_weight}")
         self.curve = curve
+        self.curve_id = curve.digest()
         self.prior_weight = prior_weight
+        self.evidence: Evidence = evidence if evidence is not None else MemoryEvidence()
+        self.shared = evidence is not None
+        self.ttl_s = ttl_s
+        self._clock = clock
         self._remember = remember
-        self._projects: dict[int, _Project] = {}
-        self._answers: OrderedDict[tuple[int, str], int] = OrderedDict()
+        self._projects: OrderedDict[int, _Project] = OrderedDict()
+        self._answers: OrderedDict[tuple[int, str], tuple[str, int]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def share(self, evidence: Evidence) -> None:
+        """Keep the evidence in ``evidence`` from now on (a cache with a store gives its
+        own), unless the bound was built with a store of its own."""
+        if self.shared:
+            return
+        with self._lock:
+            self.evidence, self.shared = evidence, True
+            self._projects.clear()
 
     def estimate(self, project_id: int, score: float) -> float:
         """The estimated probability that a hit with this verifier score is wrong."""
-        with self._lock:
-            return self._estimates(project_id)[self.curve.block(score)]
+        return self._estimates(project_id)[self.curve.block(score)]
 
     def threshold(self, project_id: int, max_error: float) -> float | None:
         """The lowest verifier score the project answers at under ``max_error`` (None:
         none); what ``genai cache stats`` reports."""
-        with self._lock:
-            estimates = self._estimates(project_id)
+        estimates = self._estimates(project_id)
         ok = [i for i, p in enumerate(estimates) if p <= max_error]
         return self.curve.edges[ok[0]] if ok else None
 
-    def hit(self, project_id: int, request_id: str, score: float) -> None:
-        """A hit answered with this score (feedback on ``request_id`` may follow)."""
+    def hit(self, project_id: int, request_id: str, score: float, *, deployment: str = "") -> None:
+        """A hit answered with this score (feedback on ``request_id`` may follow: it is
+        remembered in this process for :meth:`error`; give "" where the caller keeps it)."""
         index = self.curve.block(score)
-        with self._lock:
-            state = self._state(project_id)
-            state.answered += 1
-            state.estimated += self._estimates(project_id)[index]
-            state.hits[index] += 1
-            state.cache = []
-            if request_id:
-                self._answers[(project_id, request_id)] = index
+        estimate = self._estimates(project_id)[index]
+        self._add(project_id, deployment, index, {"hits": 1, "estimated": estimate})
+        if request_id:
+            with self._lock:
+                self._answers[(project_id, request_id)] = (deployment, index)
                 while len(self._answers) > self._remember:
                     self._answers.popitem(last=False)
 
     def error(self, project_id: int, request_id: str) -> bool:
-        """Feedback said the hit that answered ``request_id`` was wrong; whether that hit
-        is known here (once per request)."""
+        """Feedback said the hit that answered ``request_id`` (remembered by :meth:`hit`)
+        was wrong; whether that hit is known here (once per request)."""
         with self._lock:
-            index = self._answers.pop((project_id, request_id), None)
-            if index is None:
-                return False
-            state = self._state(project_id)
-            state.wrong[index] += 1
-            state.reported += 1
-            state.cache = []
-            return True
+            found = self._answers.pop((project_id, request_id), None)
+        if found is None:
+            return False
+        self._label(project_id, found[0], found[1], {"reported": 1})
+        return True
+
+    def wrong(self, project_id: int, score: float, *, deployment: str = "") -> None:
+        """Feedback said a hit answered with this score was wrong."""
+        self._label(project_id, deployment, self.curve.block(score), {"reported": 1})
+
+    def rechecked(
+        self, project_id: int, score: float, *, wrong: bool, deployment: str = ""
+    ) -> None:
+        """A hit answered with this score was asked of the model again: whether the fresh
+        answer disagreed (a labelled error) or not."""
+        counts = {"rechecked": 1, "recheck_wrong": int(wrong)}
+        self._label(project_id, deployment, self.curve.block(score), counts)
 
     def stats(self, project_id: int) -> BoundStats:
+        """The project's judged hits, over all its deployments."""
+        rows = self._rows(project_id)
+        return BoundStats.of(c for blocks in rows.values() for c in blocks.values())
+
+    def deployment_stats(self, project_id: int) -> dict[str, BoundStats]:
+        """The project's judged hits per deployment."""
+        rows = self._rows(project_id)
+        return {d: BoundStats.of(blocks.values()) for d, blocks in sorted(rows.items())}
+
+    def forget(self, project_id: int | None = None) -> None:
+        """Read the evidence (of one project, or all) again on the next estimate."""
         with self._lock:
-            state = self._projects.get(project_id)
-            if state is None:
-                return BoundStats(0, 0.0, 0)
-            mean = state.estimated / state.answered if state.answered else 0.0
-            return BoundStats(state.answered, mean, state.reported)
+            if project_id is None:
+                self._projects.clear()
+            else:
+                self._projects.pop(project_id, None)
+
+    # ------------------------------------------------------------ internals
+
+    def _add(
+        self, project_id: int, deployment: str, index: int, counts: Mapping[str, float]
+    ) -> None:
+        self.evidence.add(project_id, deployment, self.curve_id, index, counts)
+        if self.evidence.live:
+            self.forget(project_id)
+
+    def _label(
+        self, project_id: int, deployment: str, index: int, counts: Mapping[str, float]
+    ) -> None:
+        """A labelled hit: rare, and what the estimates are for; written at once, and this
+        process reads the project's evidence again."""
+        self.evidence.add(project_id, deployment, self.curve_id, index, counts)
+        self.evidence.flush()
+        self.forget(project_id)
 
     def _state(self, project_id: int) -> _Project:
-        state = self._projects.get(project_id)
-        if state is None:
-            blocks = len(self.curve.edges)
-            state = self._projects[project_id] = _Project([0] * blocks, [0] * blocks)
+        with self._lock:
+            state = self._projects.get(project_id)
+            if state is not None and state.until > self._clock():
+                self._projects.move_to_end(project_id)
+                return state
+        rows = self.evidence.read(project_id, self.curve_id)  # outside the lock: I/O
+        state = _Project(rows, self._clock() + self.ttl_s)
+        with self._lock:
+            self._projects[project_id] = state
+            self._projects.move_to_end(project_id)
+            while len(self._projects) > _MAX_PROJECTS:
+                self._projects.popitem(last=False)
         return state
 
-    def _estimates(self, project_id: int) -> list[float]:
-        state = self._projects.get(project_id)
-        if state is None:
-            return self._prior()
-        if not state.cache:
-            estimates = []
-            for i, n in enumerate(self.curve.counts):
-                weight = min(float(n), self.prior_weight)
-                prior = self.curve.p_wrong(i)
-                estimates.append((weight * prior + state.wrong[i]) / (weight + state.hits[i]))
-            # never rising with the score: a block is at least as wrong as any above it
-            for i in range(len(estimates) - 2, -1, -1):
-                estimates[i] = max(estimates[i], estimates[i + 1])
-            state.cache = estimates
-        return state.cache
+    def _rows(self, project_id: int) -> EvidenceRows:
+        return self._state(project_id).rows
 
-    def _prior(self) -> list[float]:
-        return [self.curve.p_wrong(i) for i in range(len(self.curve.edges))]
+    def _estimates(self, project_id: int) -> list[float]:
+        state = self._state(project_id)
+        if state.estimates:
+            return state.estimates
+        blocks = len(self.curve.edges)
+        hits, wrong = [0.0] * blocks, [0.0] * blocks
+        for per_block in state.rows.values():
+            for index, counts in per_block.items():
+                if 0 <= index < blocks:
+                    hits[index] += counts.get("hits", 0.0)
+                    wrong[index] += counts.get("reported", 0.0) + counts.get("recheck_wrong", 0.0)
+        estimates = []
+        for i, n in enumerate(self.curve.counts):
+            weight = min(float(n), self.prior_weight)
+            prior = self.curve.p_wrong(i)
+            # a labelled error is a judged hit, even where the hit itself was not counted
+            judged = max(hits[i], wrong[i])
+            estimates.append((weight * prior + wrong[i]) / (weight + judged))
+        # never rising with the score: a block is at least as wrong as any above it
+        for i in range(len(estimates) - 2, -1, -1):
+            estimates[i] = max(estimates[i], estimates[i + 1])
+        state.estimates = estimates
+        return estimates

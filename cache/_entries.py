@@ -159,8 +159,16 @@ class EntryStore(Protocol):
         *,
         hit: tuple[str, str] | None = None,
         at: float | None = None,
+        score: float | None = None,
     ) -> None:
-        """Add to the counters; ``hit`` is (entry id, request id) of an answer served."""
+        """Add to the counters; ``hit`` is (entry id, request id) of an answer served, and
+        ``score`` the pair verifier's when it judged that hit."""
+        ...
+
+    def claim_judged(self, project_id: int, request_id: str) -> list[tuple[str, float]]:
+        """(deployment, verifier score) of the judged hits that answered ``request_id``,
+        each given once (to the first caller, in any process): what a labelled error
+        counts against."""
         ...
 
     def stats(self, project_id: int) -> CacheStats: ...
@@ -188,6 +196,7 @@ class MemoryEntries:
         self._used: dict[str, float] = {}
         self._counters: dict[tuple[int, str], dict[str, float]] = {}
         self._hits: dict[tuple[int, str], set[str]] = {}  # oldest request first
+        self._judged: dict[tuple[int, str], tuple[str, float]] = {}  # oldest first
         self._lock = threading.RLock()
 
     def exact(self, project_id: int, exact_key: str) -> Entry | None:
@@ -284,6 +293,7 @@ class MemoryEntries:
         *,
         hit: tuple[str, str] | None = None,
         at: float | None = None,
+        score: float | None = None,
     ) -> None:
         with self._lock:
             row = self._counters.setdefault((project_id, deployment), dict.fromkeys(COUNTERS, 0))
@@ -299,6 +309,15 @@ class MemoryEntries:
                     self._hits.setdefault((project_id, request_id), set()).add(entry_id)
                     while len(self._hits) > self.max_hit_log:
                         self._hits.pop(next(iter(self._hits)))
+                    if score is not None:
+                        self._judged[(project_id, request_id)] = (deployment, score)
+                        while len(self._judged) > self.max_hit_log:
+                            self._judged.pop(next(iter(self._judged)))
+
+    def claim_judged(self, project_id: int, request_id: str) -> list[tuple[str, float]]:
+        with self._lock:
+            found = self._judged.pop((project_id, request_id), None)
+        return [found] if found is not None else []
 
     def stats(self, project_id: int) -> CacheStats:
         with self._lock:

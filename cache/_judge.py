@@ -9,8 +9,10 @@ read as a probability of being wrong through the project's :class:`~cache._bound
   under it;
 - without it, where the model judges the pair the same question (score >= 0.5).
 
-Either way the hit is remembered with its score, so that feedback calling it wrong
-(``SemanticCache.feedback``) tightens the project's estimates.
+Either way the hit is counted in the project's evidence, and the cache's hit log keeps its
+deployment and score, so that feedback calling it wrong (``SemanticCache.feedback``, in any
+process) or a sampled re-check (``SemanticCache.recheck``) tightens the project's
+estimates.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class PairJudge:
     def judge(
         self,
         project_id: int,
-        request_id: str,
+        deployment: str,
         query: str,
         cached: str,
         *,
@@ -77,13 +79,9 @@ class PairJudge:
         score = self.scorer.same(query, [cached])[0]
         estimate = self.bound.estimate(project_id, score)
         accept = estimate <= max_error if max_error is not None else score >= 0.5
-        if accept:
-            self.bound.hit(project_id, request_id, score)
+        if accept:  # the cache's hit log remembers the request (feedback finds it there)
+            self.bound.hit(project_id, "", score, deployment=deployment)
         return Judgement(accept, score, estimate)
-
-    def feedback(self, project_id: int, request_id: str) -> bool:
-        """A hit reported wrong; whether this process judged it."""
-        return self.bound.error(project_id, request_id)
 
     def stats(self, project_id: int) -> BoundStats:
         return self.bound.stats(project_id)

@@ -15,7 +15,11 @@ default), ``verifier`` (whether the trained pair verifier judges semantic hits, 
 cache has one; off by default: on this CPU it adds about 10 ms to a lookup, up to 100 at the
 99th percentile, for little precision at its own line) and ``max_error`` (the bound on the
 estimated probability that a semantic hit is wrong, in (0, 1), e.g. 0.02: see
-``cache/_bound.py``; it turns the verifier on). ``true`` stands for ``{"enabled": true}``;
+``cache/_bound.py``; it turns the verifier on) and ``recheck_rate`` (the share of the
+semantic hits the verifier judged that are asked of the model again after the answer is
+sent, in [0, 1], default 0: each is a real model call, billed and counted against the
+project's quotas like any other; the fresh answer labels the hit right or wrong for the
+bound, see ``apps/_cache.py``). ``true`` stands for ``{"enabled": true}``;
 ``false``, or no option, for off. The option is stored as JSON text (``genai cache
 enable`` writes it, see ``cache/_projects.py``); a dict is read too.
 """
@@ -43,6 +47,7 @@ class CacheSettings:
     max_temperature: float = 0.0
     verifier: bool = False  # the pair verifier judges hits (where the cache has one)
     max_error: float | None = None  # None: no bound (the verifier's own 0.5 line)
+    recheck_rate: float = 0.0  # share of judged semantic hits asked again (off the hot path)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class CacheLevel:
     max_temperature: float | None = None
     verifier: bool | None = None
     max_error: float | None = None
+    recheck_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.enabled is not None and not isinstance(self.enabled, bool):
@@ -74,6 +80,13 @@ class CacheLevel:
             raise _invalid("max_error", self.max_error, "a probability in (0, 1), e.g. 0.02")
         if self.verifier is False and self.max_error is not None:
             raise _invalid("max_error", self.max_error, "unset while the verifier is off")
+        if (
+            self.recheck_rate is not None
+            and not 0 <= _number("recheck_rate", self.recheck_rate) <= 1
+        ):
+            raise _invalid("recheck_rate", self.recheck_rate, "a share in [0, 1], e.g. 0.01")
+        if self.verifier is False and self.recheck_rate:
+            raise _invalid("recheck_rate", self.recheck_rate, "0 while the verifier is off")
 
     def merged(self, **changes: Any) -> CacheLevel:
         """This level with the ``changes`` that are not None."""
@@ -130,12 +143,14 @@ class CacheOptions:
         temperature = pick("max_temperature")
         verifier, max_error = pick("verifier"), pick("max_error")
         on = verifier is True or (verifier is None and max_error is not None)
+        recheck = pick("recheck_rate")
         return CacheSettings(
             threshold=pick("threshold"),
             ttl_s=pick("ttl_s"),
             max_temperature=float(temperature) if temperature is not None else 0.0,
             verifier=on,
             max_error=max_error if on else None,
+            recheck_rate=float(recheck) if on and recheck is not None else 0.0,
         )
 
     def enabled_for(self) -> tuple[bool, list[str], list[str]]:
@@ -153,7 +168,17 @@ class CacheOptions:
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-_FIELDS = frozenset(("enabled", "threshold", "ttl_s", "max_temperature", "verifier", "max_error"))
+_FIELDS = frozenset(
+    (
+        "enabled",
+        "threshold",
+        "ttl_s",
+        "max_temperature",
+        "verifier",
+        "max_error",
+        "recheck_rate",
+    )
+)
 
 
 def _level(raw: Any) -> CacheLevel:

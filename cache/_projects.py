@@ -11,9 +11,10 @@ project.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from cache._bound import BoundStats, ErrorBound, ErrorCurve
 from cache._cache import SemanticCache
 from cache._entries import CacheStats
 from cache._options import OPTION_KEY, CacheLevel, CacheOptions
@@ -24,7 +25,22 @@ from genai.validation import check_resource_name
 if TYPE_CHECKING:
     from genai import Client
 
-__all__ = ["ProjectCaches"]
+__all__ = ["DeploymentEstimate", "ProjectCaches"]
+
+
+@dataclass(frozen=True)
+class DeploymentEstimate:
+    """The error bound of one deployment of a project, as ``genai cache stats`` shows it:
+    its ``max_error`` (None: no bound set), the lowest verifier score the project answers
+    at under it (``min_score``) and the estimated P(wrong) there (``estimated_error``: the
+    bound at the current threshold; None without a bound or where nothing is answered), and
+    the judged hits with their labels (``stats``: observed error rate and its interval)."""
+
+    deployment: str
+    max_error: float | None
+    min_score: float | None
+    estimated_error: float | None
+    stats: BoundStats
 
 
 class ProjectCaches:
@@ -61,17 +77,21 @@ class ProjectCaches:
         max_temperature: float | None = None,
         verifier: bool | None = None,
         max_error: float | None = None,
+        recheck_rate: float | None = None,
     ) -> CacheOptions:
         """Turn the cache on for one deployment of the project, or for all of them (those
         turned off on their own stay off); the settings given replace that level's.
         ``max_error`` bounds the estimated probability of a wrong semantic hit (it needs
-        the pair verifier, on unless ``verifier=False``)."""
+        the pair verifier, on unless ``verifier=False``); ``recheck_rate`` is the share of
+        verified semantic hits asked of the model again, off the hot path (real, billed
+        calls: 0 by default)."""
         settings: dict[str, float | bool | None] = {
             "threshold": threshold,
             "ttl_s": ttl_s,
             "max_temperature": max_temperature,
             "verifier": verifier,
             "max_error": max_error,
+            "recheck_rate": recheck_rate,
         }
         return self._change(project, deployment, True, settings)
 
@@ -116,6 +136,35 @@ class ProjectCaches:
             project_id = self._ctx.project(s, self._ctx.me(s), project, Action.USAGE_READ).id
         return self.cache.stats(project_id)
 
+    def estimates(self, project: str, curve: ErrorCurve | None = None) -> list[DeploymentEstimate]:
+        """The project's error bound per deployment (every deployment with judged hits or a
+        cache setting of its own), from the evidence every gateway process shares; over
+        the shipped verifier's calibration unless ``curve`` is given ([] without one)."""
+        with self._ctx.store.session() as s:
+            row = self._ctx.project(s, self._ctx.me(s), project, Action.USAGE_READ)
+            project_id, raw = row.id, dict(row.options or {}).get(OPTION_KEY)
+        if curve is None:
+            curve = _shipped_curve()
+            if curve is None:
+                return []
+        from cache._sql_evidence import SqlEvidence
+
+        bound = ErrorBound(curve, evidence=SqlEvidence(self._ctx.store), ttl_s=0.0)
+        try:
+            options = CacheOptions.parse(raw, project=project)
+        except ValidationError:
+            options = CacheOptions()
+        per = bound.deployment_stats(project_id)
+        found = []
+        for deployment in sorted(set(per) | set(options.deployments)):
+            settings = options.settings(deployment)
+            max_error = settings.max_error if settings is not None else None
+            low = bound.threshold(project_id, max_error) if max_error is not None else None
+            at = bound.estimate(project_id, low) if low is not None else None
+            stats = per.get(deployment, BoundStats(0, 0.0, 0))
+            found.append(DeploymentEstimate(deployment, max_error, low, at, stats))
+        return found
+
     def invalidate(
         self,
         project: str,
@@ -152,3 +201,13 @@ class ProjectCaches:
                 kb_version=kb_version,
             )
         return count
+
+
+def _shipped_curve() -> ErrorCurve | None:
+    """The calibration shipped with the trained verifier (its training record only: no
+    model is loaded), or None where it is not installed."""
+    from cache._pair import VerifierArtefact, artefact_installed
+
+    if not artefact_installed():
+        return None
+    return ErrorCurve.from_dict(VerifierArtefact.read().calibration)

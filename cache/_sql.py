@@ -15,12 +15,13 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
 
 from cache._entries import COUNTERS, FILTERS, CacheStats, Entry, Gone
+from cache._sql_evidence import SqlEvidence
+from cache._sql_rows import entry_of, insert_for, row_values, when
 from genai.errors import ConflictError, GenAIError
 from genai.store import Store
 from genai.store import schema as t
@@ -30,6 +31,8 @@ __all__ = ["SqlEntries"]
 log = logging.getLogger("genai.cache")
 
 _CHUNK = 500
+#: A buffered hit-log row: project, request, entry, at, deployment, verifier score.
+_HitRow = tuple[int, str, str, float, str, float | None]
 
 
 class SqlEntries:
@@ -52,11 +55,13 @@ class SqlEntries:
         self.dropped = 0  # hit-log rows and "last used" times dropped while the buffer was full
         self._lock = threading.Lock()
         self._counters: dict[tuple[int, str], dict[str, float]] = {}
-        self._hits: list[tuple[int, str, str, float]] = []  # project, request, entry, at
+        self._hits: list[_HitRow] = []
         self._used: dict[str, tuple[int, float]] = {}  # entry → (hits, last used)
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        #: the error bound's evidence, written by the same flusher
+        self.evidence = SqlEvidence(store)
 
     # ------------------------------------------------------------ reads
 
@@ -67,7 +72,7 @@ class SqlEntries:
                     t.CacheEntry.project_id == project_id, t.CacheEntry.exact_key == exact_key
                 )
             ).first()
-            return _entry(row) if row is not None else None
+            return entry_of(row) if row is not None else None
 
     def fetch(self, project_id: int, ids: Sequence[str]) -> dict[str, Entry]:
         if not ids:
@@ -78,7 +83,7 @@ class SqlEntries:
                     t.CacheEntry.project_id == project_id, t.CacheEntry.id.in_(list(ids))
                 )
             ).all()
-            return {row.id: _entry(row) for row in rows}
+            return {row.id: entry_of(row) for row in rows}
 
     def scope_rows(self, project_id: int, scope: str, limit: int) -> list[Entry]:
         with self._store.session() as s:
@@ -92,7 +97,7 @@ class SqlEntries:
                 .order_by(t.CacheEntry.used_at.desc())
                 .limit(limit)
             ).all()
-            return [_entry(row) for row in rows]
+            return [entry_of(row) for row in rows]
 
     def count_scope(self, project_id: int, scope: str) -> int:
         with self._store.session() as s:
@@ -131,7 +136,7 @@ class SqlEntries:
                     (t.CacheEntry.request_id == request_id) | t.CacheEntry.id.in_(served),
                 )
             ).all()
-            return [_entry(row) for row in rows]
+            return [entry_of(row) for row in rows]
 
     def stats(self, project_id: int) -> CacheStats:
         with self._store.session() as s:
@@ -151,7 +156,7 @@ class SqlEntries:
     # ------------------------------------------------------------ writes
 
     def put(self, entry: Entry) -> Entry:
-        values = _row_values(entry)
+        values = row_values(entry)
         for attempt in (1, 2):
             try:
                 with self._store.session() as s:
@@ -227,7 +232,7 @@ class SqlEntries:
         return self.delete(project_id, victims)
 
     def purge_expired(self, now: float, limit: int = 1000) -> list[tuple[int, str, str]]:
-        moment = _when(now)
+        moment = when(now)
         with self._store.session() as s:
             rows = s.execute(
                 select(t.CacheEntry.project_id, t.CacheEntry.id)
@@ -258,6 +263,7 @@ class SqlEntries:
         *,
         hit: tuple[str, str] | None = None,
         at: float | None = None,
+        score: float | None = None,
     ) -> None:
         moment = at if at is not None else time.time()
         with self._lock:
@@ -265,14 +271,20 @@ class SqlEntries:
             for name, value in counts.items():
                 row[name] = row.get(name, 0) + value
             if hit is not None:
-                self._buffer_hit(project_id, hit, moment)
+                self._buffer_hit(project_id, hit, moment, (deployment, score))
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(
                     target=self._run, name="genai-cache-flush", daemon=True
                 )
                 self._thread.start()
 
-    def _buffer_hit(self, project_id: int, hit: tuple[str, str], moment: float) -> None:
+    def _buffer_hit(
+        self,
+        project_id: int,
+        hit: tuple[str, str],
+        moment: float,
+        judged: tuple[str, float | None],
+    ) -> None:
         """Buffer a hit (under the lock) until the next flush. A database slower than the
         traffic must not grow the buffer without end: beyond ``max_buffered`` rows a hit's
         log row and "last used" time are dropped, counted and reported by the next flush
@@ -288,16 +300,41 @@ class SqlEntries:
             if len(self._hits) >= self.max_buffered:
                 self.dropped += 1
             else:
-                self._hits.append((project_id, request_id, entry_id, moment))
+                self._hits.append((project_id, request_id, entry_id, moment, *judged))
 
     def buffered(self) -> int:
         """Rows waiting for the next flush (hit log and "last used" times)."""
         with self._lock:
             return len(self._hits) + len(self._used)
 
+    def claim_judged(self, project_id: int, request_id: str) -> list[tuple[str, float]]:
+        if not request_id:
+            return []
+        self.flush()
+        claimed: list[tuple[str, float]] = []
+        with self._store.session() as s:
+            rows = s.execute(
+                select(t.CacheHit.id, t.CacheHit.deployment, t.CacheHit.score).where(
+                    t.CacheHit.project_id == project_id,
+                    t.CacheHit.request_id == request_id,
+                    t.CacheHit.score.is_not(None),
+                )
+            ).all()
+            for row_id, deployment, score in rows:
+                # clearing the score claims the hit: one process counts it, once
+                done = s.execute(
+                    update(t.CacheHit)
+                    .where(t.CacheHit.id == row_id, t.CacheHit.score.is_not(None))
+                    .values(score=None)
+                )
+                if getattr(done, "rowcount", 0) == 1 and score is not None:
+                    claimed.append((str(deployment or ""), float(score)))
+        return claimed
+
     def flush(self) -> None:
         """Write what :meth:`record` buffered. A failed write is logged; its counters are
         kept for the next try (hit logs and "last used" times are dropped)."""
+        self.evidence.flush()
         with self._lock:
             counters, self._counters = self._counters, {}
             hits, self._hits = self._hits, []
@@ -340,16 +377,16 @@ class SqlEntries:
     def _write(
         self,
         counters: dict[tuple[int, str], dict[str, float]],
-        hits: list[tuple[int, str, str, float]],
+        hits: list[_HitRow],
         used: dict[str, tuple[int, float]],
     ) -> None:
-        insert = _insert(self._store.dialect)
+        insert = insert_for(self._store.dialect)
         with self._store.session() as s:
             for entry_id, (count, moment) in sorted(used.items()):
                 s.execute(
                     update(t.CacheEntry)
                     .where(t.CacheEntry.id == entry_id)
-                    .values(hits=t.CacheEntry.hits + count, used_at=_when(moment))
+                    .values(hits=t.CacheEntry.hits + count, used_at=when(moment))
                 )
             projects = set(
                 s.scalars(
@@ -376,8 +413,15 @@ class SqlEntries:
                 )
                 s.execute(stmt)
             rows = [
-                {"project_id": p, "request_id": r, "entry_id": e, "ts": _when(at)}
-                for p, r, e, at in hits
+                {
+                    "project_id": p,
+                    "request_id": r,
+                    "entry_id": e,
+                    "ts": when(at),
+                    "deployment": d if score is not None else None,
+                    "score": score,
+                }
+                for p, r, e, at, d, score in hits
                 if p in projects
             ]
             if rows:
@@ -388,68 +432,3 @@ class SqlEntries:
 _COUNTERS = tuple(
     c.name for c in t.CacheCounter.__table__.columns if c.name not in ("project_id", "deployment")
 )
-
-
-def _insert(dialect: str) -> Any:
-    """The dialect's INSERT (both have ``on_conflict_do_update``)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.insert
-
-
-def _when(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def _seconds(moment: datetime | None) -> float | None:
-    return moment.timestamp() if moment is not None else None
-
-
-def _row_values(entry: Entry) -> dict[str, Any]:
-    return {
-        "project_id": entry.project_id,
-        "exact_key": entry.exact_key,
-        "scope": entry.scope,
-        "deployment": entry.deployment,
-        "adapter": entry.adapter,
-        "prompt_version": entry.prompt_version,
-        "params": entry.params,
-        "kb_version": entry.kb_version,
-        "revision": entry.revision,
-        "question": entry.question,
-        "vector": entry.vector,
-        "answer": entry.answer,
-        "request_id": entry.request_id,
-        "tokens": entry.tokens,
-        "cost_usd": entry.cost_usd,
-        "created_at": _when(entry.created_at),
-        "used_at": _when(entry.created_at),
-        "expires_at": _when(entry.expires_at) if entry.expires_at is not None else None,
-    }
-
-
-def _entry(row: t.CacheEntry) -> Entry:
-    return Entry(
-        id=row.id,
-        project_id=row.project_id,
-        exact_key=row.exact_key,
-        scope=row.scope,
-        deployment=row.deployment,
-        answer=row.answer,
-        question=row.question,
-        vector=row.vector,
-        adapter=row.adapter,
-        prompt_version=row.prompt_version,
-        params=row.params,
-        kb_version=row.kb_version,
-        revision=row.revision,
-        request_id=row.request_id,
-        tokens=row.tokens,
-        cost_usd=row.cost_usd,
-        created_at=row.created_at.timestamp(),
-        expires_at=_seconds(row.expires_at),
-    )

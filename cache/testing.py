@@ -18,7 +18,8 @@ found, fetched, listed, counted, deleted, trimmed or reported. Within a project:
 ``put`` of an exact key replaces the answer and keeps the entry's id; entries are listed
 most recently used first and trimmed least recently used first; expired entries are purged
 across projects; counters add up per deployment; a request finds the entries it stored
-and those that answered it.
+and those that answered it; a judged hit (its verifier score) is claimed once, by one
+caller, for the error bound.
 
 Optional fixture: ``projects``, two project ids the store may hold entries of (``(1, 2)``);
 a store whose rows reference real projects gives the ids of projects it created.
@@ -262,3 +263,19 @@ class EntryStoreSuite:
         assert [e.id for e in entries.for_request(a, "r-1")] == [stored.id]
         assert [e.id for e in entries.for_request(a, "r-2")] == [other.id]
         assert entries.for_request(a, "") == []
+
+    def test_a_judged_hit_is_claimed_once_and_only_in_its_project(
+        self, entries: EntryStore, projects: tuple[int, int]
+    ) -> None:
+        a, b = projects
+        served = entries.put(entry(a, 1))
+        entries.record(a, "chat", {"lookups": 1}, hit=(served.id, "r-1"), score=0.75)
+        entries.record(a, "chat", {"lookups": 1}, hit=(served.id, "r-2"))  # not judged
+        entries.flush()
+        assert entries.claim_judged(b, "r-1") == []  # another project's request id
+        assert entries.claim_judged(a, "r-2") == []
+        claimed = entries.claim_judged(a, "r-1")
+        assert [d for d, _ in claimed] == ["chat"]
+        assert [s for _, s in claimed] == pytest.approx([0.75])
+        assert entries.claim_judged(a, "r-1") == []  # once
+        assert entries.claim_judged(a, "") == []

@@ -4,20 +4,26 @@ deployments, calibrate its threshold, read a project's counters, and empty its c
 genai cache enable support --deployment chat          owners; off unless turned on
 genai cache disable support                            the whole project (or --deployment)
 genai cache calibrate pairs.jsonl --precision 0.98     the threshold for that precision
-genai cache stats support                              hit rate, tokens and cost saved
+genai cache calibrate pairs.jsonl --verifier           precision with the verifier and bound
+genai cache stats support                              hit rate, savings, error estimates
 genai cache invalidate support --deployment chat       maintainers and owners; audited
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from apps.cli._app import JsonOpt, app, client, settings
 from apps.cli._output import console, print_json
 from genai.errors import ValidationError
+
+if TYPE_CHECKING:
+    from cache import DeploymentEstimate
 
 __all__ = ["cache_app"]
 
@@ -51,6 +57,11 @@ def enable(
         "--verifier/--no-verifier",
         help="The trained pair verifier judges hits (default off; --max-error turns it on).",
     ),
+    recheck_rate: float | None = typer.Option(
+        None,
+        "--recheck-rate",
+        help="Share of verified hits asked of the model again after answering (billed; 0).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Turn the cache on for a project's deployments (or one); it is off unless turned on."""
@@ -65,6 +76,7 @@ def enable(
             max_temperature=max_temperature,
             verifier=verifier,
             max_error=max_error,
+            recheck_rate=recheck_rate,
         )
     _show_switch(project, options, as_json)
 
@@ -112,26 +124,78 @@ def calibrate_cmd(
     no_verifier: bool = typer.Option(
         False, "--no-verifier", help="Calibrate the similarity alone, without the second check."
     ),
+    pair_verifier: bool = typer.Option(
+        False,
+        "--verifier",
+        help="Also report precision and hit rate with the trained pair verifier and the "
+        "error bound (--max-error) at the threshold chosen (or --threshold).",
+    ),
+    threshold: float | None = typer.Option(
+        None, help="With --verifier: the cosine threshold (default: the one chosen here)."
+    ),
+    max_error: list[float] = typer.Option(
+        [0.05, 0.02, 0.01], "--max-error", help="With --verifier: bounds to report (repeat)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """The lowest threshold whose precision on labelled pairs reaches --precision."""
+    """The lowest threshold whose precision on labelled pairs reaches --precision; with
+    --verifier, what the pair verifier and the error bound make of the same pairs."""
     from cache import LexicalVerifier, calibrate, load_pairs
     from genai.models import SentenceTransformerEmbedder
 
     labelled = load_pairs(pairs)
     model = embedding_model or settings().embedding_model
-    result = calibrate(
-        labelled,
-        precision,
-        embedder=SentenceTransformerEmbedder(model),
-        verifier=None if no_verifier else LexicalVerifier(),
-    )
+    embedder = SentenceTransformerEmbedder(model)
+    lexical = None if no_verifier else LexicalVerifier()
+    result = calibrate(labelled, precision, embedder=embedder, verifier=lexical)
+    report = None
+    if pair_verifier:
+        from cache import ErrorCurve, PairVerifier, calibrate_verifier
+
+        scorer = PairVerifier()
+        report = calibrate_verifier(
+            labelled,
+            scorer=scorer,
+            curve=ErrorCurve.from_dict(scorer.artefact.calibration),
+            threshold=threshold or result.threshold or 0.8,
+            embedder=embedder,
+            verifier=lexical,
+            max_errors=max_error,
+        )
     if as_json:
-        print_json(asdict(result))
+        print_json(asdict(result) | ({"verifier": asdict(report)} if report else {}))
     else:
         _show_calibration(result)
-    if result.threshold is None:
+        if report is not None:
+            _show_verifier(report)
+    if result.threshold is None and report is None:
         raise typer.Exit(1)
+
+
+def _show_verifier(report: object) -> None:
+    from rich.table import Table
+
+    from cache import VerifierCalibration
+
+    assert isinstance(report, VerifierCalibration)
+    table = Table(
+        title=f"with the pair verifier, at threshold {report.threshold:.2f} "
+        f"({report.reached_verifier} of {report.pairs} pairs reach it)",
+        title_justify="left",
+    )
+    for column in ("checks", "max_error", "hits", "false hits", "precision", "hit rate", "recall"):
+        table.add_column(column, justify="right")
+    for row in report.rows:
+        table.add_row(
+            row.name,
+            "-" if row.max_error is None else f"{row.max_error:g}",
+            str(row.hits),
+            str(row.false_hits),
+            f"{row.precision:.3f}",
+            f"{row.hit_rate:.3f}",
+            f"{row.recall:.3f}",
+        )
+    console.print(table)
 
 
 def _show_calibration(result: object) -> None:
@@ -193,10 +257,11 @@ def stats(project: str = ProjectArg, as_json: bool = JsonOpt) -> None:
     cache = _cache()
     assert isinstance(cache, SemanticCache)
     with client() as c:
-        found = ProjectCaches(c, cache).stats(project)
+        caches = ProjectCaches(c, cache)
+        found = caches.stats(project)
+        estimates = caches.estimates(project)
     cache.close()
-    # what feedback reported wrong, of the hits served (the estimate the bound uses lives in
-    # the gateway process: cache.SemanticCache.bound_stats)
+    # what feedback reported wrong, of the hits served
     observed = found.false_hits / found.hits if found.hits else 0.0
     if as_json:
         print_json(
@@ -205,6 +270,7 @@ def stats(project: str = ProjectArg, as_json: bool = JsonOpt) -> None:
                 "hits": found.hits,
                 "hit_rate": found.hit_rate,
                 "observed_error": observed,
+                "error_bound": [_estimate_json(e) for e in estimates],
             }
         )
         return
@@ -224,6 +290,65 @@ def stats(project: str = ProjectArg, as_json: bool = JsonOpt) -> None:
                 f"  {deployment}: {int(row['lookups'])} lookups, "
                 f"{int(row['exact_hits'] + row['semantic_hits'])} hits"
             )
+    if estimates:
+        _show_estimates(estimates)
+
+
+def _estimate_json(estimate: DeploymentEstimate) -> dict[str, object]:
+    stats = estimate.stats
+    return {
+        "deployment": estimate.deployment,
+        "max_error": estimate.max_error,
+        "min_score": estimate.min_score,
+        "estimated_error": estimate.estimated_error,
+        "mean_estimated_error": stats.estimated_error,
+        "judged_hits": stats.hits,
+        "reported_wrong": stats.reported_wrong,
+        "rechecked": stats.rechecked,
+        "recheck_wrong": stats.recheck_wrong,
+        "observed_error": stats.observed_error,
+        "observed_interval": list(stats.observed_interval),
+    }
+
+
+def _show_estimates(estimates: Sequence[DeploymentEstimate]) -> None:
+    from rich.table import Table
+
+    table = Table(title="error bound of verified semantic hits", title_justify="left")
+    columns = (
+        "deployment",
+        "max_error",
+        "min score",
+        "est. error",
+        "judged hits",
+        "labelled wrong",
+        "observed (95% CI)",
+        "rechecked",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+
+    def f(x: float | None, digits: int = 3) -> str:
+        return "-" if x is None else f"{x:.{digits}f}"
+
+    for estimate in estimates:
+        stats = estimate.stats
+        low, high = stats.observed_interval
+        table.add_row(
+            estimate.deployment,
+            "-" if estimate.max_error is None else f"{estimate.max_error:g}",
+            f(estimate.min_score),
+            f(estimate.estimated_error, 4),
+            str(stats.hits),
+            f"{stats.reported_wrong} + {stats.recheck_wrong}",
+            f"{stats.observed_error:.3f} [{low:.3f}, {high:.3f}]",
+            f"{stats.rechecked} ({stats.recheck_wrong} wrong)",
+        )
+    console.print(table)
+    console.print(
+        "  est. error: the bound's P(wrong) at the lowest verifier score answered under "
+        "max_error; labelled wrong: by feedback + by re-checks; observed: labelled / judged"
+    )
 
 
 @cache_app.command("invalidate")

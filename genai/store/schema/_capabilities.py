@@ -24,6 +24,7 @@ from genai.store.schema._base import Base, _created, _project_fk
 __all__ = [
     "CacheCounter",
     "CacheEntry",
+    "CacheEstimate",
     "CacheHit",
     "DlpVaultEntry",
     "KbAnswer",
@@ -114,7 +115,9 @@ class CacheEntry(Base):
 
 class CacheHit(Base):
     """Which cache entry answered which request: ``POST /v1/feedback`` on that request
-    evicts the entry. Kept for a few days only."""
+    evicts the entry. Kept for a few days only. A semantic hit the pair verifier judged
+    keeps its ``deployment`` and verifier ``score``: feedback (in any process) finds the
+    error-bound block it counts against, and clears ``score`` so that it counts once."""
 
     __tablename__ = "cache_hits"
     __table_args__ = (Index("ix_cache_hits_request", "project_id", "request_id"),)
@@ -124,6 +127,8 @@ class CacheHit(Base):
     request_id: Mapped[str] = mapped_column(String(64))
     entry_id: Mapped[str] = mapped_column(String(32))
     ts: Mapped[datetime] = mapped_column(index=True)
+    deployment: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class CacheCounter(Base):
@@ -143,6 +148,35 @@ class CacheCounter(Base):
     false_hits: Mapped[int] = mapped_column(BigInteger, default=0)
     stores: Mapped[int] = mapped_column(BigInteger, default=0)
     evictions: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CacheEstimate(Base):
+    """A project's evidence on its semantic hits, per deployment and verifier-score block of
+    a calibration curve (``cache/_bound.py``), summed over every gateway process with
+    atomic increments: the online half of the error bound (``cache.max_error``).
+
+    ``curve`` is a digest of the calibration curve the blocks belong to: a new verifier
+    starts from its own calibration instead of inheriting blocks it did not define.
+    ``hits`` are the semantic hits answered at this block (judged: they count as right
+    unless labelled), ``estimated`` the sum of their estimated P(wrong) when answered;
+    ``reported`` the ones ``POST /v1/feedback`` labelled wrong; ``rechecked`` the sampled
+    hits re-asked of the model and ``recheck_wrong`` those whose fresh answer disagreed.
+    """
+
+    __tablename__ = "cache_estimates"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    deployment: Mapped[str] = mapped_column(String(200), primary_key=True)
+    curve: Mapped[str] = mapped_column(String(32), primary_key=True)
+    block: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    estimated: Mapped[float] = mapped_column(Float, default=0.0)
+    reported: Mapped[int] = mapped_column(BigInteger, default=0)
+    rechecked: Mapped[int] = mapped_column(BigInteger, default=0)
+    recheck_wrong: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = _created()
 
 
 # --------------------------------------------------------------------------- rag
