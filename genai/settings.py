@@ -145,12 +145,50 @@ class Settings(BaseSettings):
         "and adapter files from (comma-separated; empty: none but the bundled embedder).",
     )
 
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="The Hub's single sign-on: an OpenID Connect issuer URL (its "
+        "/.well-known/openid-configuration is read); unset: no OIDC sign-in.",
+    )
+    oidc_client_id: str | None = Field(
+        default=None, description="The Hub's client id at the OIDC provider."
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="The Hub's client secret at the OIDC provider."
+    )
+    oidc_client_secret_file: Path | None = Field(
+        default=None, description="A file holding the client secret (instead of the variable)."
+    )
+    oidc_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["openid", "profile", "email"],
+        description="Scopes the Hub asks the OIDC provider for (comma-separated).",
+    )
+    oidc_user_claim: str = Field(
+        default="preferred_username",
+        description="The ID token's claim that names the platform user (e.g. 'email').",
+    )
+    oidc_provider_name: str = Field(
+        default="single sign-on",
+        description="What the sign-in page calls the provider ('Sign in with <name>').",
+    )
+    oidc_create_users: bool = Field(
+        default=False,
+        description="Whether a person the provider vouches for but the platform does not "
+        "know is registered as a user (with no project) on first sign-in.",
+    )
+    oidc_redirect_url: str | None = Field(
+        default=None,
+        description="The Hub's callback URL as the provider sees it (behind a proxy); "
+        "from the request when unset.",
+    )
+
     @field_validator(
         "license_allowlist",
         "protected_aliases",
         "secret_env_allowlist",
         "inprocess_backends",
         "model_roots",
+        "oidc_scopes",
         mode="before",
     )
     @classmethod

@@ -91,6 +91,7 @@ def whoami() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``genai`` script: one line per error, non-zero exit."""
     import apps.cli._agents  # registers `genai agent`
+    import apps.cli._apps  # registers `genai app`
     import apps.cli._cache  # registers `genai cache`
     import apps.cli._dlp  # registers `genai dlp`
     import apps.cli._eval_lm  # registers `genai eval lm-eval`

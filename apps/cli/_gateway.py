@@ -36,7 +36,8 @@ def gateway(
     configure_logging(access_log)
     console.print(
         f"[green]✓[/] gateway on http://{host}:{port}/v1 ({workers} worker"
-        f"{'s' if workers > 1 else ''}); admin API on /api, metrics on /metrics"
+        f"{'s' if workers > 1 else ''}); admin API on /api, metrics on /metrics, the Hub "
+        f"on http://{host}:{port}/hub"
     )
     uvicorn.run(
         "apps.gateway:create_app",

@@ -1,8 +1,10 @@
-"""``genai hub link``: a one-time link that signs you in to the Hub, the gateway's web UI.
+"""``genai hub``: the Hub, the gateway's web UI.
 
-The gateway serves the Hub at ``/hub`` (``genai gateway``, ``genai up``); this prints a link
-for the local user into one project, as Jupyter prints its token links. Anyone with the link
-can use it once, within 15 minutes: paste it only into your own browser.
+The gateway serves the Hub at ``/hub`` (``genai gateway``, ``genai up``). ``genai hub link``
+prints a link for the local user into one project, as Jupyter prints its token links (anyone
+with the link can use it once, within 15 minutes: paste it only into your own browser).
+``genai hub serve`` runs the Hub alone: the gateway's app with only ``/hub`` reachable
+(see ``apps/hub/_standalone.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import typer
 
 from apps.cli._app import ProjectOpt, app, settings
 from apps.cli._output import console
+from genai.store import Store, check_schema
 
 __all__ = ["hub_app"]
 
@@ -33,3 +36,38 @@ def link(
     from apps.hub import sign_in_link
 
     console.print(sign_in_link(settings(), project, base_url=url), soft_wrap=True)
+
+
+@hub_app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(4001, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (share counters via Redis)."),
+) -> None:
+    """Serve the Hub alone at /hub: the gateway's app in this process, without its /v1,
+    /api and /metrics (run `genai gateway` for those)."""
+    import os
+
+    import uvicorn
+
+    from apps.cli._gateway import configure_logging
+
+    cfg = settings()
+    check_schema(Store(cfg.resolved_database_url))  # fail in one line before workers start
+    os.environ["GENAI_USER"] = cfg.user
+    configure_logging(False)
+    console.print(
+        f"[green]✓[/] Hub on http://{host}:{port}/hub ({workers} worker"
+        f"{'s' if workers > 1 else ''}); this process serves no /v1, /api or /metrics"
+    )
+    uvicorn.run(
+        "apps.hub._standalone:create_hub_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )

@@ -14,6 +14,9 @@ elsewhere (the Content-Security-Policy says ``'self'`` only).
   their confidence intervals, two runs compared with the paired test, row by row).
 - A chat page for every deployment, streamed through the gateway as the session's key,
   and a prompt playground that runs two versions of a prompt side by side the same way.
+- Published apps: a deployment at a public link (``/hub/apps/{slug}``) with a script-tag
+  widget and an iframe for other sites, an app token instead of a key, its own daily
+  quota, CORS and ``frame-ancestors`` per app (``apps/hub/_published.py``).
 """
 
 from __future__ import annotations
@@ -25,15 +28,14 @@ from urllib.parse import quote
 
 from fastapi import FastAPI
 
-from genai.errors import ConfigError, MissingDependencyError
+from apps.hub._sessions import HUB_KEY_NAME
+from genai.errors import MissingDependencyError
 from genai.gateway import Gateway
 from genai.settings import Settings
 
 __all__ = ["HUB_KEY_NAME", "HUB_PREFIX", "create_hub", "mount_hub", "sign_in_link"]
 
 HUB_PREFIX = "/hub"
-#: The name of the keys :func:`sign_in_link` mints (one per user and project at a time).
-HUB_KEY_NAME = "hub-sign-in"
 _HERE = Path(__file__).parent
 
 
@@ -52,7 +54,18 @@ def create_hub(
         raise MissingDependencyError("jinja2", extra="hub", purpose="The Hub's pages") from error
     from fastapi.staticfiles import StaticFiles
 
-    from apps.hub import _chat, _evals, _forms, _knowledge, _pages, _playground, _signin
+    from apps.hub import (
+        _chat,
+        _evals,
+        _forms,
+        _knowledge,
+        _oidc,
+        _pages,
+        _playground,
+        _published,
+        _runs,
+        _signin,
+    )
     from apps.hub._web import HubState, hub_errors
 
     hub = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -63,11 +76,14 @@ def create_hub(
     # the pages' router ends with the catch-all 404: last
     routers = (
         _signin.router,
+        _oidc.router,  # single sign-on (OpenID Connect), when configured
         _chat.router,
         _forms.router,
         _knowledge.router,
         _evals.router,
         _playground.router,
+        _runs.router,  # a run's loss curves, the lineage graph
+        _published.router,  # published apps: public pages, widget, publishing
         _pages.router,
     )
     for router in routers:
@@ -100,22 +116,10 @@ def sign_in_link(
     keys of the project, which signs out the browsers an earlier link signed in. The link
     is good once, for 15 minutes, on any gateway process that shares the platform's secret
     key (``GENAI_SECRET_KEY`` or ``GENAI_HOME/secret.key``) and database."""
-    from apps.hub._sessions import SESSION_TTL_S, SessionCodec
+    from apps.hub._sessions import SessionCodec, mint_hub_key
     from genai import connect
 
     with connect(settings, user=user) as client:
-        role = client.projects.get(project).role
-        if role is None:
-            raise ConfigError(
-                f"you are not a member of project {project!r} (platform admins see it without "
-                "a role): add yourself with `genai project member add` to sign in to its Hub"
-            )
-        me = client.users.whoami().name
-        for old in client.keys.list(project):
-            if old.name == HUB_KEY_NAME and old.owner == me and old.status == "active":
-                client.keys.revoke(project, old.prefix)
-        key = client.keys.create(
-            project, role=role, name=HUB_KEY_NAME, expires_in=f"{SESSION_TTL_S}s"
-        )
-    token = SessionCodec(settings, now=time.time).new_link(key.secret, project)
+        secret = mint_hub_key(client, project)
+    token = SessionCodec(settings, now=time.time).new_link(secret, project)
     return f"{base_url.rstrip('/')}{HUB_PREFIX}/signin/link?token={quote(token, safe='')}"

@@ -19,6 +19,7 @@ from starlette.types import Message
 
 from apps.hub._web import (
     SECURITY_HEADERS,
+    HubState,
     call_gateway,
     check_csrf,
     page_of,
@@ -28,7 +29,7 @@ from apps.hub._web import (
 )
 from genai.errors import PayloadTooLarge, ValidationError
 
-__all__ = ["router"]
+__all__ = ["check_messages", "gateway_stream", "read_json", "router"]
 
 router = APIRouter()
 MAX_BODY_BYTES = 1024 * 1024
@@ -59,10 +60,17 @@ async def chat_send(request: Request, project: str, deployment: str) -> Response
     session = session_of(request)
     check_csrf(session, request.headers.get("x-csrf-token"))
     page = await run_in_threadpool(page_of, request, project)
-    messages = check_messages(await _json(request))
-    body = json.dumps(
-        {"model": deployment, "messages": messages, "stream": True}, ensure_ascii=False
-    ).encode("utf-8")
+    messages = check_messages(await read_json(request))
+    body = {"model": deployment, "messages": messages, "stream": True}
+    response = await gateway_stream(request, hub, page.session.key, body)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+async def gateway_stream(request: Request, hub: HubState, key: str, body: Any) -> Response:
+    """The gateway's own ``/v1/chat/completions`` handler's answer to ``body`` as ``key``,
+    streamed as it comes (the browser leaving cancels the work still to do)."""
+    raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
     scope = dict(request.scope)
     scope.update(
         path="/v1/chat/completions",
@@ -70,9 +78,9 @@ async def chat_send(request: Request, project: str, deployment: str) -> Response
         root_path="",
         query_string=b"",
         headers=[
-            (b"authorization", f"Bearer {page.session.key}".encode("ascii")),
+            (b"authorization", f"Bearer {key}".encode("ascii")),
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode("ascii")),
+            (b"content-length", str(len(raw)).encode("ascii")),
         ],
     )
     sent = False
@@ -81,16 +89,15 @@ async def chat_send(request: Request, project: str, deployment: str) -> Response
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": raw, "more_body": False}
         message: Message = await request.receive()  # the browser leaving: http.disconnect
         return message
 
-    response = await hub.gateway.handle(Request(scope, receive), "chat")
-    response.headers.update(SECURITY_HEADERS)
-    return response
+    return await hub.gateway.handle(Request(scope, receive), "chat")
 
 
-async def _json(request: Request) -> Any:
+async def read_json(request: Request) -> Any:
+    """The request's JSON body (at most MAX_BODY_BYTES)."""
     raw = b""
     async for part in request.stream():
         raw += part
@@ -135,7 +142,7 @@ async def feedback(request: Request, project: str) -> Response:
     session = session_of(request)
     check_csrf(session, request.headers.get("x-csrf-token"))
     page = await run_in_threadpool(page_of, request, project)
-    body = await _json(request)
+    body = await read_json(request)
     given = body if isinstance(body, dict) else {}
     request_id, rating = given.get("request_id"), given.get("rating")
     if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:

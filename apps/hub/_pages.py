@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from apps.deployments import newest_revisions
+from apps.hub._trees import tree_of
 from apps.hub._web import Page, page_of, render
 from genai.errors import Forbidden, MissingDependencyError, NotFoundError, ValidationError
 from genai.tenancy import Role, UsageRow
@@ -276,7 +277,9 @@ Decided = Annotated[str | None, Query(max_length=200)]
 
 @router.get("/p/{project}/agents", include_in_schema=False)
 def agents(request: Request, project: str, decided: Decided = None) -> Response:
-    """Recent agent runs and the tool calls that wait for a person's decision."""
+    """Recent agent runs (the newest as trees of their steps: model calls, tool calls and
+    the sub-agents' steps under the call that asked them) and the tool calls that wait for
+    a person's decision."""
     page = page_of(request, project)
     try:
         from agents import AgentRunner
@@ -285,12 +288,14 @@ def agents(request: Request, project: str, decided: Decided = None) -> Response:
     runner = AgentRunner(
         page.scope.client, page.project, gateway="http://gateway.internal/v1", api_key=""
     )
+    runs = runner.runs(limit=AGENT_RUNS)
     return render(
         request,
         "agents.html",
         page=page,
         section="agents",
-        runs=runner.runs(limit=50),
+        runs=runs,
+        trees={r.run_id: tree_of(runner.steps(r.run_id), r.agent) for r in runs[:AGENT_TREES]},
         approvals=runner.approvals(status="pending"),
         can_decide=_role_at_least(page, Role.MAINTAINER),
         # only what the decision form itself says: a crafted link shows nothing of its own
@@ -298,6 +303,8 @@ def agents(request: Request, project: str, decided: Decided = None) -> Response:
     )
 
 
+#: The newest agent runs listed, and how many of them are drawn as trees of their steps.
+AGENT_RUNS, AGENT_TREES = 50, 10
 _DECIDED = re.compile(r"(approved|rejected) [A-Za-z0-9_.:-]{1,64}")
 
 

@@ -12,32 +12,47 @@ table, nothing to clean up).
 
 A sign-in link (:func:`sign_in_link`) carries a sealed, short-lived token that names a key
 minted for the local user; the Hub accepts each token once (the gateway's shared counters
-remember the nonce until the token expires), like Jupyter's token links.
+remember the nonce until the token expires), like Jupyter's token links. Single sign-on
+(``apps/hub/_oidc.py``) mints such a key too (:func:`mint_hub_key`, shared by both).
+
+Signing out ends the session on the server, not only in the browser that asked: the
+session's id (a hash of its CSRF token) is recorded as signed out in the gateway's shared
+counters until the session would have expired, and a key minted for the session is revoked,
+so a copy of the cookie stops working at its next request.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from genai.errors import ConfigError, GenAIError
 from genai.settings import Settings
 from genai.tenancy import KEY_PATTERN, secret_sealer
 
+if TYPE_CHECKING:
+    from genai import Client
+
 __all__ = [
+    "HUB_KEY_NAME",
     "LINK_TTL_S",
     "SESSION_TTL_S",
     "LinkToken",
     "Session",
     "SessionCodec",
+    "mint_hub_key",
 ]
+
+#: The name of the keys the Hub mints for a sign-in link or single sign-on.
+HUB_KEY_NAME = "hub-sign-in"
 
 #: How long a session lasts after sign-in (the key's own expiry may end it sooner).
 SESSION_TTL_S = 12 * 3600
@@ -45,6 +60,14 @@ SESSION_TTL_S = 12 * 3600
 LINK_TTL_S = 15 * 60
 _SESSION_CONTEXT = ("genai-hub", "session")
 _LINK_CONTEXT = ("genai-hub", "sign-in-link")
+
+
+class SignOutRecord(Protocol):
+    """Where signed-out sessions are remembered (the gateway's shared counters)."""
+
+    def add(self, key: str, amount: int, *, limit: int | None, ttl_s: int) -> tuple[bool, int]: ...
+
+    def get(self, key: str) -> int: ...
 
 
 class Sealer(Protocol):
@@ -57,12 +80,19 @@ class Sealer(Protocol):
 
 @dataclass(frozen=True)
 class Session:
-    """One signed-in browser: the project key, its project, the CSRF token, when it began."""
+    """One signed-in browser: the project key, its project, the CSRF token, when it began,
+    and whether the key was minted for this session (revoked when it signs out)."""
 
     key: str
     project: str
     csrf: str
     issued: float
+    minted: bool = False
+
+    @property
+    def id(self) -> str:
+        """A name of this session that reveals nothing of it (a hash of its CSRF token)."""
+        return hashlib.sha256(b"genai-hub-session:" + self.csrf.encode()).hexdigest()[:32]
 
     def csrf_ok(self, given: str | None) -> bool:
         """Whether a form's (or a fetch's header's) token is this session's."""
@@ -97,10 +127,11 @@ class SessionCodec:
 
     # ------------------------------------------------------------ sessions
 
-    def new_session(self, key: str, project: str) -> tuple[Session, str]:
-        """A fresh session (a new CSRF token) and its cookie value."""
-        session = Session(key, project, secrets.token_urlsafe(32), self.now())
-        body = {"k": key, "p": project, "c": session.csrf, "i": session.issued}
+    def new_session(self, key: str, project: str, *, minted: bool = False) -> tuple[Session, str]:
+        """A fresh session (a new CSRF token) and its cookie value; ``minted``: the key was
+        made for this session alone."""
+        session = Session(key, project, secrets.token_urlsafe(32), self.now(), minted)
+        body = {"k": key, "p": project, "c": session.csrf, "i": session.issued, "m": minted}
         return session, self._seal(body, _SESSION_CONTEXT)
 
     def open_session(self, cookie: str | None) -> Session | None:
@@ -109,13 +140,39 @@ class SessionCodec:
         if body is None:
             return None
         try:
-            session = Session(str(body["k"]), str(body["p"]), str(body["c"]), float(body["i"]))
+            session = Session(
+                str(body["k"]),
+                str(body["p"]),
+                str(body["c"]),
+                float(body["i"]),
+                body.get("m") is True,
+            )
         except (KeyError, TypeError, ValueError):
             return None
         age = self.now() - session.issued
         if not KEY_PATTERN.match(session.key) or not 0 <= age < SESSION_TTL_S:
             return None
         return session
+
+    @staticmethod
+    def sign_out(session: Session, record: SignOutRecord) -> None:
+        """Remember that ``session`` signed out, until it would have expired anyway."""
+        record.add(_signed_out(session), 1, limit=None, ttl_s=SESSION_TTL_S + 60)
+
+    @staticmethod
+    def signed_out(session: Session, record: SignOutRecord) -> bool:
+        """Whether ``session`` signed out (on any gateway process sharing the counters)."""
+        return record.get(_signed_out(session)) > 0
+
+    # ------------------------------------------------------------ other sealed values
+
+    def seal(self, body: dict[str, Any], purpose: str) -> str:
+        """``body`` (JSON) sealed for ``purpose`` only: URL- and cookie-safe text."""
+        return self._seal(body, ("genai-hub", purpose))
+
+    def open(self, text: str | None, purpose: str) -> dict[str, Any] | None:
+        """What :meth:`seal` sealed for ``purpose``; None for anything else."""
+        return self._open(text, ("genai-hub", purpose))
 
     # ------------------------------------------------------------ sign-in links
 
@@ -157,6 +214,29 @@ class SessionCodec:
         except GenAIError:  # a damaged cookie is a signed-out browser, never an error page
             return None
         return body if isinstance(body, dict) else None
+
+
+def _signed_out(session: Session) -> str:
+    return f"genai-hub:signed-out:{session.id}"
+
+
+def mint_hub_key(client: Client, project: str) -> str:
+    """A key for ``client``'s user in ``project`` (named ``hub-sign-in``, the user's role,
+    expiring with a session), after revoking the user's earlier ``hub-sign-in`` keys of the
+    project (which signs out the browsers they signed in). A NotFoundError when the user
+    may not see the project; a ConfigError when they see it without a role (an admin)."""
+    role = client.projects.get(project).role
+    if role is None:
+        raise ConfigError(
+            f"you are not a member of project {project!r} (platform admins see it without "
+            "a role): add yourself with `genai project member add` to sign in to its Hub"
+        )
+    me = client.users.whoami().name
+    for old in client.keys.list(project):
+        if old.name == HUB_KEY_NAME and old.owner == me and old.status == "active":
+            client.keys.revoke(project, old.prefix)
+    key = client.keys.create(project, role=role, name=HUB_KEY_NAME, expires_in=f"{SESSION_TTL_S}s")
+    return key.secret
 
 
 _TO_URLSAFE = str.maketrans("+/", "-_")

@@ -155,7 +155,10 @@ def session_of(request: Request) -> Session:
 
 
 def acting_for(hub: HubState, session: Session) -> Acting:
-    """The session key's principal, as the admin API resolves a bearer key."""
+    """The session key's principal, as the admin API resolves a bearer key (a session
+    signed out on the server is refused, whichever copy of its cookie comes back)."""
+    if hub.codec.signed_out(session, hub.api.counters):
+        raise SignInRequired()
     credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=session.key)
     try:
         return hub.api.caller(credentials)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 _SCRIPTS = Path(__file__).with_name("migrations")
 #: The newest migration; a contract test keeps it equal to the scripts' head, so checking
 #: the schema on every connect needs no Alembic import.
-SCHEMA_REVISION = "0012"
+SCHEMA_REVISION = "0014"
 _LOCK_ID = 0x67656E6169  # "genai": serialises concurrent upgrades on PostgreSQL
 
 

@@ -10,6 +10,8 @@ Fakes (no model, no network, deterministic):
   ``serve`` extra); :func:`running_server` serves any ASGI app the same way.
 - :class:`FakeFineTuningServer` — OpenAI's fine-tuning API (files, jobs, events, cancel),
   faked on 127.0.0.1 with scripted progress and failures (needs the ``serve`` extra).
+- :class:`FakeOIDCProvider` — an OpenID Connect provider on 127.0.0.1 that approves one
+  configured user and signs RS256 ID tokens (needs the ``hub`` extra).
 
 Time: :class:`ManualClock` — seconds, UTC datetimes and async sleeps that pass only when the
 test says so, for every component that takes a ``clock`` (TTL caches, vaults, circuit
@@ -54,6 +56,7 @@ from genai.testing._tiny import CHATML_TEMPLATE, HERMES_TOOLS_TEMPLATE, tiny_ada
 
 if TYPE_CHECKING:
     from genai.testing._fake_finetune import FakeFineTuningServer
+    from genai.testing._oidc import FakeOIDCProvider
     from genai.testing._openai_server import FakeOpenAIServer, running_server
     from genai.testing._suites_counters import AsyncCountersSuite, CountersSuite
     from genai.testing._suites_dlp import VaultSuite
@@ -76,6 +79,7 @@ __all__ = [
     "FakeEmbedder",
     "FakeFineTuningServer",
     "FakeLLM",
+    "FakeOIDCProvider",
     "FakeOpenAIServer",
     "FakeReply",
     "LLMBackendSuite",
@@ -99,6 +103,7 @@ _LAZY = {
     "CountersSuite": "genai.testing._suites_counters",
     "EmbedderSuite": "genai.testing._suites_models",
     "FakeFineTuningServer": "genai.testing._fake_finetune",
+    "FakeOIDCProvider": "genai.testing._oidc",
     "FakeOpenAIServer": "genai.testing._openai_server",
     "LLMBackendSuite": "genai.testing._suites_models",
     "RequestStageSuite": "genai.testing._suites_gateway",

@@ -31,7 +31,6 @@ Needs the ``serve`` extra (FastAPI and uvicorn).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import threading
@@ -51,7 +50,7 @@ from genai.testing._fake_finetune_wire import (
     page,
     words,
 )
-from genai.testing._openai_server import running_server
+from genai.testing._served import Served
 
 __all__ = ["FakeFile", "FakeFineTuningServer", "FakeJob", "ScriptedFailure", "check_chat_jsonl"]
 
@@ -139,7 +138,7 @@ class FakeJob:
         }
 
 
-class FakeFineTuningServer:
+class FakeFineTuningServer(Served):
     """The state and the ASGI ``app`` of one fake vendor; mutate attributes between calls.
 
     Use it as a context manager to serve it (``with FakeFineTuningServer() as fake``; the
@@ -171,20 +170,6 @@ class FakeFineTuningServer:
         self._lock = threading.Lock()
         self._counter = 0
         self._next_failure: ScriptedFailure | None = None
-        self._serving: contextlib.ExitStack | None = None
-
-    def __enter__(self) -> FakeFineTuningServer:
-        if self._serving is not None:
-            raise RuntimeError("this FakeFineTuningServer is served already")
-        stack = contextlib.ExitStack()
-        self.url = stack.enter_context(running_server(self.app))
-        self._serving = stack
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        stack, self._serving = self._serving, None
-        if stack is not None:
-            stack.close()
 
     # ------------------------------------------------------------ for tests
 

@@ -44,6 +44,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from genai.testing._served import Served
+
 __all__ = ["MODES", "FakeOpenAIServer", "Recorded", "running_server"]
 
 MODES = {
@@ -72,7 +74,7 @@ class Recorded:
     at: float = 0.0  # time.monotonic() when it arrived
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(Served):
     """The state and the ASGI ``app`` of one fake server; mutate attributes between calls.
 
     Use it as a context manager to serve it (``with FakeOpenAIServer() as fake``), or serve
@@ -112,23 +114,11 @@ class FakeOpenAIServer:
         self.waiting = 0  # what /metrics reports as queued (the fake has no queue)
         self.url = ""  # http://127.0.0.1:PORT while served (a test serving it may set it)
         self.app = self._build()
-        self._serving: contextlib.ExitStack | None = None
 
-    def __enter__(self) -> FakeOpenAIServer:
-        """Serve the fake on a free 127.0.0.1 port until the block ends; ``url`` is its base
-        URL (the OpenAI SDK's ``base_url`` is ``url + "/v1"``)."""
-        if self._serving is not None:
-            raise RuntimeError("this FakeOpenAIServer is served already")
-        stack = contextlib.ExitStack()
-        self.url = stack.enter_context(running_server(self.app))
-        self._serving = stack
+    def _started(self) -> None:
+        """``with fake:`` serves it on a free 127.0.0.1 port until the block ends; ``url`` is
+        its base URL (the OpenAI SDK's ``base_url`` is ``url + "/v1"``)."""
         self.starts += 1
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        stack, self._serving = self._serving, None
-        if stack is not None:
-            stack.close()
 
     def bodies(self, path: str) -> list[Any]:
         """The JSON bodies of the requests to ``path``, oldest first."""

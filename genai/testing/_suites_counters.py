@@ -45,9 +45,7 @@ class CountersSuite:
         assert counters.add("window", 2, limit=None, ttl_s=600) == (True, 7)
         assert counters.get("window") == 7
 
-    def test_an_add_past_the_limit_is_refused_and_changes_nothing(
-        self, counters: Counters
-    ) -> None:
+    def test_an_add_past_the_limit_is_refused_and_changes_nothing(self, counters: Counters) -> None:
         assert counters.add("window", 3, limit=5, ttl_s=600) == (True, 3)
         assert counters.add("window", 3, limit=5, ttl_s=600) == (False, 3)
         assert counters.get("window") == 3

@@ -108,9 +108,7 @@ class VaultSuite:
         assert vault.mapping(b, "shared-id") == {"EMAIL_ADDRESS_1": OTHER}
         assert vault.mapping(b, "never-used") == {}
 
-    def test_drop_forgets_one_session_only(
-        self, vault: Vault, projects: tuple[int, int]
-    ) -> None:
+    def test_drop_forgets_one_session_only(self, vault: Vault, projects: tuple[int, int]) -> None:
         a, b = projects
         vault.assign(a, "s", [("EMAIL_ADDRESS", EMAIL), ("CREDIT_CARD", CARD)], ttl_s=60)
         vault.assign(b, "s", [("EMAIL_ADDRESS", EMAIL)], ttl_s=60)

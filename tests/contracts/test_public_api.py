@@ -182,11 +182,13 @@ EXPECTED: dict[str, str] = {
     """,
     "genai.store.schema": """
         Adapter AgentApproval AgentCheckpoint AgentCheckpointWrite AgentRun AgentStep
-        AgentToolCall Alias AliasEvent ApiKey AuditEvent Base CacheCounter CacheEntry CacheHit
-        Counter Dataset Deployment DlpVaultEntry EvalResult EvalRun EvalSuite Feedback KbAnswer
+        AgentToolCall Alias AliasEvent ApiKey AuditEvent Base CacheCounter CacheEntry CacheEstimate
+        CacheHit Counter Dataset Deployment DlpVaultEntry EvalResult EvalRun EvalSuite Feedback
+        KbAnswer
         KbDocument
         KnowledgeBase LineageEdge Membership Model Principal Project ProjectSecret
-        PromptVersion Quota Run RunMetric ShadowResult StoredResponse UsageRecord utcnow
+        PromptVersion PublishedApp Quota Run RunMetric ShadowResult StoredResponse UsageRecord
+        utcnow
     """,
     "genai.tenancy": """
         Action ApiKeyInfo AsyncCounters AsyncMemoryCounters AsyncQuotaEnforcer
@@ -199,8 +201,8 @@ EXPECTED: dict[str, str] = {
     """,
     "genai.testing": """
         AsyncCountersSuite CHATML_TEMPLATE CacheStageSuite CountersSuite EmbedderSuite
-        HERMES_TOOLS_TEMPLATE FakeEmbedder FakeFineTuningServer FakeLLM FakeOpenAIServer FakeReply
-        LLMBackendSuite
+        HERMES_TOOLS_TEMPLATE FakeEmbedder FakeFineTuningServer FakeLLM FakeOIDCProvider
+        FakeOpenAIServer FakeReply LLMBackendSuite
         ManualClock RequestStageSuite
         ResponseStageSuite StageRequests TargetStageSuite VaultSuite VectorStoreSuite
         running_server smollm2_model tiny_adapter tiny_model
@@ -228,9 +230,10 @@ EXPECTED: dict[str, str] = {
     """,
     "cache": """
         BoundStats CacheHit CacheOptions CacheStats Calibration ChatRequest DEFAULT_MARGIN
-        DEFAULT_THRESHOLD ErrorBound ErrorCurve LexicalVerifier PairScorer PairVerifier
-        Partition ProjectCaches RequestKey SemanticCache Verifier artefact_installed calibrate
-        fit_curve load_pairs output_params request_key
+        DEFAULT_THRESHOLD DeploymentEstimate ErrorBound ErrorCurve LexicalVerifier PairScorer
+        PairVerifier Partition ProjectCaches RequestKey SemanticCache Verifier
+        VerifierCalibration artefact_installed calibrate calibrate_verifier fit_curve
+        load_pairs output_params request_key
     """,
     "cache.langchain": "GenAICache",
     "cache.testing": "EntryStoreSuite",

@@ -357,6 +357,18 @@ def _fill_project(admin: Any, project: str) -> None:
         )
         s.add(t.CacheHit(project_id=pid, request_id="r1", entry_id=entry, ts=t.utcnow()))
         s.add(t.CacheCounter(project_id=pid, deployment="chat", lookups=1))
+        s.add(t.CacheEstimate(project_id=pid, deployment="chat", curve="c", block=0, hits=1))
+        s.add(
+            t.PublishedApp(
+                project_id=pid,
+                slug=f"{project}-app",
+                deployment="chat",
+                title="Chat",
+                key_prefix="gk_x",
+                sealed_key="sealed",
+                token_nonce="n",
+            )
+        )
         kb = t.KnowledgeBase(
             project_id=pid,
             name="docs",

@@ -1,6 +1,6 @@
 // The chat page: posts the conversation to the Hub (same origin, the session's CSRF token
-// in a header) and appends the streamed answer as it arrives. Model output is untrusted: it
-// only ever becomes text nodes (textContent), never markup.
+// in a header, or a published app's token) and appends the streamed answer as it arrives.
+// Model output is untrusted: it only ever becomes text nodes (textContent), never markup.
 (function () {
   "use strict";
   var form = document.getElementById("chat-form");
@@ -12,6 +12,8 @@
   var meta = document.querySelector('meta[name="csrf-token"]');
   var csrf = meta ? meta.getAttribute("content") : "";
   var endpoint = form.getAttribute("action");
+  // a published app's page: its app token instead of a session (no cookie is sent)
+  var appToken = form.getAttribute("data-app-token");
   // the conversation lasts as long as the tab's session (sign-out clears it: hub.js)
   var storageKey = "genai-hub-chat:" + endpoint;
   var history = [];
@@ -178,14 +180,12 @@
     var out = bubble("assistant");
     out.parentNode.setAttribute("aria-busy", "true");
     try {
+      var headers = { "content-type": "application/json", "accept": "text/event-stream, application/json" };
+      if (appToken) { headers["x-app-token"] = appToken; } else { headers["x-csrf-token"] = csrf; }
       var response = await fetch(endpoint, {
         method: "POST",
-        credentials: "same-origin",
-        headers: {
-          "content-type": "application/json",
-          "accept": "text/event-stream, application/json",
-          "x-csrf-token": csrf
-        },
+        credentials: appToken ? "omit" : "same-origin",
+        headers: headers,
         body: JSON.stringify({ messages: history })
       });
       if (!response.ok) { throw await errorOf(response); }

@@ -23,10 +23,12 @@ from genai.store.schema._agents import (
     AgentStep,
     AgentToolCall,
 )
+from genai.store.schema._apps import PublishedApp
 from genai.store.schema._base import Base, utcnow
 from genai.store.schema._capabilities import (
     CacheCounter,
     CacheEntry,
+    CacheEstimate,
     CacheHit,
     DlpVaultEntry,
     KbAnswer,
@@ -75,6 +77,7 @@ __all__ = [
     "Base",
     "CacheCounter",
     "CacheEntry",
+    "CacheEstimate",
     "CacheHit",
     "Counter",
     "Dataset",
@@ -94,6 +97,7 @@ __all__ = [
     "Project",
     "ProjectSecret",
     "PromptVersion",
+    "PublishedApp",
     "Quota",
     "Run",
     "RunMetric",
