@@ -20,6 +20,9 @@
 
 A row has ``messages`` (OpenAI chat messages) or a ``question``; optionally a
 ``reference`` answer, ``reference_contexts`` and an ``id``; every other key is metadata.
+A chat fine-tuning row (``messages`` ending with the assistant's turn) is asked without
+that turn, which is then its ``reference`` when the row has none: a fine-tuning dataset's
+held-out split is a suite as it is.
 """
 
 from __future__ import annotations
@@ -212,6 +215,12 @@ def _row(index: int, item: Mapping[str, Any], names: Mapping[str, str]) -> EvalR
         raise ValueError(f"{names['question']!r} is not text")
     msgs = _messages(messages, names["messages"]) if messages is not None else None
     reference = item.get(names["reference"])
+    if msgs is not None and msgs[-1].role == "assistant":
+        if len(msgs) == 1:
+            raise ValueError(f"{names['messages']!r} has only the assistant's turn to ask")
+        if reference is None:
+            reference = msgs[-1].content
+        msgs = msgs[:-1]  # the answer to score, not part of the question
     if reference is not None and not isinstance(reference, str):
         reference = (
             json.dumps(reference) if not isinstance(reference, int | float) else str(reference)

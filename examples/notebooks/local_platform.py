@@ -29,7 +29,8 @@ __all__ = ["LocalPlatform"]
 GENAI = shutil.which("genai", path=str(Path(sys.executable).parent)) or "genai"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -67,7 +68,7 @@ class LocalPlatform:
         os.environ.update(settings)  # genai.connect() here: the same store
         subprocess.run([GENAI, "init"], env=env, check=True, capture_output=True, text=True)
         print(f"genai init: {home}")
-        platform = cls(home, _free_port(), env, [a for d in docs or [] for a in ("--docs", str(d))])
+        platform = cls(home, free_port(), env, [a for d in docs or [] for a in ("--docs", str(d))])
         platform._wait(timeout_s)
         print(f"genai up: the gateway serves {platform.v1} (project demo)")
         return platform
@@ -82,11 +83,12 @@ class LocalPlatform:
         (key,) = [x.strip() for x in self.lines if x.startswith("gk_") and len(x.strip()) > 50]
         return key
 
-    def wait_for_models(self, *names: str, timeout_s: float = 30) -> None:
-        """Until the gateway serves ``names``: it reads the project's deployments again a
-        few seconds after a change (``genai deploy apply`` and ``apply_spec`` alike)."""
+    def wait_for_models(self, *names: str, key: str | None = None, timeout_s: float = 30) -> None:
+        """Until the gateway serves ``names`` to ``key`` (default: the demo project's): it
+        reads a project's deployments again a few seconds after a change (``genai deploy
+        apply`` and ``apply_spec`` alike)."""
         deadline = time.monotonic() + timeout_s
-        headers = {"Authorization": f"Bearer {self.key}"}
+        headers = {"Authorization": f"Bearer {key or self.key}"}
         while True:
             listed = httpx.get(f"{self.v1}/models", headers=headers, timeout=10).json()["data"]
             missing = set(names) - {m["id"] for m in listed}

@@ -86,7 +86,9 @@ def _html(cells: list[Any]) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("name", ["agent_app.ipynb", "prompts.ipynb"])
+@pytest.mark.parametrize(
+    "name", ["agent_app.ipynb", "prompts.ipynb", "finetune_eval_promote.ipynb"]
+)
 def test_the_notebooks_are_kept_without_outputs(name: str) -> None:
     nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
     assert nb["cells"][0]["cell_type"] == "markdown"
@@ -137,4 +139,42 @@ def test_the_prompts_notebook_pushes_diffs_labels_rolls_back_and_compares(kernel
     cards = [h for h in html if h.startswith("<div") and "refunds@" in h]
     assert len(cards) == 2 and "refunds@1" in cards[0] and "refunds@2" in cards[1], html
     assert any("<table>" in h and "30 days" in h for h in html), html
+    assert out.rstrip().endswith("genai up stopped")
+
+
+def test_the_finetune_notebook_trains_evaluates_and_promotes_through_the_gate(kernel: str) -> None:
+    _require("matplotlib")
+    cells = _execute("finetune_eval_promote.ipynb", kernel)
+    out = _text(cells)
+    assert "dataset:capitals@1 rows per split: {'test': 46, 'train': 26}" in out, out
+    run = re.search(r"run:(\w+) finished, final loss ([\d.]+)", out)
+    assert run and float(run.group(2)) < 0.5, out  # it learned the format
+    assert "adapter: adapter:capitals@1" in out
+    assert "with adapters ['capitals']" in out
+    assert "deployment:capitals@1 {'stable': 90, 'canary': 10}" in out
+    # before and after, on the held-out split: the base never answers in the format
+    scores = re.search(r"held-out exact answers: before (\d+)%, after (\d+)%", out)
+    assert scores and int(scores.group(1)) == 0 and int(scores.group(2)) >= 20, out
+    # the paired test says the improvement is real, not noise
+    exact = re.search(
+        r"exact_match: 0.00 -> ([\d.]+), difference \+[\d.]+ \[\+([\d.]+), .*p=(\S+): (\w+)", out
+    )
+    assert exact, out
+    assert float(exact.group(2)) > 0 and float(exact.group(3)) < 0.05, exact.group(0)
+    assert exact.group(4) == "better"
+    # the base's own run is refused; the adapter's passes and moves the canary to 100%
+    assert re.search(r"refused: eval:\w+ did not pass its gate \(fail\): deployment:capitals", out)
+    assert re.search(r"gate: pass -> deployment:capitals@2", out), out
+    assert "deployment:capitals@2 {'stable': 0.0, 'canary': 100.0}" in out
+    edges = set(re.findall(r"^(\w+):\S+ -> (\w+):\S+ \((\w+)\)$", out, re.M))
+    for edge in [
+        ("dataset", "run"),
+        ("run", "adapter"),
+        ("adapter", "deployment"),
+        ("deployment", "eval"),
+        ("eval", "deployment"),
+    ]:
+        assert any(e[:2] == edge for e in edges), (edge, sorted(edges))
+    assert any("<svg" in h or "eval:" in h for h in _html(cells))  # the run's report
+    assert any("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
     assert out.rstrip().endswith("genai up stopped")

@@ -306,3 +306,20 @@ def test_finetuning_example_trains_serves_and_reaches_the_adapter(tmp_path: Path
         "held-out exact answers: base 0%, fine-tuned 57%",
         '{"country": "Japan", "capital": "Tokyo"}',
     ]
+
+
+def test_the_loop_at_the_top_is_the_one_the_finetune_notebook_runs() -> None:
+    """The ten lines before the set-up are the notebook's calls (which its test executes)."""
+    import json
+
+    (loop,) = _blocks("python", README[: README.index("## Set-up")])
+    assert len(loop.strip().splitlines()) == 10
+    notebook = json.loads(
+        (ROOT / "examples" / "notebooks" / "finetune_eval_promote.ipynb").read_text("utf-8")
+    )
+    code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    calls = set(re.findall(r"\b([a-z_]+(?:\.[a-z_]+)+)\(", loop))
+    assert len(calls) >= 8, calls
+    assert {c for c in calls if f"{c}(" not in code} == set()
+    for literal in re.findall(r'"[^"]*"', loop):
+        assert literal in code, literal

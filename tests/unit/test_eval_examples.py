@@ -7,7 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 import eval as ev
+from genai.errors import ValidationError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "eval"
 
@@ -71,3 +74,21 @@ def test_a_suite_sets_request_body_fields_only() -> None:
         with pytest.raises(ValidationError, match=f"params may not set {key}"):
             ev.load_suite({**base, "params": {key: {}}})
     assert ev.load_suite({**base, "params": {"temperature": 0}}).params == {"temperature": 0}
+
+
+def test_a_chat_fine_tuning_row_is_asked_without_its_answer_which_becomes_the_reference() -> None:
+    ask = {"role": "user", "content": "What is the capital of Peru?"}
+    answer = {"role": "assistant", "content": '{"country": "Peru", "capital": "Lima"}'}
+    tuned, explicit, open_ended = ev.rows_of(
+        [
+            {"messages": [ask, answer]},
+            {"messages": [ask, answer], "reference": "Lima"},
+            {"messages": [ask]},
+        ]
+    )
+    assert [m.role for m in tuned.messages] == ["user"]
+    assert tuned.reference == answer["content"]
+    assert [m.role for m in explicit.messages] == ["user"] and explicit.reference == "Lima"
+    assert open_ended.reference is None
+    with pytest.raises(ValidationError, match="row 1: 'messages' has only the assistant's turn"):
+        ev.rows_of([{"messages": [answer]}])
