@@ -42,6 +42,8 @@ PAGES = (
     "/hub/p/{p}/prompts/greet/playground",
     "/hub/p/{p}/registry",
     "/hub/p/{p}/registry/datasets/faq",
+    "/hub/p/{p}/registry/lineage?ref=dataset:faq",
+    "/hub/p/{p}/apps",
     "/hub/p/{p}/usage",
     "/hub/p/{p}/evals",
     "/hub/p/{p}/agents",
@@ -54,6 +56,7 @@ POSTS = (
     "/hub/p/{p}/prompts/greet/label",
     "/hub/p/{p}/feedback",
     "/hub/p/{p}/prompts/greet/playground",
+    "/hub/p/{p}/apps",
 )
 
 

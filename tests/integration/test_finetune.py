@@ -89,7 +89,9 @@ def test_a_run_trains_registers_and_records_its_lineage(world) -> None:
     assert sorted(steps) == list(range(1, 2 * per_epoch + 1))
     keys = {p.key for p in job.metrics()}
     assert {"loss", "lr", "grad_norm", "eval_loss"} <= keys  # tokens_per_s depends on the clock
-    (axes,) = job.plot().axes  # what a notebook shows
+    figure = job.plot()
+    assert figure._repr_png_().startswith(b"\x89PNG")  # a notebook shows it as a picture
+    (axes,) = figure.axes
     assert [line.get_label() for line in axes.get_lines()] == ["loss", "eval_loss"]
     assert list(axes.get_lines()[0].get_xdata()) == sorted(steps)
 
