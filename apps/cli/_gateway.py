@@ -23,10 +23,26 @@ def gateway(
     access_log: bool = typer.Option(True, help="A JSON line per request on stdout."),
 ) -> None:
     """Serve OpenAI's API for every project: keys, deployments, quotas, usage."""
+    run_app(
+        "apps.gateway:create_app",
+        host,
+        port,
+        workers,
+        access_log=access_log,
+        banner=f"gateway on http://{host}:{port}/v1 ({{workers}}); admin API on /api, metrics "
+        f"on /metrics, the Hub on http://{host}:{port}/hub",
+    )
+
+
+def run_app(
+    factory: str, host: str, port: int, workers: int, *, access_log: bool, banner: str
+) -> None:
+    """Serve the app ``factory`` makes with uvicorn, after checking the store's schema (in
+    one line, before workers start); ``banner`` is printed with ``{workers}`` filled in."""
     import uvicorn
 
     cfg = settings()
-    check_schema(Store(cfg.resolved_database_url))  # fail in one line before workers start
+    check_schema(Store(cfg.resolved_database_url))
     if workers > 1 and not cfg.redis_url:
         console.print(
             "[yellow]![/] several workers without GENAI_REDIS_URL: each counts its own "
@@ -34,13 +50,10 @@ def gateway(
         )
     os.environ["GENAI_USER"] = cfg.user
     configure_logging(access_log)
-    console.print(
-        f"[green]✓[/] gateway on http://{host}:{port}/v1 ({workers} worker"
-        f"{'s' if workers > 1 else ''}); admin API on /api, metrics on /metrics, the Hub "
-        f"on http://{host}:{port}/hub"
-    )
+    count = f"{workers} worker{'s' if workers > 1 else ''}"
+    console.print("[green]✓[/] " + banner.format(workers=count))
     uvicorn.run(
-        "apps.gateway:create_app",
+        factory,
         factory=True,
         host=host,
         port=port,

@@ -13,7 +13,6 @@ import typer
 
 from apps.cli._app import ProjectOpt, app, settings
 from apps.cli._output import console
-from genai.store import Store, check_schema
 
 __all__ = ["hub_app"]
 
@@ -46,28 +45,14 @@ def serve(
 ) -> None:
     """Serve the Hub alone at /hub: the gateway's app in this process, without its /v1,
     /api and /metrics (run `genai gateway` for those)."""
-    import os
+    from apps.cli._gateway import run_app
 
-    import uvicorn
-
-    from apps.cli._gateway import configure_logging
-
-    cfg = settings()
-    check_schema(Store(cfg.resolved_database_url))  # fail in one line before workers start
-    os.environ["GENAI_USER"] = cfg.user
-    configure_logging(False)
-    console.print(
-        f"[green]✓[/] Hub on http://{host}:{port}/hub ({workers} worker"
-        f"{'s' if workers > 1 else ''}); this process serves no /v1, /api or /metrics"
-    )
-    uvicorn.run(
+    run_app(
         "apps.hub._standalone:create_hub_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
+        host,
+        port,
+        workers,
         access_log=False,
+        banner=f"Hub on http://{host}:{port}/hub ({{workers}}); this process serves no /v1, "
+        "/api or /metrics",
     )
